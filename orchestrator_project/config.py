@@ -1,0 +1,99 @@
+"""Typed readers for environment variables.
+
+Settings read the environment only through these helpers, so a bad value stops start-up with a message
+that names the variable instead of surfacing later as a confusing runtime error.
+"""
+
+import ipaddress
+import os
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _raw(name):
+    value = os.environ.get(name)
+    return None if value is None else value.strip()
+
+
+def env_str(name, default=None):
+    value = _raw(name)
+    return default if value in (None, "") else value
+
+
+def env_bool(name, default=False):
+    value = _raw(name)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {value!r}")
+
+
+def env_int(name, default, *, minimum=None, maximum=None):
+    value = _raw(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {number}")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name} must be <= {maximum}, got {number}")
+    return number
+
+
+def env_float(name, default, *, minimum=None):
+    value = _raw(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {number}")
+    return number
+
+
+def env_list(name, default=()):
+    value = _raw(name)
+    if value is None:
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_url(name, default=None, *, schemes=("http", "https")):
+    """A URL with one of `schemes` and a host, or None when unset."""
+    value = env_str(name, default)
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not a valid URL ({exc}): {value!r}") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ImproperlyConfigured(
+            f"{name} must be a URL with scheme {'/'.join(schemes)} and a host, got {value!r}"
+        )
+    return value
+
+
+def env_networks(name, default):
+    """A comma-separated list of CIDRs, parsed into ip_network objects."""
+    networks = []
+    for item in env_list(name, default):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} contains an invalid network: {item!r}") from None
+    return networks

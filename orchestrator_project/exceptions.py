@@ -1,0 +1,17 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class Conflict(exceptions.APIException):
+    """An illegal state change: the request is valid but the resource is not in a state that allows it."""
+
+    status_code = 409
+    default_detail = "The resource is not in a state that allows this."
+    default_code = "conflict"
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,298 @@
+"""Django settings. The environment is read here and only here, through the typed helpers in config.py."""
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from . import embedded
+from .config import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_networks,
+    env_str,
+    env_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VERSION = "0.1.0"
+
+# --- Service ---------------------------------------------------------------------------------------
+SERVICE_HOST = env_str("SERVICE_HOST", "0.0.0.0")
+SERVICE_PORT = env_int("SERVICE_PORT", 8006, minimum=1, maximum=65535)
+
+# --- Backing services: from the environment, or the embedded development servers -------------------
+_DATABASE_URL = env_url("DATABASE_URL", schemes=("postgres", "postgresql", "pgsql", "postgresql+asyncpg",
+                                                 "postgresql+psycopg", "postgresql+psycopg2"))
+_REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss"))
+# No URL means a development checkout: the project brings its own servers and defaults to DEBUG.
+EMBEDDED_SERVICES = _DATABASE_URL is None
+DATABASE_URL = _DATABASE_URL or embedded.ensure_postgres()
+REDIS_URL = _REDIS_URL or embedded.ensure_redis()
+
+DEBUG = env_bool("DEBUG", EMBEDDED_SERVICES)
+TESTING = env_bool("ORCHESTRATOR_TESTING", False)
+
+_DEV_SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
+SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY)
+if not DEBUG and SECRET_KEY == _DEV_SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY must be set to a secret value when DEBUG is off")
+if not DEBUG and len(SECRET_KEY) < 32:
+    raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters when DEBUG is off")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"] if DEBUG else ["localhost", "127.0.0.1"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Public address of this service, given to agents as the base of their `callback_url`.
+PUBLIC_BASE_URL = env_url(
+    "PUBLIC_BASE_URL",
+    f"http://{'127.0.0.1' if SERVICE_HOST in ('0.0.0.0', '::') else SERVICE_HOST}:{SERVICE_PORT}",
+).rstrip("/")
+
+# --- Services named by the seed ------------------------------------------------------------------
+RAG_SERVICE_URL = env_url("RAG_SERVICE_URL")
+RULEGEN_SERVICE_URL = env_url("RULEGEN_SERVICE_URL")
+NOTIFIER_SERVICE_URL = env_url("NOTIFIER_SERVICE_URL")
+RAG_SERVICE_CAPABILITIES = env_list("RAG_SERVICE_CAPABILITIES", [])
+RULEGEN_SERVICE_CAPABILITIES = env_list("RULEGEN_SERVICE_CAPABILITIES", [])
+NOTIFIER_SIGNING_SECRET = env_str("NOTIFIER_SIGNING_SECRET", SECRET_KEY)
+
+# --- Agents --------------------------------------------------------------------------------------
+AGENT_HEARTBEAT_TIMEOUT = env_int("AGENT_HEARTBEAT_TIMEOUT", 30, minimum=1)
+AGENT_PROBE_INTERVAL = env_int("AGENT_PROBE_INTERVAL", 15, minimum=1)
+AGENT_PROBE_FAILURE_THRESHOLD = env_int("AGENT_PROBE_FAILURE_THRESHOLD", 3, minimum=1)
+AGENT_PROBE_TIMEOUT = env_float("AGENT_PROBE_TIMEOUT", 5.0, minimum=0.1)
+AGENT_DEFAULT_MAX_CONCURRENCY = env_int("AGENT_DEFAULT_MAX_CONCURRENCY", 10, minimum=1)
+_PRIVATE_NETWORKS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+_LOOPBACK_NETWORKS = ["127.0.0.0/8", "::1/128"]
+AGENT_ALLOWED_NETWORKS = env_networks(
+    "AGENT_ALLOWED_NETWORKS", _PRIVATE_NETWORKS + (_LOOPBACK_NETWORKS if DEBUG else [])
+)
+AGENT_RESPONSE_MAX_BYTES = env_int("AGENT_RESPONSE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+AGENT_CONNECT_TIMEOUT = env_float("AGENT_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+
+# --- Tasks and dispatch -------------------------------------------------------------------------
+TASK_MAX_INPUT_BYTES = env_int("TASK_MAX_INPUT_BYTES", 1024 * 1024, minimum=1)
+TASK_MAX_RETRIES = env_int("TASK_MAX_RETRIES", 3, minimum=0)
+TASK_DEFAULT_TIMEOUT = env_int("TASK_DEFAULT_TIMEOUT", 60, minimum=1)
+TASK_RETRY_BACKOFF_BASE = env_float("TASK_RETRY_BACKOFF_BASE", 1.0, minimum=0)
+TASK_RETRY_BACKOFF_MAX = env_float("TASK_RETRY_BACKOFF_MAX", 60.0, minimum=0)
+TASK_BULK_MAX = env_int("TASK_BULK_MAX", 1000, minimum=1)
+LOAD_BALANCING_STRATEGY = env_str("LOAD_BALANCING_STRATEGY", "least_connections")
+CIRCUIT_BREAKER_FAILURE_THRESHOLD = env_int("CIRCUIT_BREAKER_FAILURE_THRESHOLD", 5, minimum=1)
+CIRCUIT_BREAKER_RECOVERY_TIMEOUT = env_int("CIRCUIT_BREAKER_RECOVERY_TIMEOUT", 30, minimum=1)
+SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 2, minimum=1)
+DISPATCH_BATCH_SIZE = env_int("DISPATCH_BATCH_SIZE", 200, minimum=1)
+AGENT_CALL_CONCURRENCY = env_int("AGENT_CALL_CONCURRENCY", 1000, minimum=1)
+LEASE_GRACE_SECONDS = env_int("LEASE_GRACE_SECONDS", 10, minimum=0)
+EXECUTE_MAX_WAIT_SECONDS = env_int("EXECUTE_MAX_WAIT_SECONDS", 300, minimum=1)
+
+# --- Monitoring ------------------------------------------------------------------------------------
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env_networks(
+    "METRICS_ALLOWED_NETWORKS", _LOOPBACK_NETWORKS if DEBUG else []
+)
+
+# --- Django ----------------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "channels",
+    "django_prometheus",
+    "orchestrator_project.accounts",
+    "agents",
+    "tasks",
+    "monitoring",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "orchestrator_project.urls"
+ASGI_APPLICATION = "orchestrator_project.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database_config(url):
+    import dj_database_url
+
+    # The seed's example uses an SQLAlchemy-style scheme (postgresql+asyncpg://); the driver is ours.
+    scheme, rest = url.split("://", 1)
+    config = dj_database_url.parse(f"{scheme.split('+')[0]}://{rest}")
+    config["ENGINE"] = "django.db.backends.postgresql"
+    config["CONN_MAX_AGE"] = 0
+    config["OPTIONS"] = {
+        # psycopg 3's pool: connections are reused across requests and threads without leaking.
+        "pool": {
+            "min_size": env_int("DB_POOL_MIN_SIZE", 1, minimum=0),
+            "max_size": env_int("DB_POOL_MAX_SIZE", 20, minimum=1),
+            "timeout": env_float("DB_POOL_TIMEOUT", 10.0, minimum=0.1),
+        },
+    }
+    return config
+
+
+DATABASES = {"default": _database_config(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "orchestrator",
+    }
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "orchestrator:asgi", "capacity": 1000, "expiry": 30},
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG or TESTING
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG or TESTING
+
+LOGIN_URL = "/admin/login/"
+
+# --- Security (production defaults; `manage.py check --deploy` is clean with DEBUG off) ------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # the dashboard's JavaScript reads it to call the API
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Probes and scrapers talk plain HTTP inside the cluster.
+    SECURE_REDIRECT_EXEMPT = [r"^health", r"^metrics", r"^status"]
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- REST framework and OpenAPI ------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "orchestrator_project.accounts.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["orchestrator_project.accounts.permissions.IsOperatorOrReadOnly"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "orchestrator_project.pagination.StandardPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {
+        "auth": env_str("AUTH_TOKEN_RATE", "10/min"),
+        "heartbeat": env_str("HEARTBEAT_RATE", "6000/min"),
+    },
+    "EXCEPTION_HANDLER": "orchestrator_project.exceptions.exception_handler",
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0, minimum=0),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Agent Orchestrator API",
+    "DESCRIPTION": "Register AI agents, submit tasks, and follow them to completion.",
+    "VERSION": VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {},
+}
+
+# --- Celery ----------------------------------------------------------------------------------------
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "orchestrator")
+
+# --- Logging ---------------------------------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"httpx": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+}
+
+# Default superuser created by `make run` when none is configured.
+DEV_SUPERUSER_USERNAME = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")

@@ -1,0 +1,80 @@
+"""A bad configuration value stops start-up with a message naming the variable."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from orchestrator_project import config
+
+BOOT = "import django; django.setup(); print('booted')"
+
+
+def boot_with(**env):
+    base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
+    from django.conf import settings
+
+    # Point at the test's own servers so no embedded server is started by the child.
+    base.update(DATABASE_URL=settings.DATABASE_URL, REDIS_URL=settings.REDIS_URL, DEBUG="true")
+    base.update(env)
+    return subprocess.run([sys.executable, "-c", BOOT], env=base, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SERVICE_PORT", "eighty", "SERVICE_PORT must be an integer"),
+        ("SERVICE_PORT", "70000", "SERVICE_PORT must be <= 65535"),
+        ("DATABASE_URL", "sqlite:///db.sqlite3", "DATABASE_URL must be a URL with scheme"),
+        ("DATABASE_URL", "postgres://db:notaport/x", "DATABASE_URL is not a valid URL"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL must be a URL"),
+        ("RAG_SERVICE_URL", "ftp://rag", "RAG_SERVICE_URL must be a URL"),
+        ("DEBUG", "maybe", "DEBUG must be a boolean"),
+        ("AGENT_ALLOWED_NETWORKS", "10.0.0.0/8,not-a-net", "AGENT_ALLOWED_NETWORKS contains an invalid"),
+        ("TASK_MAX_RETRIES", "-1", "TASK_MAX_RETRIES must be >= 0"),
+    ],
+)
+def test_it_refuses_to_start_with_a_bad_value_naming_the_variable(variable, value, message):
+    result = boot_with(**{variable: value})
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_it_boots_with_good_values():
+    result = boot_with(SERVICE_PORT="9000", RAG_SERVICE_URL="http://rag:8000")
+    assert result.returncode == 0, result.stderr
+    assert "booted" in result.stdout
+
+
+def test_production_refuses_the_default_secret_key():
+    result = boot_with(DEBUG="false")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_production_starts_with_a_real_secret_key():
+    result = boot_with(DEBUG="false", SECRET_KEY="x" * 50)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_seed_database_url_spelling_is_accepted():
+    from orchestrator_project.settings import _database_config
+
+    db = _database_config("postgresql+asyncpg://user:pw@db.example:5433/surveillance")
+    assert (db["ENGINE"], db["HOST"], db["PORT"], db["NAME"], db["USER"]) == (
+        "django.db.backends.postgresql", "db.example", 5433, "surveillance", "user")
+
+
+def test_env_helpers_parse_and_reject(monkeypatch):
+    monkeypatch.setenv("X_INT", "12")
+    monkeypatch.setenv("X_BOOL", "Yes")
+    monkeypatch.setenv("X_LIST", "a, b,,c")
+    assert config.env_int("X_INT", 1) == 12
+    assert config.env_bool("X_BOOL") is True
+    assert config.env_list("X_LIST") == ["a", "b", "c"]
+    assert config.env_int("X_MISSING", 7) == 7
+    monkeypatch.setenv("X_FLOAT", "fast")
+    with pytest.raises(ImproperlyConfigured, match="X_FLOAT must be a number"):
+        config.env_float("X_FLOAT", 1.0)

@@ -1,0 +1,170 @@
+"""SSRF-safe outbound HTTP to agents.
+
+The orchestrator sends requests to URLs that API users typed in, so every request is checked twice:
+once when an endpoint is registered (`validate_endpoint`) and again at connection time, on the address
+the name resolves to *then* (a name may resolve to a harmless address at registration and to loopback
+or a metadata service later: DNS rebinding). The connection goes to the checked IP itself, with the
+original Host header and TLS server name, so no second lookup can slip in between check and connect.
+Redirects are never followed and response bodies are capped.
+"""
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from django.conf import settings
+
+# Refused whatever AGENT_ALLOWED_NETWORKS says: link-local and cloud metadata, multicast, unspecified.
+ALWAYS_DENIED = [
+    ipaddress.ip_network(net)
+    for net in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "224.0.0.0/4", "ff00::/8",
+                "0.0.0.0/8", "::/128", "100.100.100.200/32", "255.255.255.255/32")
+]
+
+
+class EgressRefused(Exception):
+    """The destination is not one the orchestrator may call."""
+
+
+class ResponseTooLarge(Exception):
+    pass
+
+
+@dataclass
+class AgentResponse:
+    status_code: int
+    headers: httpx.Headers
+    body: bytes
+
+    def json(self):
+        import json
+
+        return json.loads(self.body) if self.body else None
+
+
+def _canonical(address):
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    # ::ffff:169.254.169.254 is 169.254.169.254 in disguise; judge the IPv4 address it carries.
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def check_address(address):
+    """Raise EgressRefused unless `address` (an IP string) is an allowed agent address."""
+    ip = _canonical(address)
+    if any(ip in net for net in ALWAYS_DENIED) or ip.is_multicast or ip.is_unspecified or ip.is_link_local:
+        raise EgressRefused(f"address {ip} is link-local, metadata, multicast or unspecified")
+    if not any(ip.version == net.version and ip in net for net in settings.AGENT_ALLOWED_NETWORKS):
+        raise EgressRefused(f"address {ip} is outside AGENT_ALLOWED_NETWORKS")
+    return ip
+
+
+def _split(url):
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise EgressRefused("only http and https URLs are allowed")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise EgressRefused("URLs with user information are not allowed")
+    if not parts.hostname:
+        raise EgressRefused("the URL has no host")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise EgressRefused("the URL has an invalid port") from None
+    return parts, port
+
+
+def _checked(infos, host):
+    if not infos:
+        raise EgressRefused(f"host {host!r} does not resolve")
+    addresses = [info[4][0] for info in infos]
+    # Every address must pass: a name that also resolves to a forbidden one is refused outright.
+    return [check_address(address) for address in addresses][0]
+
+
+def resolve_sync(url):
+    parts, port = _split(url)
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise EgressRefused(f"host {parts.hostname!r} does not resolve") from None
+    return parts, port, _checked(infos, parts.hostname)
+
+
+async def resolve(url):
+    parts, port = _split(url)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise EgressRefused(f"host {parts.hostname!r} does not resolve") from None
+    return parts, port, _checked(infos, parts.hostname)
+
+
+def validate_endpoint(url):
+    """Registration-time check. Raises EgressRefused with a message fit for an API error."""
+    resolve_sync(url)
+
+
+def _pinned(parts, port, ip):
+    """The URL rewritten to the checked IP, plus the Host header and TLS name of the original."""
+    host_for_url = f"[{ip}]" if ip.version == 6 else str(ip)
+    pinned = urlunsplit(parts._replace(netloc=f"{host_for_url}:{port}"))
+    default_port = 443 if parts.scheme == "https" else 80
+    host_header = parts.hostname if port == default_port else f"{parts.hostname}:{port}"
+    if ":" in parts.hostname:
+        host_header = f"[{parts.hostname}]" if port == default_port else f"[{parts.hostname}]:{port}"
+    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return pinned, host_header, extensions
+
+
+def _max_bytes(max_bytes):
+    return settings.AGENT_RESPONSE_MAX_BYTES if max_bytes is None else max_bytes
+
+
+async def request(client, method, url, *, headers=None, content=None, timeout, max_bytes=None):
+    """An async request through `client` (an httpx.AsyncClient) to a checked address."""
+    parts, port, ip = await resolve(url)
+    pinned, host_header, extensions = _pinned(parts, port, ip)
+    limit = _max_bytes(max_bytes)
+    req = client.build_request(method, pinned, headers={**(headers or {}), "Host": host_header},
+                               content=content, timeout=timeout, extensions=extensions)
+    response = await client.send(req, stream=True, follow_redirects=False)
+    try:
+        body = bytearray()
+        async for chunk in response.aiter_raw():
+            body += chunk
+            if len(body) > limit:
+                raise ResponseTooLarge(f"response body exceeds {limit} bytes")
+    finally:
+        await response.aclose()
+    return AgentResponse(response.status_code, response.headers, bytes(body))
+
+
+def request_sync(method, url, *, headers=None, content=None, timeout, max_bytes=None):
+    """The blocking twin of `request`, for the few calls made while serving an API request."""
+    parts, port, ip = resolve_sync(url)
+    pinned, host_header, extensions = _pinned(parts, port, ip)
+    limit = _max_bytes(max_bytes)
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        req = client.build_request(method, pinned, headers={**(headers or {}), "Host": host_header},
+                                   content=content, extensions=extensions)
+        response = client.send(req, stream=True)
+        try:
+            body = bytearray()
+            for chunk in response.iter_raw():
+                body += chunk
+                if len(body) > limit:
+                    raise ResponseTooLarge(f"response body exceeds {limit} bytes")
+        finally:
+            response.close()
+    return AgentResponse(response.status_code, response.headers, bytes(body))
+
+
+def new_async_client(max_connections):
+    # trust_env=False: proxies from the environment must not reroute calls around the address check.
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    return httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False)

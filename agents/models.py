@@ -1,0 +1,115 @@
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.db import models
+
+
+class AgentStatus(models.TextChoices):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    DRAINING = "draining"
+    UNHEALTHY = "unhealthy"
+
+
+# Statuses whose heartbeat can expire: everything but offline (the liveness sweep's index predicate).
+LIVE_STATUSES = [AgentStatus.ONLINE, AgentStatus.DRAINING, AgentStatus.UNHEALTHY]
+
+
+class CircuitState(models.TextChoices):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+def default_heartbeat_timeout():
+    return settings.AGENT_HEARTBEAT_TIMEOUT
+
+
+def default_max_concurrency():
+    return settings.AGENT_DEFAULT_MAX_CONCURRENCY
+
+
+class Agent(models.Model):
+    agent_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.CharField(max_length=100)
+    name = models.CharField(max_length=200)
+    endpoint = models.CharField(max_length=2000, unique=True, help_text="Base URL of the agent.")
+    capabilities = ArrayField(models.CharField(max_length=100), default=list)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    status = models.CharField(max_length=16, choices=AgentStatus.choices, default=AgentStatus.ONLINE)
+    # An operator's drain sticks: the agent's own heartbeat cannot undo it, only `resume` can.
+    drained_by_operator = models.BooleanField(default=False)
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
+    heartbeat_timeout = models.PositiveIntegerField(default=default_heartbeat_timeout)
+    # last_heartbeat + heartbeat_timeout, kept as a column so the liveness sweep is one indexed query.
+    heartbeat_expires_at = models.DateTimeField(null=True, blank=True)
+    last_metrics = models.JSONField(default=dict, blank=True)
+
+    max_concurrency = models.PositiveIntegerField(default=default_max_concurrency)
+    # Tasks this orchestrator has in flight on the agent; changed only together with task transitions.
+    current_load = models.IntegerField(default=0)
+    # What the agent last said about its own load (it may serve other clients too).
+    reported_load = models.IntegerField(null=True, blank=True)
+    weight = models.PositiveIntegerField(default=1)
+
+    circuit_state = models.CharField(max_length=10, choices=CircuitState.choices, default=CircuitState.CLOSED)
+    consecutive_failures = models.IntegerField(default=0)
+    circuit_opened_at = models.DateTimeField(null=True, blank=True)
+    circuit_retry_at = models.DateTimeField(null=True, blank=True)
+
+    success_count = models.BigIntegerField(default=0)
+    failure_count = models.BigIntegerField(default=0)
+    avg_latency_ms = models.FloatField(null=True, blank=True, help_text="Exponential moving average.")
+    success_rate = models.FloatField(default=1.0, help_text="Exponential moving average of successes.")
+
+    probe_failures = models.IntegerField(default=0)
+    last_probe_at = models.DateTimeField(null=True, blank=True)
+
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    signing_secret = models.CharField(max_length=100, editable=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "agent_id"]
+        indexes = [
+            GinIndex(fields=["capabilities"], name="agent_capabilities_gin"),
+            # Liveness sweep: agents that are not offline, by when their heartbeat expires.
+            models.Index(fields=["heartbeat_expires_at"], name="agent_heartbeat_expiry",
+                         condition=~models.Q(status="offline")),
+            models.Index(fields=["status", "type"], name="agent_status_type"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(current_load__gte=0), name="agent_load_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.agent_id})"
+
+    @property
+    def is_routable(self):
+        return (
+            self.status == AgentStatus.ONLINE
+            and self.circuit_state != CircuitState.OPEN
+            and self.current_load < self.max_concurrency
+        )
+
+
+class AgentStatusChange(models.Model):
+    """One row per status change (like healthchecks' Flip): the history view, the notifier and metrics."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="status_changes")
+    old_status = models.CharField(max_length=16, choices=AgentStatus.choices, blank=True)
+    new_status = models.CharField(max_length=16, choices=AgentStatus.choices)
+    reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.agent_id}: {self.old_status or '-'} -> {self.new_status}"

@@ -1,0 +1,137 @@
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+class TaskStatus(models.TextChoices):
+    PENDING = "pending"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = [TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED]
+IN_FLIGHT_STATUSES = [TaskStatus.ASSIGNED, TaskStatus.RUNNING]
+CANCELLABLE_STATUSES = [TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.RUNNING]
+RETRYABLE_BY_OPERATOR = [TaskStatus.FAILED, TaskStatus.CANCELLED]
+
+
+def default_max_retries():
+    return settings.TASK_MAX_RETRIES
+
+
+def default_timeout():
+    return settings.TASK_DEFAULT_TIMEOUT
+
+
+class Task(models.Model):
+    task_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    input_data = models.JSONField(default=dict, blank=True)
+    required_capabilities = ArrayField(models.CharField(max_length=100), default=list)
+    # 1 is the most urgent; claims order by (priority, created_at).
+    priority = models.PositiveSmallIntegerField(
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(10)]
+    )
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.PENDING)
+    assigned_agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks",
+        db_constraint=False,
+    )
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    # Attempts made so far; also the fencing token: only the current attempt may change the task.
+    attempts = models.PositiveIntegerField(default=0)
+    max_retries = models.PositiveIntegerField(default=default_max_retries)
+    timeout_seconds = models.PositiveIntegerField(default=default_timeout)
+    deadline = models.DateTimeField(null=True, blank=True)
+    auto_dispatch = models.BooleanField(default=True)
+    strategy = models.CharField(max_length=40, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
+    # Agents that failed this task: retries prefer others when there are any.
+    avoid_agents = ArrayField(models.UUIDField(), default=list, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   db_constraint=False, related_name="+")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "task_id"]
+        indexes = [
+            # The dispatch claim: pending, auto-dispatched tasks in priority order, then age.
+            models.Index(fields=["priority", "created_at"], name="task_dispatch_queue",
+                         condition=models.Q(status="pending", auto_dispatch=True)),
+            # The lease sweep: tasks in flight whose worker or agent may have died.
+            models.Index(fields=["lease_expires_at"], name="task_lease_expiry",
+                         condition=models.Q(status__in=["assigned", "running"])),
+            # The deadline sweep.
+            models.Index(fields=["deadline"], name="task_deadline",
+                         condition=models.Q(status__in=["pending", "assigned", "running"],
+                                            deadline__isnull=False)),
+            # Listing: newest first, keyset-friendly; and the common filters.
+            models.Index(fields=["-created_at", "task_id"], name="task_created"),
+            models.Index(fields=["status", "-created_at"], name="task_status_created"),
+            models.Index(fields=["assigned_agent", "status"], name="task_agent_status"),
+            models.Index(fields=["type", "-created_at"], name="task_type_created"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(priority__gte=1, priority__lte=10), name="task_priority_1_10"),
+        ]
+
+    def __str__(self):
+        return f"{self.type} {self.task_id} ({self.status})"
+
+    @property
+    def is_terminal(self):
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def agent_id(self):
+        return self.assigned_agent_id
+
+
+class EventKind(models.TextChoices):
+    CREATED = "created"
+    ASSIGNED = "assigned"
+    SENT = "sent"
+    STARTED = "started"
+    RETRYING = "retrying"
+    REASSIGNED = "reassigned"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REQUEUED = "requeued"
+
+
+class TaskEvent(models.Model):
+    """Every transition of a task leaves one row: its history, the dashboard's feed and the metrics' source."""
+
+    id = models.BigAutoField(primary_key=True)
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events", db_constraint=False)
+    kind = models.CharField(max_length=16, choices=EventKind.choices)
+    status = models.CharField(max_length=16, choices=TaskStatus.choices)
+    attempt = models.PositiveIntegerField(default=0)
+    agent_id = models.UUIDField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    details = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["task", "id"], name="task_event_task")]
+
+    def __str__(self):
+        return f"{self.task_id} {self.kind}"

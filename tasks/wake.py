@@ -1,0 +1,42 @@
+"""Waking dispatch: the broker only wakes workers; Postgres says what there is to do.
+
+A burst of task creations must cost one Celery message, not one each: a Redis flag (set with NX)
+marks that a wake-up is already on its way, and the dispatch round clears it before it claims, so a
+task committed after the clear either is seen by that round or sets the flag again. If Redis is down
+we publish anyway, and if a message is lost the beat sweep finds the work a few seconds later.
+"""
+
+import logging
+
+from redis.exceptions import RedisError
+
+from orchestrator_project.redis_client import get_redis
+
+WAKE_FLAG = "orchestrator:dispatch:wake"
+# If the message carrying a wake-up is lost, the flag expires and the next change wakes dispatch again.
+WAKE_FLAG_TTL_MS = 5000
+
+logger = logging.getLogger(__name__)
+
+
+def wake_dispatch():
+    try:
+        if not get_redis().set(WAKE_FLAG, 1, nx=True, px=WAKE_FLAG_TTL_MS):
+            return False
+    except RedisError:
+        logger.warning("Redis unavailable while waking dispatch; publishing anyway")
+    from .jobs import dispatch_due
+
+    try:
+        dispatch_due.delay()
+    except Exception:  # the broker is down: the beat sweep will find the work
+        logger.warning("could not publish a dispatch wake-up; the sweep will pick the work up", exc_info=True)
+        return False
+    return True
+
+
+def clear_wake_flag():
+    try:
+        get_redis().delete(WAKE_FLAG)
+    except RedisError:
+        pass

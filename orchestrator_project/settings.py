@@ -159,6 +159,8 @@ def _database_config(url):
     config = dj_database_url.parse(f"{scheme.split('+')[0]}://{rest}")
     config["ENGINE"] = "django.db.backends.postgresql"
     config["CONN_MAX_AGE"] = 0
+    # Lets several test runs share one server without dropping each other's test database.
+    config["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME", f"test_{config['NAME']}")}
     config["OPTIONS"] = {
         # psycopg 3's pool: connections are reused across requests and threads without leaking.
         "pool": {

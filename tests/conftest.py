@@ -17,7 +17,7 @@ def _test_redis_url():
 
     url = os.environ.get("REDIS_URL") or embedded.ensure_redis()
     parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/9"))
+    return urlunsplit(parts._replace(path="/" + os.environ.get("TEST_REDIS_DB", "9")))
 
 
 os.environ["REDIS_URL"] = _test_redis_url()

@@ -1,39 +1,50 @@
 # One way to run everything: the same targets locally, in CI and in the docs.
+# A fresh clone needs only Python 3.11: the first target run creates .venv and installs into it.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
+# Touched after a complete install; a changed requirements file (or a failed install) redoes it.
 STAMP := $(VENV)/.installed
 
-.PHONY: run dev test lint services services-stop bench bench-quick chaos clean
+.PHONY: help run dev test lint format services services-stop clean
+
+help:
+	@grep -E '^## ' Makefile | sed 's/^## /  make /'
 
 $(STAMP): requirements.txt requirements-dev.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+	@test -n "$(PYTHON)" || { echo "Python 3.11 is required: no python3.11 or python3 on PATH" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, $(PYTHON) is " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
+	  echo "Could not create $(VENV); on Debian/Ubuntu install python3.11-venv first" >&2; rm -rf $(VENV); exit 1; }
+	@echo "Installing dependencies into $(VENV)..."
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
 
 ## run: the whole service (web + worker + beat) on SERVICE_PORT (8006), with embedded Postgres/Redis if needed
 run: $(STAMP)
-	$(PY) -m orchestrator_project.runstack
+	@$(PY) -m orchestrator_project.runstack
 
 ## dev: like run, but the web server reloads on code changes
 dev: $(STAMP)
-	$(PY) -m orchestrator_project.runstack --reload
+	@$(PY) -m orchestrator_project.runstack --reload
 
 ## test: the whole test suite against real Postgres and Redis (embedded unless the URLs are set)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## lint: ruff check and ruff format --check over the repository
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+## services: start the embedded PostgreSQL and Redis (and print their URLs)
 services: $(STAMP)
-	$(PY) -m orchestrator_project.embedded start
+	@$(PY) -m orchestrator_project.embedded start
 
+## services-stop: stop the embedded PostgreSQL and Redis
 services-stop: $(STAMP)
-	$(PY) -m orchestrator_project.embedded stop
+	@$(PY) -m orchestrator_project.embedded stop
 
+## clean: stop the embedded services and delete their data and collected static files
 clean: services-stop
 	rm -rf var staticfiles

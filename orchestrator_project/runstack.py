@@ -5,6 +5,7 @@ any one of them dies the others are stopped too, so a half-running stack never l
 """
 
 import argparse
+import ctypes
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import time
 
 STOP_GRACE_SECONDS = 30
+_PR_SET_PDEATHSIG = 1
 
 
 def _django_setup():
@@ -21,17 +23,21 @@ def _django_setup():
     django.setup()
 
 
-def prepare():
+def prepare(settings):
     from django.core.management import call_command
 
+    print("Preparing the database (migrate, superuser, seed services)...", flush=True)
     call_command("migrate", interactive=False, verbosity=0)
     call_command("ensure_superuser")
     call_command("register_seed_services")
+    if not (settings.DEBUG or settings.TESTING):
+        # Production static storage serves from the hashed manifest that collectstatic writes.
+        call_command("collectstatic", interactive=False, verbosity=0)
 
 
 def banner(settings):
-    base = f"http://{'127.0.0.1' if settings.SERVICE_HOST in ('0.0.0.0', '::') else settings.SERVICE_HOST}"
-    base = f"{base}:{settings.SERVICE_PORT}"
+    host = "127.0.0.1" if settings.SERVICE_HOST in ("0.0.0.0", "::") else settings.SERVICE_HOST
+    base = f"http://{host}:{settings.SERVICE_PORT}"
     lines = [
         f"Agent Orchestrator {settings.VERSION} on {base}",
         f"  Admin:      {base}/admin/",
@@ -39,10 +45,16 @@ def banner(settings):
         f"  API docs:   {base}/docs  (ReDoc: {base}/redoc, schema: {base}/api/schema/)",
         f"  Health:     {base}/health",
     ]
-    if settings.EMBEDDED_SERVICES:
-        lines.append(f"  Embedded services: DATABASE_URL={settings.DATABASE_URL} REDIS_URL={settings.REDIS_URL}")
     if not os.environ.get("DJANGO_SUPERUSER_PASSWORD"):
-        lines.append("  Login: admin / admin (development default; set DJANGO_SUPERUSER_USERNAME/PASSWORD)")
+        from orchestrator_project.accounts.management.commands import ensure_superuser
+
+        username = os.environ.get("DJANGO_SUPERUSER_USERNAME") or ensure_superuser.DEV_DEFAULT_USERNAME
+        lines.append(
+            f"  Login:      {username} / {ensure_superuser.DEV_DEFAULT_PASSWORD} (development default; "
+            "set DJANGO_SUPERUSER_USERNAME/DJANGO_SUPERUSER_PASSWORD)"
+        )
+    if settings.EMBEDDED_SERVICES:
+        lines.append(f"  Embedded:   DATABASE_URL={settings.DATABASE_URL} REDIS_URL={settings.REDIS_URL}")
     print("\n".join(lines), flush=True)
 
 
@@ -51,43 +63,102 @@ def commands(settings, *, reload):
     web = (
         [python, "manage.py", "runserver", f"{settings.SERVICE_HOST}:{settings.SERVICE_PORT}"]
         if reload
-        else [python, "-m", "daphne", "-b", settings.SERVICE_HOST, "-p", str(settings.SERVICE_PORT),
-              "--proxy-headers", "orchestrator_project.asgi:application"]
-    )
+        else [
+            python, "-m", "daphne", "-b", settings.SERVICE_HOST, "-p", str(settings.SERVICE_PORT),
+            "--proxy-headers", "orchestrator_project.asgi:application",
+        ]
+    )  # fmt: skip
+    celery = [python, "-m", "celery", "-A", "orchestrator_project"]
+    concurrency = os.environ.get("WORKER_CONCURRENCY", "8")
     return {
         "web": web,
-        "worker": [python, "-m", "celery", "-A", "orchestrator_project", "worker", "--loglevel", "INFO",
-                   "--pool", "threads", "--concurrency", os.environ.get("WORKER_CONCURRENCY", "8")],
-        "beat": [python, "-m", "celery", "-A", "orchestrator_project", "beat", "--loglevel", "INFO"],
+        "worker": [
+            *celery,
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--pool",
+            "threads",
+            "--concurrency",
+            concurrency,
+        ],
+        "beat": [*celery, "beat", "--loglevel", "INFO"],
     }
 
 
-def supervise(processes):
-    stopping = False
+def _die_with_parent():
+    # Runs in the child before exec. If this supervisor is killed outright (SIGKILL, OOM killer) it can
+    # not forward anything, so the kernel sends the child SIGTERM instead of leaving it orphaned.
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+class StopRequest:
+    """Set by SIGINT/SIGTERM. A second signal stops the children at once instead of gracefully."""
+
+    def __init__(self):
+        self.count = 0
+        self.processes = {}
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        self.count += 1
+        if self.count > 1:
+            for proc in self.processes.values():
+                _signal_group(proc, signal.SIGKILL)
+
+    def __bool__(self):
+        return self.count > 0
+
+
+def _signal_group(proc, signum):
+    # The whole group: runserver's reloader has a child of its own that must stop with it.
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def spawn(cmds, env, stop_request):
+    for name, cmd in cmds.items():
+        if stop_request:
+            break
+        # Each child gets its own process group: a terminal's Ctrl-C reaches only us, and we stop the
+        # children in order (and wait for them), instead of them racing each other on the same signal.
+        stop_request.processes[name] = subprocess.Popen(
+            cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent
+        )
+    return stop_request.processes
+
+
+def supervise(processes, stop_request):
     exit_code = 0
-    while not stopping:
+    while not stop_request:
         for name, proc in processes.items():
             if proc.poll() is not None:
-                print(f"{name} exited with {proc.returncode}; stopping the others", file=sys.stderr, flush=True)
+                print(
+                    f"{name} exited with {proc.returncode}; stopping the others", file=sys.stderr, flush=True
+                )
                 exit_code = proc.returncode or 1
-                stopping = True
-        time.sleep(0.2)
+                stop_request.count += 1
+                break
+        else:
+            time.sleep(0.2)
+    print("Stopping web, worker and beat...", file=sys.stderr, flush=True)
     for proc in processes.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        _signal_group(proc, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for proc in processes.values():
+    for name, proc in processes.items():
         try:
             proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            proc.kill()
+            print(
+                f"{name} did not stop within {STOP_GRACE_SECONDS}s; killing it", file=sys.stderr, flush=True
+            )
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
     return exit_code
 
 
@@ -98,17 +169,16 @@ def main():
     _django_setup()
     from django.conf import settings
 
-    prepare()
     banner(settings)
+    prepare(settings)
     env = dict(os.environ, DATABASE_URL=settings.DATABASE_URL, REDIS_URL=settings.REDIS_URL)
     if settings.DEBUG:
+        # The children see explicit URLs, which on their own would mean production (DEBUG off).
         env.setdefault("DEBUG", "true")
-    # Each child gets its own process group so that Ctrl-C reaches them through us, in order.
-    processes = {
-        name: subprocess.Popen(cmd, env=env, start_new_session=True)
-        for name, cmd in commands(settings, reload=args.reload).items()
-    }
-    sys.exit(supervise(processes))
+    # Handlers go in before the first child starts, so no Ctrl-C can leave a child without its stopper.
+    stop_request = StopRequest()
+    processes = spawn(commands(settings, reload=args.reload), env, stop_request)
+    sys.exit(supervise(processes, stop_request))
 
 
 if __name__ == "__main__":

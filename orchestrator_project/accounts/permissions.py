@@ -4,7 +4,7 @@ from .roles import is_agent, is_operator, is_viewer
 
 
 class IsOperatorOrReadOnly(permissions.BasePermission):
-    """The default: viewers read, operators (and superusers) write, agents get nothing unless a view says so."""
+    """The default: viewers read, operators and superusers write, agents get nothing unless a view allows."""
 
     message = "Your role does not allow this action."
 

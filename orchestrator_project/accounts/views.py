@@ -20,9 +20,12 @@ class TokenView(APIView):
 
     @extend_schema(
         request=TokenRequestSerializer,
-        responses={201: TokenResponseSerializer, 400: OpenApiResponse(description="Invalid body"),
-                   401: OpenApiResponse(description="Wrong credentials"),
-                   429: OpenApiResponse(description="Too many attempts")},
+        responses={
+            201: TokenResponseSerializer,
+            400: OpenApiResponse(description="Invalid body"),
+            401: OpenApiResponse(description="Wrong credentials"),
+            429: OpenApiResponse(description="Too many attempts"),
+        },
         auth=[],
         tags=["auth"],
     )

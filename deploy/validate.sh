@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Validate the deployment artifacts offline; exits non-zero if any of them is invalid.
+#
+#   bash deploy/validate.sh
+#
+# 1. Every manifest in deploy/kubernetes/ against the Kubernetes JSON schemas, strictly (unknown fields
+#    are errors), with `kubernetes-validate`, which bundles the schemas and needs no network. It is
+#    installed into .venv when missing. kustomization.yaml must list every manifest but the example
+#    Secret; when kubectl is present, the rendered `kubectl kustomize` output is validated too.
+# 2. docker-compose.yml with `docker compose config -q` when the Compose plugin is present; otherwise a
+#    structural check in Python (services, health checks, depends_on, referenced files).
+# 3. The Prometheus and Grafana provisioning files parse as YAML.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+VALIDATOR="kubernetes-validate"
+VALIDATOR_VERSION="1.37.0"
+# The oldest Kubernetes minor we support and the newest the validator knows.
+K8S_VERSIONS=(1.30.0 1.37.0)
+K8S_DIR="deploy/kubernetes"
+
+failures=0
+skipped=()
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+
+# --- Python with the validator ----------------------------------------------------------------------
+if [[ ! -x .venv/bin/python ]]; then
+    echo "creating .venv"
+    "$(command -v python3.11 || command -v python3)" -m venv .venv
+fi
+PY=.venv/bin/python
+installed="$("$PY" -c "import importlib.metadata as m; print(m.version('$VALIDATOR'))" 2>/dev/null || true)"
+if [[ "$installed" != "$VALIDATOR_VERSION" ]]; then
+    echo "installing $VALIDATOR==$VALIDATOR_VERSION into .venv"
+    "$PY" -m pip install -q "$VALIDATOR==$VALIDATOR_VERSION"
+fi
+version_args=()
+for version in "${K8S_VERSIONS[@]}"; do version_args+=(-k "$version"); done
+
+# --- 1. Kubernetes manifests -----------------------------------------------------------------------
+echo "== Kubernetes manifests (${K8S_VERSIONS[*]}, strict)"
+mapfile -t manifests < <(find "$K8S_DIR" -name '*.yaml' ! -name kustomization.yaml | sort)
+if [[ ${#manifests[@]} -eq 0 ]]; then
+    fail "no manifests found in $K8S_DIR"
+fi
+# The validator only warns (exit 0) about a kind it has no schema for, so a typo in `kind` or
+# `apiVersion` would pass; treat that warning as a failure.
+validate_manifest() {
+    local output
+    if ! output="$("$PY" -m kubernetes_validate --strict --quiet "${version_args[@]}" "$1" 2>&1)"; then
+        echo "$output" >&2
+        return 1
+    fi
+    if [[ -n "$output" ]]; then echo "$output" >&2; fi
+    if grep -q "Couldn't find schema" <<<"$output"; then return 1; fi
+}
+for manifest in "${manifests[@]}"; do
+    validate_manifest "$manifest" || fail "$manifest does not match the Kubernetes schema"
+done
+
+# kustomization.yaml is not a Kubernetes object: check that it lists exactly the manifests we ship.
+if ! "$PY" - "$K8S_DIR" <<'PYEOF'
+import pathlib
+import sys
+
+import yaml
+
+directory = pathlib.Path(sys.argv[1])
+kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+listed = set(kustomization.get("resources", []))
+shipped = {p.name for p in directory.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
+errors = [f"kustomization.yaml lists {name}, which does not exist" for name in sorted(listed - shipped)]
+errors += [f"{name} is not listed in kustomization.yaml" for name in sorted(shipped - listed)]
+if "secret.example.yaml" in listed:
+    errors.append("secret.example.yaml must not be applied: remove it from kustomization.yaml")
+for error in errors:
+    print(f"FAIL: {error}", file=sys.stderr)
+sys.exit(1 if errors else 0)
+PYEOF
+then
+    fail "kustomization.yaml does not match the manifests in $K8S_DIR"
+fi
+
+if command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&1; then
+    rendered="$(mktemp --suffix=.yaml)"
+    trap 'rm -f "$rendered"' EXIT
+    if kubectl kustomize "$K8S_DIR" >"$rendered"; then
+        validate_manifest "$rendered" || fail "the rendered kustomization does not match the Kubernetes schema"
+    else
+        fail "kubectl kustomize $K8S_DIR failed"
+    fi
+else
+    skipped+=("kubectl kustomize (kubectl not installed)")
+fi
+
+# --- 2. Docker Compose -----------------------------------------------------------------------------
+echo "== docker-compose.yml"
+# Placeholders for the variables the file requires, so `config` can interpolate without a real .env.
+export SECRET_KEY="${SECRET_KEY:-validate-only-placeholder-secret-key-0123456789}"
+export METRICS_TOKEN="${METRICS_TOKEN:-validate-only-placeholder-token}"
+if docker compose version >/dev/null 2>&1; then
+    docker compose -f docker-compose.yml config -q || fail "docker compose config rejected docker-compose.yml"
+    docker compose -f docker-compose.yml --profile monitoring config -q \
+        || fail "docker compose config rejected docker-compose.yml with the monitoring profile"
+else
+    skipped+=("docker compose config (the Compose plugin is not installed; ran the structural check instead)")
+    "$PY" - <<'PYEOF' || fail "docker-compose.yml failed the structural check"
+import pathlib
+import sys
+
+import yaml
+
+compose = yaml.safe_load(pathlib.Path("docker-compose.yml").read_text())  # resolves the x- anchors
+services = compose.get("services") or {}
+errors, warnings = [], []
+
+required = ["postgres", "redis", "migrate", "web", "worker", "beat"]
+errors += [f"service {name!r} is missing" for name in required if name not in services]
+for name in ("postgres", "redis", "web", "worker"):
+    test = ((services.get(name) or {}).get("healthcheck") or {}).get("test")
+    if not test:
+        errors.append(f"service {name!r} has no healthcheck test")
+for name in ("prometheus", "grafana"):
+    if name in services and "monitoring" not in (services[name].get("profiles") or []):
+        errors.append(f"service {name!r} must be in the 'monitoring' profile")
+
+for name, service in services.items():
+    if not (service.get("image") or service.get("build")):
+        errors.append(f"service {name!r} has neither image nor build")
+    depends_on = service.get("depends_on") or {}
+    targets = depends_on if isinstance(depends_on, list) else list(depends_on)
+    for target in targets:
+        if target not in services:
+            errors.append(f"service {name!r} depends on unknown service {target!r}")
+    if isinstance(depends_on, dict):
+        for target, spec in depends_on.items():
+            condition = (spec or {}).get("condition", "service_started")
+            if condition not in ("service_started", "service_healthy", "service_completed_successfully"):
+                errors.append(f"service {name!r}: unknown depends_on condition {condition!r}")
+            target_check = (services.get(target) or {}).get("healthcheck") or {}
+            if condition == "service_healthy" and (target_check.get("disable") or not target_check.get("test")):
+                errors.append(f"service {name!r} waits for {target!r} to be healthy, which has no healthcheck")
+    for secret in service.get("secrets") or []:
+        secret_name = secret if isinstance(secret, str) else secret.get("source")
+        if secret_name not in (compose.get("secrets") or {}):
+            errors.append(f"service {name!r} uses undeclared secret {secret_name!r}")
+    for volume in service.get("volumes") or []:
+        source = volume.split(":", 1)[0] if isinstance(volume, str) else volume.get("source", "")
+        if source.startswith((".", "/")):
+            if not pathlib.Path(source).exists():
+                # docs/grafana-dashboard.json belongs to the monitoring work and may land later.
+                (warnings if name in ("prometheus", "grafana") else errors).append(
+                    f"service {name!r} mounts {source}, which does not exist"
+                )
+        elif source not in (compose.get("volumes") or {}):
+            errors.append(f"service {name!r} mounts undeclared volume {source!r}")
+
+for warning in warnings:
+    print(f"WARN: {warning}", file=sys.stderr)
+for error in errors:
+    print(f"FAIL: {error}", file=sys.stderr)
+sys.exit(1 if errors else 0)
+PYEOF
+fi
+
+# --- 3. Monitoring configuration -------------------------------------------------------------------
+echo "== Prometheus and Grafana provisioning"
+"$PY" - <<'PYEOF' || fail "monitoring configuration does not parse"
+import pathlib
+import sys
+
+import yaml
+
+paths = [pathlib.Path("deploy/prometheus/prometheus.yml"), *sorted(pathlib.Path("deploy/grafana").rglob("*.yml"))]
+bad = 0
+for path in paths:
+    try:
+        document = yaml.safe_load(path.read_text())
+        if not isinstance(document, dict):
+            raise ValueError("not a mapping")
+    except Exception as error:
+        print(f"FAIL: {path}: {error}", file=sys.stderr)
+        bad += 1
+sys.exit(1 if bad else 0)
+PYEOF
+
+for item in "${skipped[@]}"; do echo "SKIPPED: $item"; done
+if ((failures)); then
+    echo "deploy/validate.sh: $failures check(s) failed" >&2
+    exit 1
+fi
+echo "deploy/validate.sh: all deployment artifacts are valid"

@@ -269,7 +269,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStatusEnum": "tasks.models.TaskStatus",
+        "AgentStatusEnum": "agents.models.AgentStatus",
+        "CircuitStateEnum": "agents.models.CircuitState",
+        "ReportedTaskStatusEnum": [("completed", "completed"), ("failed", "failed")],
+    },
 }
 
 # --- Celery ----------------------------------------------------------------------------------------

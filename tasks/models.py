@@ -48,6 +48,8 @@ class Task(models.Model):
     error = models.JSONField(null=True, blank=True)
     # Attempts made so far; also the fencing token: only the current attempt may change the task.
     attempts = models.PositiveIntegerField(default=0)
+    # `attempts` when an operator last retried the task: the retry budget counts from here.
+    retry_base = models.PositiveIntegerField(default=0, editable=False)
     max_retries = models.PositiveIntegerField(default=default_max_retries)
     timeout_seconds = models.PositiveIntegerField(default=default_timeout)
     deadline = models.DateTimeField(null=True, blank=True)

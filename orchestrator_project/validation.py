@@ -1,0 +1,62 @@
+"""Input checks shared by the API's serializers: things Postgres would otherwise reject with a 500."""
+
+import json
+
+from rest_framework import serializers
+
+MAX_JSON_DEPTH = 32
+
+
+def _walk(value, depth, path):
+    if depth > MAX_JSON_DEPTH:
+        raise serializers.ValidationError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise serializers.ValidationError(f"NUL characters are not allowed (at {path or 'top level'})")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise serializers.ValidationError("NUL characters are not allowed in keys")
+            _walk(item, depth + 1, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _walk(item, depth + 1, f"{path}[{index}]")
+
+
+def check_json(value, *, max_bytes=None):
+    """Reject NUL characters (Postgres cannot store them), absurd nesting and oversized documents."""
+    _walk(value, 0, "")
+    if max_bytes is not None:
+        size = len(json.dumps(value, separators=(",", ":")).encode())
+        if size > max_bytes:
+            raise serializers.ValidationError(f"is {size} bytes; the limit is {max_bytes} bytes")
+    return value
+
+
+def no_nul(value):
+    if isinstance(value, str) and "\x00" in value:
+        raise serializers.ValidationError("NUL characters are not allowed")
+    return value
+
+
+class StrictFieldsMixin:
+    """Unknown or read-only fields in a request body are an error, not silently ignored.
+
+    Mass-assignment attempts (`"status": "completed"`, `"agent_id": ...`) get a 400 naming the field.
+    """
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            writable = {name for name, field in self.fields.items() if not field.read_only}
+            unknown = sorted(set(data) - writable)
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["This field is read-only or unknown."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class NoNulCharField(serializers.CharField):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.validators.append(no_nul)

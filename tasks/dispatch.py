@@ -1,0 +1,229 @@
+"""The claim: pending tasks are matched to agents and assigned in one transaction.
+
+Tasks are locked with `SELECT ... FOR UPDATE SKIP LOCKED` in priority order (1 first), then age, so any
+number of dispatchers run side by side and none ever sees a task another has locked. Agent slots are
+taken with a guarded increment (`current_load + n <= max_concurrency`), so two dispatchers can never
+overfill an agent either; what does not fit stays pending for the next round.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from agents.models import Agent, AgentStatus, CircuitState
+
+from .models import EventKind, Task, TaskStatus
+from .strategies import get_strategy
+from .transitions import TransitionLog
+
+
+@dataclass
+class Candidate:
+    """An agent as the strategies see it during one round."""
+
+    agent_id: UUID
+    capabilities: frozenset
+    load: int
+    max_concurrency: int
+    weight: int
+    avg_latency_ms: float | None
+    success_rate: float
+    probe: bool  # a half-open circuit's single probe: exactly one task, then nothing until it reports
+
+    @property
+    def free(self):
+        return (1 if self.load == 0 else 0) if self.probe else self.max_concurrency - self.load
+
+
+@dataclass
+class Assignment:
+    task_id: UUID
+    attempt: int
+    agent_id: UUID
+
+
+class NoAgentAvailable(Exception):
+    pass
+
+
+_TASK_FIELDS = ("task_id", "type", "priority", "required_capabilities", "avoid_agents", "strategy",
+                "timeout_seconds", "attempts", "created_at", "auto_dispatch")
+
+
+def _candidates(capabilities, now):
+    """Agents that could take work now, for any of the given capabilities, in one query."""
+    eligible = Q(circuit_state=CircuitState.CLOSED, current_load__lt=F("max_concurrency")) | Q(
+        circuit_state=CircuitState.OPEN, circuit_retry_at__lte=now, current_load=0
+    )
+    rows = (Agent.objects.filter(eligible, status=AgentStatus.ONLINE, capabilities__overlap=list(capabilities))
+            .values_list("agent_id", "capabilities", "current_load", "max_concurrency", "weight",
+                         "avg_latency_ms", "success_rate", "circuit_state"))
+    return [Candidate(r[0], frozenset(r[1]), r[2], r[3], r[4], r[5], r[6], r[7] == CircuitState.OPEN)
+            for r in rows]
+
+
+def _plan(tasks, candidates):
+    """Pick an agent for each task (in claim order) with the tasks' strategies; in memory only."""
+    plan = []
+    for task in tasks:
+        needed = set(task.required_capabilities)
+        able = [c for c in candidates if c.free > 0 and needed <= c.capabilities]
+        if not able:
+            continue
+        # Retries prefer an agent that has not failed this task yet, when there is one.
+        fresh = [c for c in able if c.agent_id not in set(task.avoid_agents)] or able
+        chosen = get_strategy(task.strategy).choose(task, fresh)
+        chosen.load += 1
+        plan.append((task, chosen))
+    return plan
+
+
+def _reserve_slots(plan, now):
+    """Take the planned slots with guarded increments; returns the agent ids that accepted."""
+    wanted = {}
+    for _, candidate in plan:
+        wanted.setdefault(candidate.agent_id, [candidate, 0])[1] += 1
+    accepted = set()
+    with connection.cursor() as cursor:
+        for agent_id, (candidate, count) in wanted.items():
+            if candidate.probe:
+                # Open -> half-open exactly once: whoever flips it owns the single probe.
+                cursor.execute(
+                    """UPDATE agents_agent SET circuit_state = 'half_open', current_load = current_load + 1,
+                           updated_at = %s
+                       WHERE agent_id = %s AND circuit_state = 'open' AND circuit_retry_at <= %s
+                         AND status = 'online'""",
+                    [now, agent_id, now],
+                )
+            else:
+                cursor.execute(
+                    """UPDATE agents_agent SET current_load = current_load + %s, updated_at = %s
+                       WHERE agent_id = %s AND current_load + %s <= max_concurrency
+                         AND status = 'online' AND circuit_state = 'closed'""",
+                    [count, now, agent_id, count],
+                )
+            if cursor.rowcount == 1:
+                accepted.add(agent_id)
+    return accepted
+
+
+def _assign(plan, accepted, now, log):
+    rows = [(task, candidate) for task, candidate in plan if candidate.agent_id in accepted]
+    if not rows:
+        return []
+    grace = settings.LEASE_GRACE_SECONDS
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE tasks_task AS t SET status = 'assigned', assigned_agent_id = v.agent_id,
+                   attempts = t.attempts + 1, assigned_at = %s, next_attempt_at = NULL, updated_at = %s,
+                   lease_expires_at = CASE WHEN t.auto_dispatch
+                       THEN %s + make_interval(secs => t.timeout_seconds + %s) END
+               FROM unnest(%s::uuid[], %s::uuid[]) AS v(task_id, agent_id)
+               WHERE t.task_id = v.task_id AND t.status = 'pending'
+               RETURNING t.task_id, t.attempts, v.agent_id""",
+            [now, now, now, grace, [t.task_id for t, _ in rows], [c.agent_id for _, c in rows]],
+        )
+        done = {r[0]: (r[1], r[2]) for r in cursor.fetchall()}
+    assignments = []
+    for task, candidate in rows:
+        if task.task_id not in done:
+            continue
+        attempt, agent_id = done[task.task_id]
+        assignments.append(Assignment(task.task_id, attempt, agent_id))
+        log.add(task_id=task.task_id, kind=EventKind.ASSIGNED, status=TaskStatus.ASSIGNED, attempt=attempt,
+                agent_id=agent_id, at=now, priority=task.priority, task_type=task.type,
+                capabilities=task.required_capabilities,
+                reason=f"strategy {get_strategy(task.strategy).name}",
+                queue_wait_seconds=(now - task.created_at).total_seconds())
+    return assignments
+
+
+def claim(*, limit=None, task_ids=None, now=None):
+    """One dispatch round: lock due tasks, plan, reserve agent slots, assign. Returns the assignments.
+
+    With `task_ids`, only those tasks are considered (an operator's assign or execute), whether or not
+    they are auto-dispatched; otherwise the queue's due, auto-dispatched tasks are.
+    """
+    now = now or timezone.now()
+    limit = limit or settings.DISPATCH_BATCH_SIZE
+    with transaction.atomic():
+        queue = Task.objects.select_for_update(skip_locked=True).filter(status=TaskStatus.PENDING)
+        if task_ids is not None:
+            queue = queue.filter(task_id__in=task_ids)
+        else:
+            queue = queue.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now), auto_dispatch=True)
+        tasks = list(queue.order_by("priority", "created_at").only(*_TASK_FIELDS)[:limit])
+        if not tasks:
+            return []
+        capabilities = {cap for task in tasks for cap in task.required_capabilities}
+        plan = _plan(tasks, _candidates(capabilities, now))
+        if not plan:
+            return []
+        accepted = _reserve_slots(plan, now)
+        log = TransitionLog()
+        assignments = _assign(plan, accepted, now, log)
+        log.flush()
+    return assignments
+
+
+def assign_to(task_id, agent, *, now=None):
+    """An operator's explicit choice. Raises NoAgentAvailable with the reason the agent cannot take it."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        task = Task.objects.select_for_update().filter(task_id=task_id, status=TaskStatus.PENDING).only(
+            *_TASK_FIELDS).first()
+        if task is None:
+            return None
+        refusal = refusal_reason(agent, task.required_capabilities, now)
+        if refusal:
+            raise NoAgentAvailable(refusal)
+        candidate = Candidate(agent.agent_id, frozenset(agent.capabilities), agent.current_load,
+                              agent.max_concurrency, agent.weight, agent.avg_latency_ms, agent.success_rate,
+                              probe=False)
+        plan = [(task, candidate)]
+        accepted = _reserve_slots(plan, now)
+        if not accepted:
+            raise NoAgentAvailable(f"agent {agent.agent_id} just became unavailable (full, offline or tripped)")
+        log = TransitionLog()
+        assignments = _assign(plan, accepted, now, log)
+        log.flush()
+    return assignments[0] if assignments else None
+
+
+def refusal_reason(agent, required_capabilities, now=None):
+    """Why `agent` cannot take a task needing `required_capabilities` now, or "" if it can."""
+    missing = sorted(set(required_capabilities) - set(agent.capabilities))
+    if missing:
+        return f"agent {agent.agent_id} lacks required capabilities: {', '.join(missing)}"
+    if agent.status != AgentStatus.ONLINE:
+        return f"agent {agent.agent_id} is {agent.status}"
+    if agent.circuit_state != CircuitState.CLOSED:
+        return f"agent {agent.agent_id} has its circuit breaker {agent.circuit_state.replace('_', '-')}"
+    if agent.current_load >= agent.max_concurrency:
+        return f"agent {agent.agent_id} is full ({agent.current_load}/{agent.max_concurrency} tasks)"
+    return ""
+
+
+def capable_agents_exist(required_capabilities, now=None):
+    """Whether any agent could ever take such a task now or soon (online, capable, not tripped for good)."""
+    now = now or timezone.now()
+    return Agent.objects.filter(status=AgentStatus.ONLINE, capabilities__contains=list(required_capabilities)).filter(
+        Q(circuit_state__in=[CircuitState.CLOSED, CircuitState.HALF_OPEN])
+        | Q(circuit_retry_at__lte=now + timedelta(seconds=settings.CIRCUIT_BREAKER_RECOVERY_TIMEOUT))
+    ).exists()
+
+
+def start_lease(task_id, attempt, now=None):
+    """Give an assigned task its lease (manual assignments wait without one until they are sent)."""
+    now = now or timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE tasks_task SET lease_expires_at = %s + make_interval(secs => timeout_seconds + %s)
+               WHERE task_id = %s AND attempts = %s AND status = 'assigned' AND lease_expires_at IS NULL""",
+            [now, settings.LEASE_GRACE_SECONDS, task_id, attempt],
+        )

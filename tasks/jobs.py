@@ -1,0 +1,56 @@
+"""Celery jobs of the task engine: thin wrappers that fetch ids and call services.
+
+Messages only wake workers; what to do is always read from Postgres.
+"""
+
+import os
+
+from celery import shared_task
+from celery.signals import worker_shutting_down
+
+from . import dispatch, sweeps
+from .runner import current_runner, get_runner, load_specs
+from .wake import clear_wake_flag
+
+MAX_ROUNDS_PER_WAKE = 50
+
+
+def run_dispatch_rounds():
+    """Claim and hand over work until nothing more can be dispatched now."""
+    runner = get_runner()
+    dispatched = 0
+    for _ in range(MAX_ROUNDS_PER_WAKE):
+        assignments = dispatch.claim()
+        if not assignments:
+            break
+        dispatched += runner.submit(load_specs(assignments))
+    return dispatched
+
+
+@shared_task(name="tasks.dispatch_due", ignore_result=True)
+def dispatch_due():
+    # Clear first: a task committed after this point either is seen below or raises the flag again.
+    clear_wake_flag()
+    return run_dispatch_rounds()
+
+
+@shared_task(name="tasks.send_assigned", ignore_result=True)
+def send_assigned(task_id, attempt):
+    """Send a task that was assigned outside a dispatch round (an operator's assign, or execute)."""
+    dispatch.start_lease(task_id, attempt)
+    specs = load_specs([dispatch.Assignment(task_id=task_id, attempt=attempt, agent_id=None)])
+    return get_runner().submit(specs)
+
+
+@shared_task(name="tasks.sweep", ignore_result=True)
+def sweep():
+    summary = sweeps.run_sweep()
+    run_dispatch_rounds()
+    return summary
+
+
+@worker_shutting_down.connect
+def _finish_or_hand_back(**_):
+    runner = current_runner()
+    if runner is not None:
+        runner.shutdown(grace=float(os.environ.get("WORKER_SHUTDOWN_GRACE", "30")))

@@ -1,0 +1,215 @@
+"""Applying what happened to an attempt: completion, acceptance (202), retry with backoff, failure.
+
+Every change is a guarded update on (task_id, attempts, status in flight): `attempts` is the fencing
+token, so the answer of a superseded attempt (a stalled worker waking up, a slow agent answering after
+its lease expired) matches no row and changes nothing.
+"""
+
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from psycopg.types.json import Jsonb
+
+from . import agent_stats
+from .models import IN_FLIGHT_STATUSES, EventKind, Task, TaskStatus
+from .transitions import TransitionLog
+from .wake import wake_dispatch
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What one attempt came to. `kind`: completed, accepted, retry (retryable failure) or fail."""
+
+    task_id: UUID
+    attempt: int
+    agent_id: UUID | None
+    kind: str
+    result: Any = None
+    error: Any = None
+    reason: str = ""
+    status_code: int | None = None
+    retry_after: float | None = None
+    latency_ms: float | None = None
+    # Whether this failure says something about the agent's health (timeouts and 5xx do; 429 does not).
+    counts_for_circuit: bool = True
+    retire_agent: bool = False
+    call_outcome: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def backoff_delay(attempt, *, retry_after=None):
+    """Exponential backoff with full jitter, never sooner than the agent's Retry-After."""
+    ceiling = min(settings.TASK_RETRY_BACKOFF_MAX, settings.TASK_RETRY_BACKOFF_BASE * 2 ** max(attempt - 1, 0))
+    delay = random.uniform(0, ceiling)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def _message_fields(row):
+    return {"priority": row["priority"], "task_type": row["type"], "capabilities": row["required_capabilities"]}
+
+
+def _complete(outcome, now, log):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE tasks_task SET status = 'completed', result = %s, error = NULL, finished_at = %s,
+                   started_at = COALESCE(started_at, %s), lease_expires_at = NULL, updated_at = %s
+               WHERE task_id = %s AND attempts = %s AND status IN ('assigned', 'running')
+               RETURNING priority, type, required_capabilities, created_at""",
+            [Jsonb(outcome.result), now, now, now, outcome.task_id, outcome.attempt],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    priority, task_type, capabilities, created_at = row
+    agent_stats.release(outcome.agent_id, now=now, outcome="success", latency_ms=outcome.latency_ms)
+    log.add(task_id=outcome.task_id, kind=EventKind.COMPLETED, status=TaskStatus.COMPLETED,
+            attempt=outcome.attempt, agent_id=outcome.agent_id, at=now, priority=priority,
+            task_type=task_type, capabilities=capabilities, details=_call_details(outcome),
+            duration_seconds=(now - created_at).total_seconds(), agent_call_outcome=outcome.call_outcome or None)
+    return True
+
+
+def _accept(outcome, now, log):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE tasks_task SET status = 'running', started_at = COALESCE(started_at, %s),
+                   lease_expires_at = %s + make_interval(secs => timeout_seconds), updated_at = %s
+               WHERE task_id = %s AND attempts = %s AND status IN ('assigned', 'running')
+               RETURNING priority, type, required_capabilities""",
+            [now, now, now, outcome.task_id, outcome.attempt],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    agent_stats.note_accepted(outcome.agent_id, now=now, latency_ms=outcome.latency_ms)
+    log.add(task_id=outcome.task_id, kind=EventKind.STARTED, status=TaskStatus.RUNNING, attempt=outcome.attempt,
+            agent_id=outcome.agent_id, at=now, reason="agent accepted the task; awaiting its report",
+            priority=row[0], task_type=row[1], capabilities=row[2], agent_call_outcome="accepted")
+    return True
+
+
+def _call_details(outcome):
+    details = {key: value for key, value in (("status_code", outcome.status_code),
+                                             ("latency_ms", outcome.latency_ms)) if value is not None}
+    return details or None
+
+
+def _locked_in_flight(task_id, attempt):
+    return (Task.objects.select_for_update()
+            .filter(task_id=task_id, attempts=attempt, status__in=IN_FLIGHT_STATUSES)
+            .only("task_id", "attempts", "retry_base", "max_retries", "deadline", "priority", "type",
+                  "required_capabilities", "assigned_agent_id", "avoid_agents", "created_at")
+            .first())
+
+
+def _fail_or_retry(outcome, now, log):
+    task = _locked_in_flight(outcome.task_id, outcome.attempt)
+    if task is None:
+        return False
+    agent_stats.release(outcome.agent_id, now=now, outcome="failure",
+                        counts_for_circuit=outcome.counts_for_circuit)
+    if outcome.retire_agent and outcome.agent_id:
+        agent_stats.retire(outcome.agent_id, now=now, reason=f"retired: {outcome.reason}")
+    budget_left = task.attempts - task.retry_base <= task.max_retries
+    delay = backoff_delay(task.attempts, retry_after=outcome.retry_after)
+    next_attempt_at = now + timedelta(seconds=delay)
+    past_deadline = task.deadline is not None and next_attempt_at >= task.deadline
+    if outcome.kind == "retry" and budget_left and not past_deadline:
+        avoid = list(dict.fromkeys([*task.avoid_agents, outcome.agent_id])) if outcome.agent_id else task.avoid_agents
+        Task.objects.filter(pk=task.pk).update(
+            status=TaskStatus.PENDING, assigned_agent=None, lease_expires_at=None, next_attempt_at=next_attempt_at,
+            error=_error_value(outcome), avoid_agents=avoid, updated_at=now,
+        )
+        log.add(task_id=task.pk, kind=EventKind.RETRYING, status=TaskStatus.PENDING, attempt=task.attempts,
+                agent_id=outcome.agent_id, at=now, reason=outcome.reason,
+                details={**(_call_details(outcome) or {}), "retry_in_seconds": round(delay, 3)},
+                priority=task.priority, task_type=task.type, capabilities=task.required_capabilities,
+                agent_call_outcome=outcome.call_outcome or None)
+        transaction.on_commit(wake_dispatch) if delay < settings.SWEEP_INTERVAL_SECONDS else None
+        return True
+    if outcome.kind == "retry":
+        why = "deadline would pass before the next attempt" if past_deadline else "retries exhausted"
+        reason = f"{outcome.reason} ({why})"
+    else:
+        reason = outcome.reason
+    _finish_failed(task, now, log, reason=reason, error=_error_value(outcome), agent_id=outcome.agent_id,
+                   details=_call_details(outcome), call_outcome=outcome.call_outcome)
+    return True
+
+
+def _error_value(outcome):
+    if outcome.error is not None:
+        return outcome.error
+    return {"message": outcome.reason, **({"status_code": outcome.status_code} if outcome.status_code else {})}
+
+
+def _finish_failed(task, now, log, *, reason, error, agent_id=None, details=None, call_outcome=""):
+    Task.objects.filter(pk=task.pk).update(
+        status=TaskStatus.FAILED, error=error, finished_at=now, lease_expires_at=None, next_attempt_at=None,
+        updated_at=now,
+    )
+    log.add(task_id=task.pk, kind=EventKind.FAILED, status=TaskStatus.FAILED, attempt=task.attempts,
+            agent_id=agent_id, at=now, reason=reason, details=details, priority=task.priority,
+            task_type=task.type, capabilities=task.required_capabilities,
+            duration_seconds=(now - task.created_at).total_seconds(), agent_call_outcome=call_outcome or None)
+    _notify_failure(task, reason, error)
+
+
+def _notify_failure(task, reason, error):
+    try:
+        from agents.notifier import notify
+    except ImportError:  # the notifier ships with the agents app
+        return
+    notify("task.failed", {"task_id": str(task.pk), "type": task.type, "attempts": task.attempts,
+                           "reason": reason, "error": error})
+
+
+_APPLIERS = {"completed": _complete, "accepted": _accept, "retry": _fail_or_retry, "fail": _fail_or_retry}
+
+
+def apply_outcomes(outcomes, *, now=None):
+    """Apply a batch in one transaction; if anything in it fails, fall back to one by one."""
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            log = TransitionLog()
+            applied = [_APPLIERS[o.kind](o, now, log) for o in outcomes]
+            log.flush()
+        return applied
+    except Exception:
+        if len(outcomes) == 1:
+            raise
+        logger.exception("applying a batch of %d outcomes failed; retrying one by one", len(outcomes))
+    results = []
+    for outcome in outcomes:
+        try:
+            results.extend(apply_outcomes([outcome], now=now))
+        except Exception:
+            logger.exception("could not apply outcome for task %s attempt %s", outcome.task_id, outcome.attempt)
+            results.append(False)
+    return results
+
+
+def requeue_in_flight(tasks, *, now, reason, log, kind=EventKind.REASSIGNED, penalise=False):
+    """Hand in-flight tasks back to the queue at once. Unless `penalise`, the attempt is not counted
+    against the retry budget (the agent or worker went away; the task did nothing wrong)."""
+    for task in tasks:
+        agent_stats.release(task.assigned_agent_id, now=now, outcome="neutral")
+        Task.objects.filter(pk=task.pk).update(
+            status=TaskStatus.PENDING, assigned_agent=None, lease_expires_at=None, next_attempt_at=now,
+            retry_base=task.retry_base + (0 if penalise else 1), updated_at=now,
+        )
+        log.add(task_id=task.pk, kind=kind, status=TaskStatus.PENDING, attempt=task.attempts,
+                agent_id=task.assigned_agent_id, at=now, reason=reason, priority=task.priority,
+                task_type=task.type, capabilities=task.required_capabilities)

@@ -1,0 +1,220 @@
+"""Agent calls in flight, without blocking worker processes.
+
+Each worker process has one runner: an asyncio event loop on a background thread keeps hundreds of
+agent calls open at once (AI agents take seconds to minutes), and one writer thread applies what
+they produce to Postgres in batches: a burst of N answers costs one transaction, not N.
+
+Celery jobs only claim work and hand it over (`submit`), so a worker thread is free again in
+milliseconds. If the process dies, nothing is lost: the leases of its tasks expire and the sweep
+hands them out again; the attempt number fences off anything the dead process might still say.
+"""
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from uuid import UUID
+
+from django.conf import settings
+from django.db import OperationalError, close_old_connections, connection, transaction
+from django.db.utils import InterfaceError
+from django.utils import timezone
+
+from agents import egress
+
+from . import agent_client
+from .models import EventKind, Task, TaskStatus
+from .outcomes import Outcome, apply_outcomes
+from .transitions import TransitionLog
+from .wake import wake_dispatch
+
+logger = logging.getLogger(__name__)
+WRITE_BATCH_MAX = 500
+
+
+@dataclass
+class SentMark:
+    task_id: UUID
+    attempt: int
+    at: float  # time.time() when the request went out
+
+
+def load_specs(assignments):
+    """CallSpecs for fresh assignments, in one query (agent endpoint and secret joined in)."""
+    by_id = {a.task_id: a for a in assignments}
+    tasks = (Task.objects.filter(task_id__in=list(by_id), status=TaskStatus.ASSIGNED)
+             .select_related("assigned_agent")
+             .only("task_id", "type", "description", "input_data", "required_capabilities", "priority",
+                   "deadline", "timeout_seconds", "attempts", "assigned_agent__endpoint",
+                   "assigned_agent__signing_secret"))
+    specs = []
+    for task in tasks:
+        wanted = by_id[task.task_id]
+        if task.attempts != wanted.attempt or task.assigned_agent is None:
+            continue
+        specs.append(agent_client.CallSpec(
+            task_id=task.task_id, attempt=task.attempts, agent_id=task.assigned_agent_id,
+            endpoint=task.assigned_agent.endpoint, signing_secret=task.assigned_agent.signing_secret,
+            timeout_seconds=task.timeout_seconds, body=agent_client.build_body(task, task.attempts)))
+    return specs
+
+
+def mark_sent(marks):
+    """assigned -> running for the given attempts, one UPDATE and one INSERT for the whole batch."""
+    if not marks:
+        return
+    now = timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE tasks_task AS t SET status = 'running', started_at = %s, updated_at = %s
+               FROM unnest(%s::uuid[], %s::int[]) AS v(task_id, attempt)
+               WHERE t.task_id = v.task_id AND t.attempts = v.attempt AND t.status = 'assigned'
+               RETURNING t.task_id, t.attempts, t.assigned_agent_id, t.priority, t.type,
+                         t.required_capabilities, t.created_at""",
+            [now, now, [m.task_id for m in marks], [m.attempt for m in marks]],
+        )
+        rows = cursor.fetchall()
+        log = TransitionLog()
+        for task_id, attempt, agent_id, priority, task_type, capabilities, created_at in rows:
+            log.add(task_id=task_id, kind=EventKind.SENT, status=TaskStatus.RUNNING, attempt=attempt,
+                    agent_id=agent_id, at=now, priority=priority, task_type=task_type, capabilities=capabilities,
+                    dispatch_latency_seconds=(now - created_at).total_seconds())
+        log.flush()
+
+
+class Writer(threading.Thread):
+    """Applies SentMarks and Outcomes in arrival order, batching whatever has queued up meanwhile."""
+
+    def __init__(self):
+        super().__init__(name="orchestrator-writer", daemon=True)
+        self.queue = queue.Queue()
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def put(self, item):
+        self._idle.clear()
+        self.queue.put(item)
+
+    def run(self):
+        while True:
+            batch = [self.queue.get()]
+            while len(batch) < WRITE_BATCH_MAX:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._write(batch)
+            if self.queue.empty():
+                self._idle.set()
+
+    def _write(self, batch):
+        marks = [item for item in batch if isinstance(item, SentMark)]
+        outcomes = [item for item in batch if isinstance(item, Outcome)]
+        delay = 0.1
+        while True:
+            try:
+                close_old_connections()
+                # A task's mark is always queued before its outcome, so marks go first.
+                mark_sent(marks)
+                if outcomes:
+                    apply_outcomes(outcomes)
+                    wake_dispatch()
+                return
+            except (OperationalError, InterfaceError):
+                # Postgres restarting: keep the batch and try again; guarded updates make it idempotent.
+                logger.warning("database unavailable; retrying %d writes in %.1f s", len(batch), delay)
+                connection.close()
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                marks = []  # a mark that could not be written is superseded by the outcome
+            except Exception:
+                logger.exception("dropping %d writes after an unexpected error; leases will recover them",
+                                 len(batch))
+                return
+
+    def wait_idle(self, timeout):
+        return self._idle.wait(timeout)
+
+
+class Runner:
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.writer = Writer()
+        self._in_flight = {}
+        self._lock = threading.Lock()
+        self._accepting = True
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run_loop, name="orchestrator-agent-calls", daemon=True)
+
+    def start(self):
+        self.writer.start()
+        self._thread.start()
+        self._ready.wait()
+        return self
+
+    def _run_loop(self):
+        asyncio.set_event_loop(self.loop)
+        self.client = egress.new_async_client(settings.AGENT_CALL_CONCURRENCY)
+        self.semaphore = asyncio.Semaphore(settings.AGENT_CALL_CONCURRENCY)
+        self.loop.call_soon(self._ready.set)
+        self.loop.run_forever()
+
+    @property
+    def in_flight(self):
+        return len(self._in_flight)
+
+    def submit(self, specs):
+        if not self._accepting:
+            return 0
+        for spec in specs:
+            key = (spec.task_id, spec.attempt)
+            future = asyncio.run_coroutine_threadsafe(self._call(spec), self.loop)
+            with self._lock:
+                self._in_flight[key] = future
+            future.add_done_callback(lambda _f, key=key: self._done(key))
+        return len(specs)
+
+    def _done(self, key):
+        with self._lock:
+            self._in_flight.pop(key, None)
+
+    async def _call(self, spec):
+        async with self.semaphore:
+            self.writer.put(SentMark(spec.task_id, spec.attempt, time.time()))
+            outcome = await agent_client.call(self.client, spec)
+            self.writer.put(outcome)
+
+    def shutdown(self, grace):
+        """Stop taking work; let calls in flight finish for up to `grace` seconds, hand back the rest."""
+        self._accepting = False
+        deadline = time.monotonic() + grace
+        while self._in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._lock:
+            leftover = list(self._in_flight.items())
+        for _, future in leftover:
+            future.cancel()
+        if leftover:
+            from .handback import hand_back_attempts
+
+            close_old_connections()
+            hand_back_attempts([key for key, _ in leftover], reason="worker shutting down")
+        self.writer.wait_idle(max(1.0, deadline - time.monotonic()))
+
+
+_runner = None
+_runner_lock = threading.Lock()
+
+
+def get_runner():
+    global _runner
+    with _runner_lock:
+        if _runner is None:
+            _runner = Runner().start()
+        return _runner
+
+
+def current_runner():
+    return _runner

@@ -1,0 +1,170 @@
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from orchestrator_project.validation import NoNulCharField, StrictFieldsMixin, check_json
+
+from .models import Task, TaskEvent, TaskStatus
+from .strategies import STRATEGIES
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
+NAME_MESSAGE = "Use letters, digits and _ . : / - (starting with a letter or digit)."
+
+
+def capability_field():
+    return serializers.RegexField(NAME_PATTERN, max_length=100, error_messages={"invalid": NAME_MESSAGE})
+
+
+class TaskCreateSerializer(StrictFieldsMixin, serializers.Serializer):
+    type = serializers.RegexField(NAME_PATTERN, max_length=100, error_messages={"invalid": NAME_MESSAGE})
+    description = NoNulCharField(max_length=10000, required=False, allow_blank=True, default="")
+    input_data = serializers.JSONField(required=False, default=dict)
+    required_capabilities = serializers.ListField(child=capability_field(), min_length=1, max_length=50,
+                                                  required=False)
+    priority = serializers.IntegerField(min_value=1, max_value=10, default=5)
+    max_retries = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    timeout_seconds = serializers.IntegerField(min_value=1, max_value=86400, required=False)
+    deadline = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    auto_dispatch = serializers.BooleanField(default=True)
+    strategy = serializers.ChoiceField(choices=sorted(STRATEGIES), required=False, allow_blank=True, default="")
+
+    def validate_input_data(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return check_json(value, max_bytes=settings.TASK_MAX_INPUT_BYTES)
+
+    def validate_deadline(self, value):
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("Must be in the future.")
+        return value
+
+    def validate(self, attrs):
+        attrs.setdefault("required_capabilities", [attrs["type"]])
+        attrs["required_capabilities"] = list(dict.fromkeys(attrs["required_capabilities"]))
+        attrs.setdefault("max_retries", settings.TASK_MAX_RETRIES)
+        attrs.setdefault("timeout_seconds", settings.TASK_DEFAULT_TIMEOUT)
+        return attrs
+
+
+class TaskBulkCreateSerializer(StrictFieldsMixin, serializers.Serializer):
+    tasks = TaskCreateSerializer(many=True, allow_empty=False)
+
+    def validate_tasks(self, value):
+        if len(value) > settings.TASK_BULK_MAX:
+            raise serializers.ValidationError(f"At most {settings.TASK_BULK_MAX} tasks per request.")
+        return value
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    """The lean representation used by create and list: no events, no joins."""
+
+    agent_id = serializers.UUIDField(source="assigned_agent_id", read_only=True, allow_null=True)
+    input_data = serializers.JSONField()
+    result = serializers.JSONField()
+    error = serializers.JSONField()
+
+    class Meta:
+        model = Task
+        fields = [
+            "task_id", "type", "description", "input_data", "required_capabilities", "priority", "status",
+            "agent_id", "result", "error", "attempts", "max_retries", "timeout_seconds", "deadline",
+            "auto_dispatch", "strategy", "idempotency_key", "created_at", "assigned_at", "started_at",
+            "finished_at", "updated_at", "next_attempt_at", "lease_expires_at",
+        ]
+        read_only_fields = fields
+
+
+class TaskListSerializer(TaskSerializer):
+    """Lists leave out the potentially large input and result documents."""
+
+    class Meta(TaskSerializer.Meta):
+        fields = [f for f in TaskSerializer.Meta.fields if f not in ("input_data", "result")]
+        read_only_fields = fields
+
+
+class TaskEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TaskEvent
+        fields = ["kind", "status", "attempt", "agent_id", "reason", "details", "created_at"]
+        read_only_fields = fields
+
+
+class TaskAttemptSerializer(serializers.Serializer):
+    attempt = serializers.IntegerField()
+    agent_id = serializers.UUIDField(allow_null=True)
+    assigned_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+    outcome = serializers.CharField(allow_null=True)
+    reason = serializers.CharField(allow_blank=True)
+
+
+# An attempt ends with the first of these events carrying its number.
+_ENDING_KINDS = {"completed", "failed", "retrying", "reassigned", "cancelled"}
+
+
+def attempts_from_events(events):
+    attempts = {}
+    for event in events:
+        if event.attempt == 0:
+            continue
+        entry = attempts.setdefault(event.attempt, {"attempt": event.attempt, "agent_id": event.agent_id,
+                                                    "assigned_at": None, "ended_at": None, "outcome": None,
+                                                    "reason": ""})
+        if event.kind == "assigned":
+            entry["assigned_at"], entry["agent_id"] = event.created_at, event.agent_id
+        elif event.kind in _ENDING_KINDS and entry["outcome"] is None:
+            entry.update(ended_at=event.created_at, outcome=event.kind, reason=event.reason)
+    return [attempts[number] for number in sorted(attempts)]
+
+
+class TaskDetailSerializer(TaskSerializer):
+    events = serializers.SerializerMethodField()
+    attempt_history = serializers.SerializerMethodField()
+
+    class Meta(TaskSerializer.Meta):
+        fields = [*TaskSerializer.Meta.fields, "events", "attempt_history"]
+        read_only_fields = fields
+
+    def _events(self, task):
+        if not hasattr(task, "_event_list"):
+            task._event_list = list(task.events.order_by("created_at", "id"))
+        return task._event_list
+
+    @extend_schema_field(TaskEventSerializer(many=True))
+    def get_events(self, task):
+        return TaskEventSerializer(self._events(task), many=True).data
+
+    @extend_schema_field(TaskAttemptSerializer(many=True))
+    def get_attempt_history(self, task):
+        return TaskAttemptSerializer(attempts_from_events(self._events(task)), many=True).data
+
+
+class AssignSerializer(StrictFieldsMixin, serializers.Serializer):
+    agent_id = serializers.UUIDField(required=False, allow_null=True, default=None)
+
+
+class ResultReportSerializer(StrictFieldsMixin, serializers.Serializer):
+    status = serializers.ChoiceField(choices=[TaskStatus.COMPLETED, TaskStatus.FAILED])
+    result = serializers.JSONField(required=False, allow_null=True, default=None)
+    error = serializers.JSONField(required=False, allow_null=True, default=None)
+    retryable = serializers.BooleanField(default=False, help_text="For failures: may another attempt succeed?")
+
+    def validate_result(self, value):
+        return check_json(value, max_bytes=settings.AGENT_RESPONSE_MAX_BYTES)
+
+    def validate_error(self, value):
+        return check_json(value, max_bytes=64 * 1024)
+
+
+class ExecuteResponseSerializer(serializers.Serializer):
+    task_id = serializers.UUIDField()
+    status = serializers.CharField()
+    result = serializers.JSONField(allow_null=True)
+    agent_id = serializers.UUIDField(allow_null=True)
+    error = serializers.JSONField(required=False, allow_null=True)
+
+
+class BulkCreateResponseSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    task_ids = serializers.ListField(child=serializers.UUIDField())

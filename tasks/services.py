@@ -1,0 +1,233 @@
+"""Task workflows called by the API: create, cancel, retry, assign, report, execute.
+
+Each is a guarded transition: the UPDATE names the status it expects and the row count says whether
+it happened, so concurrent requests and workers can never both win.
+"""
+
+import hashlib
+import json
+import uuid
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from monitoring.events import publish_task_transitions
+from orchestrator_project.exceptions import Conflict
+
+from . import agent_stats, dispatch
+from .models import CANCELLABLE_STATUSES, IN_FLIGHT_STATUSES, RETRYABLE_BY_OPERATOR, EventKind, Task, TaskStatus
+from .outcomes import Outcome, apply_outcomes
+from .transitions import TransitionLog
+from .wake import wake_dispatch
+
+
+class IdempotencyConflict(Conflict):
+    default_detail = "This Idempotency-Key was already used with a different request body."
+
+
+def _fingerprint(data):
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _new_task(data, *, user, now):
+    return Task(task_id=uuid.uuid4(), created_by=user if user and user.pk else None, created_at=now,
+                updated_at=now, next_attempt_at=now, status=TaskStatus.PENDING, **data)
+
+
+def _announce_created(tasks):
+    """Creation is announced live but leaves no event row: the task row itself records it."""
+    messages = [{"task_id": str(t.task_id), "status": TaskStatus.PENDING, "agent_id": None, "attempt": 0,
+                 "priority": t.priority, "timestamp": t.created_at.isoformat(), "kind": EventKind.CREATED,
+                 "type": t.type, "capabilities": list(t.required_capabilities)} for t in tasks]
+    transaction.on_commit(lambda: publish_task_transitions(messages))
+    if any(t.auto_dispatch for t in tasks):
+        transaction.on_commit(wake_dispatch)
+
+
+def create_task(*, data, user=None, idempotency_key=None):
+    """Returns (task, created). A repeated Idempotency-Key returns the first task instead of a second."""
+    fingerprint = _fingerprint(data) if idempotency_key else ""
+    if idempotency_key:
+        existing = Task.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _replay(existing, fingerprint), False
+    now = timezone.now()
+    task = _new_task(data, user=user, now=now)
+    task.idempotency_key = idempotency_key
+    task.request_fingerprint = fingerprint
+    try:
+        with transaction.atomic():
+            Task.objects.bulk_create([task])
+            _announce_created([task])
+    except IntegrityError:
+        # Two requests with the same key raced; the other one won.
+        existing = Task.objects.filter(idempotency_key=idempotency_key).first()
+        if idempotency_key and existing is not None:
+            return _replay(existing, fingerprint), False
+        raise
+    return task, True
+
+
+def _replay(existing, fingerprint):
+    if existing.request_fingerprint != fingerprint:
+        raise IdempotencyConflict()
+    return existing
+
+
+def create_tasks_bulk(*, items, user=None):
+    """All or nothing: one INSERT for the whole list, one wake-up for dispatch."""
+    now = timezone.now()
+    tasks = [_new_task(data, user=user, now=now) for data in items]
+    with transaction.atomic():
+        Task.objects.bulk_create(tasks, batch_size=1000)
+        _announce_created(tasks)
+    return tasks
+
+
+def _get_for_update(task_id):
+    task = Task.objects.select_for_update().filter(task_id=task_id).first()
+    if task is None:
+        from rest_framework.exceptions import NotFound
+
+        raise NotFound("No task with this id.")
+    return task
+
+
+def cancel_task(*, task_id, reason="cancelled by an operator"):
+    now = timezone.now()
+    with transaction.atomic():
+        task = _get_for_update(task_id)
+        if task.status not in CANCELLABLE_STATUSES:
+            raise Conflict(f"Task is already {task.status}; only pending, assigned or running tasks can be cancelled.")
+        if task.status in IN_FLIGHT_STATUSES:
+            agent_stats.release(task.assigned_agent_id, now=now, outcome="neutral")
+        Task.objects.filter(pk=task.pk, status=task.status).update(
+            status=TaskStatus.CANCELLED, finished_at=now, lease_expires_at=None, next_attempt_at=None, updated_at=now)
+        log = TransitionLog()
+        log.add(task_id=task.pk, kind=EventKind.CANCELLED, status=TaskStatus.CANCELLED, attempt=task.attempts,
+                agent_id=task.assigned_agent_id, at=now, reason=reason, priority=task.priority, task_type=task.type,
+                capabilities=task.required_capabilities, duration_seconds=(now - task.created_at).total_seconds())
+        log.flush()
+    task.refresh_from_db()
+    return task
+
+
+def retry_task(*, task_id):
+    """An operator runs a failed or cancelled task again, with a fresh retry budget."""
+    now = timezone.now()
+    with transaction.atomic():
+        task = _get_for_update(task_id)
+        if task.status not in RETRYABLE_BY_OPERATOR:
+            raise Conflict(f"Task is {task.status}; only failed or cancelled tasks can be retried.")
+        Task.objects.filter(pk=task.pk, status=task.status).update(
+            status=TaskStatus.PENDING, assigned_agent=None, result=None, error=None, finished_at=None,
+            next_attempt_at=now, lease_expires_at=None, retry_base=task.attempts, avoid_agents=[], updated_at=now)
+        log = TransitionLog()
+        log.add(task_id=task.pk, kind=EventKind.REQUEUED, status=TaskStatus.PENDING, attempt=task.attempts,
+                at=now, reason="retried by an operator", priority=task.priority, task_type=task.type,
+                capabilities=task.required_capabilities)
+        log.flush()
+        if task.auto_dispatch:
+            transaction.on_commit(wake_dispatch)
+    task.refresh_from_db()
+    return task
+
+
+def assign_task(*, task_id, agent_id=None):
+    """Assign now, to the given agent or the best one. Raises Conflict with the reason when it cannot."""
+    from agents.models import Agent
+
+    task = Task.objects.filter(task_id=task_id).first()
+    if task is None:
+        from rest_framework.exceptions import NotFound
+
+        raise NotFound("No task with this id.")
+    if task.status != TaskStatus.PENDING:
+        raise Conflict(f"Task is {task.status}; only pending tasks can be assigned.")
+    if agent_id is not None:
+        agent = Agent.objects.filter(agent_id=agent_id).first()
+        if agent is None:
+            from rest_framework.exceptions import ValidationError
+
+            raise ValidationError({"agent_id": ["No agent with this id."]})
+        try:
+            assignment = dispatch.assign_to(task_id, agent)
+        except dispatch.NoAgentAvailable as exc:
+            raise Conflict(str(exc))
+    else:
+        assignments = dispatch.claim(task_ids=[task_id])
+        assignment = assignments[0] if assignments else None
+        if assignment is None:
+            raise Conflict("No capable agent is available now (online, not draining, circuit closed, with a free "
+                           f"slot) for capabilities: {', '.join(task.required_capabilities)}.")
+    if assignment is None:
+        raise Conflict("Task changed state while being assigned; reload it.")
+    if task.auto_dispatch:
+        _send_on_commit(assignment)
+    task.refresh_from_db()
+    return task
+
+
+def _send_on_commit(assignment):
+    from .jobs import send_assigned
+
+    transaction.on_commit(lambda: send_assigned.delay(str(assignment.task_id), assignment.attempt))
+
+
+def report_result(*, task_id, attempt, agent=None, status, result=None, error=None, retryable=False):
+    """An agent's (or operator's) report for a task that was accepted with 202. Exactly one is accepted."""
+    task = Task.objects.filter(task_id=task_id).only("task_id", "status", "attempts", "assigned_agent_id").first()
+    if task is None or (agent is not None and task.assigned_agent_id != agent.agent_id):
+        from rest_framework.exceptions import NotFound
+
+        raise NotFound("No task with this id is assigned to you.")
+    attempt = task.attempts if attempt is None else attempt
+    if task.status not in IN_FLIGHT_STATUSES or attempt != task.attempts:
+        raise Conflict(f"A result for this task was already recorded or this attempt ({attempt}) was superseded; "
+                       f"the task is {task.status} at attempt {task.attempts}.")
+    if status == TaskStatus.COMPLETED:
+        outcome = Outcome(task_id=task.task_id, attempt=attempt, agent_id=task.assigned_agent_id, kind="completed",
+                          result=result, call_outcome="success")
+    else:
+        outcome = Outcome(task_id=task.task_id, attempt=attempt, agent_id=task.assigned_agent_id,
+                          kind="retry" if retryable else "fail", error=error,
+                          reason="agent reported a failure", call_outcome="error")
+    if not apply_outcomes([outcome])[0]:
+        raise Conflict("A result for this task was already recorded.")
+    return Task.objects.get(task_id=task_id)
+
+
+def prepare_execute(*, task_id):
+    """Start (or join) the execution of a task. Returns (task, seconds to wait for it to settle)."""
+    task = Task.objects.filter(task_id=task_id).first()
+    if task is None:
+        from rest_framework.exceptions import NotFound
+
+        raise NotFound("No task with this id.")
+    if task.status == TaskStatus.CANCELLED:
+        raise Conflict("Task was cancelled; retry it first to run it again.")
+    if task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
+        return task, 0
+    if task.status == TaskStatus.PENDING:
+        if not dispatch.capable_agents_exist(task.required_capabilities):
+            raise Conflict("No capable agent is available for capabilities: "
+                           f"{', '.join(task.required_capabilities)}. The task stays pending.")
+        now = timezone.now()
+        Task.objects.filter(task_id=task_id, status=TaskStatus.PENDING).update(
+            auto_dispatch=True, next_attempt_at=now, updated_at=now)
+        wake_dispatch()
+    elif task.status == TaskStatus.ASSIGNED and task.lease_expires_at is None:
+        # Assigned by an operator without auto-dispatch: this is the moment to send it.
+        from .jobs import send_assigned
+
+        send_assigned.delay(str(task.task_id), task.attempts)
+    attempts_left = max(1, task.max_retries - (task.attempts - task.retry_base) + 1)
+    budget = attempts_left * (task.timeout_seconds + settings.LEASE_GRACE_SECONDS) \
+        + (attempts_left - 1) * settings.TASK_RETRY_BACKOFF_MAX
+    if task.status in IN_FLIGHT_STATUSES:
+        budget = task.timeout_seconds + settings.LEASE_GRACE_SECONDS
+    wait = min(budget, settings.EXECUTE_MAX_WAIT_SECONDS)
+    if task.deadline:
+        wait = min(wait, max(0.0, (task.deadline - timezone.now()).total_seconds()) + 1)
+    return task, wait

@@ -1,0 +1,47 @@
+"""Recording task transitions: event rows written in bulk, live updates published after commit.
+
+Every guarded update that changes a task adds one entry here; `flush()` writes all event rows of the
+transaction in one INSERT and schedules one fan-out message for after the commit.
+"""
+
+from django.db import transaction
+
+from monitoring.events import publish_task_transitions
+
+from .models import TaskEvent
+
+
+class TransitionLog:
+    def __init__(self):
+        self._events = []
+        self._messages = []
+
+    def add(self, *, task_id, kind, status, attempt, agent_id=None, reason="", details=None, at,
+            priority=None, task_type="", capabilities=None, **extra):
+        self._events.append(TaskEvent(task_id=task_id, kind=kind, status=status, attempt=attempt,
+                                      agent_id=agent_id, reason=reason[:2000], details=details, created_at=at))
+        message = {
+            "task_id": str(task_id),
+            "status": status,
+            "agent_id": str(agent_id) if agent_id else None,
+            "attempt": attempt,
+            "priority": priority,
+            "timestamp": at.isoformat(),
+            "kind": kind,
+            "type": task_type,
+            "capabilities": list(capabilities or []),
+        }
+        message.update({key: value for key, value in extra.items() if value is not None})
+        self._messages.append(message)
+
+    def __len__(self):
+        return len(self._events)
+
+    def flush(self):
+        """Write the rows now (inside the caller's transaction) and publish after it commits."""
+        if not self._events:
+            return
+        TaskEvent.objects.bulk_create(self._events)
+        messages = self._messages
+        transaction.on_commit(lambda: publish_task_transitions(messages))
+        self._events, self._messages = [], []

@@ -1,10 +1,129 @@
-"""Liveness: answers without touching any dependency, so a slow database never restarts the pod."""
+"""Liveness (`/health`) and readiness (`/health/detailed`).
 
+`/health` answers without touching any dependency, so a slow database never restarts the pod.
+`/health/detailed` checks every dependency concurrently, each under its own short timeout, and reports
+`healthy`, `degraded` (200: serving, but workers, beat or live updates are impaired) or `unhealthy`
+(503: the database or Redis is down, so no request can be served properly). No authentication: it is
+a probe, so it shows neither URLs, host names nor error messages, only error classes and timings.
+"""
+
+import asyncio
+import logging
+import time
+
+import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
+
+from . import beat
+
+CHECK_TIMEOUT_SECONDS = 2.0
+PING_TIMEOUT_SECONDS = 1.0
+# Without these nothing works: their failure makes the service unhealthy (503) rather than degraded.
+CRITICAL_CHECKS = ("database", "redis")
+
+logger = logging.getLogger(__name__)
 
 
 @require_GET
 def health(request):
     return JsonResponse({"status": "healthy", "service": "agent-orchestrator", "version": settings.VERSION})
+
+
+def _database():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return {"status": "ok"}
+
+
+async def _redis():
+    client = aioredis.Redis.from_url(
+        settings.REDIS_URL, socket_timeout=PING_TIMEOUT_SECONDS, socket_connect_timeout=PING_TIMEOUT_SECONDS
+    )
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+    return {"status": "ok"}
+
+
+def _celery_workers():
+    from orchestrator_project.celery import app
+
+    with app.connection_for_read(settings.CELERY_BROKER_URL) as conn:
+        conn.ensure_connection(max_retries=1, timeout=PING_TIMEOUT_SECONDS)
+        replies = app.control.ping(timeout=PING_TIMEOUT_SECONDS, connection=conn)
+    workers = len(replies or [])
+    # No worker means nothing is dispatched: still serving reads and accepting tasks, so degraded.
+    return {"status": "ok" if workers else "degraded", "workers": workers}
+
+
+def _beat():
+    state = beat.beat_state()
+    return {
+        "status": "ok" if state["state"] == "ok" else "degraded",
+        "state": state["state"],
+        "last_sweep_age_seconds": state["last_sweep_age_seconds"],
+        "max_age_seconds": state["max_age_seconds"],
+        "sweeps": state["sweeps"],
+    }
+
+
+async def _channel_layer():
+    layer = get_channel_layer()
+    if layer is None:
+        return {"status": "error", "error": "NotConfigured"}
+    channel = await layer.new_channel("health")
+    nonce = f"{time.monotonic_ns()}"
+    await layer.send(channel, {"type": "health.ping", "nonce": nonce})
+    message = await layer.receive(channel)
+    return {"status": "ok" if message.get("nonce") == nonce else "error"}
+
+
+CHECKS = {
+    "database": lambda: sync_to_async(_database)(),
+    "redis": _redis,
+    # Not thread-sensitive: a broker that does not answer must not hold the request's own thread.
+    "celery_workers": lambda: sync_to_async(_celery_workers, thread_sensitive=False)(),
+    "beat": lambda: sync_to_async(_beat, thread_sensitive=False)(),
+    "channel_layer": _channel_layer,
+}
+
+
+async def _run_check(name, check):
+    started = time.perf_counter()
+    try:
+        result = await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS)
+    except TimeoutError:
+        result = {"status": "error", "error": "Timeout"}
+    except Exception as exc:  # a probe reports failures, it does not raise them
+        logger.warning("health check %s failed", name, exc_info=True)
+        result = {"status": "error", "error": type(exc).__name__}
+    result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return name, result
+
+
+def overall(checks):
+    if any(checks[name]["status"] == "error" for name in CRITICAL_CHECKS):
+        return "unhealthy"
+    if any(result["status"] != "ok" for result in checks.values()):
+        return "degraded"
+    return "healthy"
+
+
+async def run_checks():
+    results = await asyncio.gather(*(_run_check(name, check) for name, check in CHECKS.items()))
+    return dict(results)
+
+
+@require_GET
+async def health_detailed(request):
+    checks = await run_checks()
+    status = overall(checks)
+    body = {"status": status, "service": "agent-orchestrator", "version": settings.VERSION, "checks": checks}
+    return JsonResponse(body, status=503 if status == "unhealthy" else 200)

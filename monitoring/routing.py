@@ -1,7 +1,17 @@
 from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
+from django.urls import path
 
-websocket_urlpatterns = []
+from . import consumers
+from .middleware import BearerTokenMiddleware, SameOriginValidator
 
-websocket_application = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+websocket_urlpatterns = [
+    path("ws/tasks/", consumers.TaskStatusConsumer.as_asgi()),
+    path("ws/agents/", consumers.AgentStatusConsumer.as_asgi()),
+]
+
+# Outermost first: the origin is checked before any database work, the bearer token after the session
+# so that it wins when both are present.
+websocket_application = SameOriginValidator(
+    AuthMiddlewareStack(BearerTokenMiddleware(URLRouter(websocket_urlpatterns)))
+)

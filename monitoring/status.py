@@ -1,0 +1,84 @@
+"""`GET /status`: one JSON document describing the whole system, for operators and their scripts.
+
+It needs a viewer (session or bearer token), like the rest of the read API: it reveals no secret, but
+capability names and throughput describe the business. Worker counts are cached for a few seconds since
+a Celery ping always waits for its full timeout.
+"""
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from redis.exceptions import RedisError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from orchestrator_project.accounts.permissions import IsViewer
+
+from . import beat, queries
+
+WORKERS_CACHE_KEY = "monitoring:celery-workers"
+WORKERS_CACHE_SECONDS = 10
+WORKERS_PING_TIMEOUT = 0.5
+
+
+def worker_count():
+    """How many Celery workers answered a ping recently, or None if the broker could not be asked."""
+    cached = cache.get(WORKERS_CACHE_KEY)
+    if cached is not None:
+        return cached
+    from orchestrator_project.celery import app
+
+    try:
+        with app.connection_for_read(settings.CELERY_BROKER_URL) as conn:
+            conn.ensure_connection(max_retries=1, timeout=WORKERS_PING_TIMEOUT)
+            count = len(app.control.ping(timeout=WORKERS_PING_TIMEOUT, connection=conn) or [])
+    except Exception:  # the broker is down: reported as unknown, never raised
+        return None
+    cache.set(WORKERS_CACHE_KEY, count, WORKERS_CACHE_SECONDS)
+    return count
+
+
+def _beat():
+    try:
+        return beat.beat_state()
+    except RedisError:
+        return {"state": "unknown", "last_sweep_age_seconds": None, "sweeps": {}}
+
+
+def system_status(*, now=None):
+    now = now or timezone.now()
+    tasks = queries.tasks_by_status()
+    agents = queries.agents_by_status()
+    queue = queries.queue_depth(now=now)
+    workers = worker_count()
+    return {
+        "service": "agent-orchestrator",
+        "version": settings.VERSION,
+        "timestamp": now.isoformat(),
+        "agents": {
+            "total": sum(agents.values()),
+            "by_status": agents,
+            "circuit_open": queries.agents_with_open_circuit(),
+        },
+        "tasks": {"total": sum(tasks.values()), "by_status": tasks},
+        "queue": {
+            "depth": tasks["pending"],
+            "oldest_age_seconds": max((row["oldest_age_seconds"] for row in queue.values()), default=None),
+            "by_capability": queue,
+        },
+        "last_minute": queries.last_minute(now=now),
+        "workers": {
+            "count": workers,
+            "state": "unknown" if workers is None else ("ok" if workers else "none"),
+        },
+        "beat": _beat(),
+    }
+
+
+class StatusView(APIView):
+    permission_classes = [IsViewer]
+
+    @extend_schema(summary="System status", description=__doc__, responses={200: dict})
+    def get(self, request):
+        return Response(system_status())

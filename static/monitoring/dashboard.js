@@ -1,0 +1,352 @@
+/* Operator dashboard: starts from /dashboard/api/summary, then follows /ws/tasks/ and /ws/agents/.
+ *
+ * Tasks and agents are kept in maps keyed by id; an event older than what we hold for that id is
+ * ignored (a reconnect's snapshot may be newer than an event still in flight). Counters and charts are
+ * refreshed from the summary endpoint, at most once a second while events flow and every 5 s otherwise.
+ */
+(function () {
+  "use strict";
+
+  var root = document.getElementById("dashboard");
+  if (!root) return;
+  var SUMMARY_URL = root.dataset.summaryUrl;
+  var MAX_TASK_ROWS = 50;
+  var TASK_STATUSES = ["pending", "assigned", "running", "completed", "failed", "cancelled"];
+  var AGENT_STATUSES = ["online", "draining", "unhealthy", "offline"];
+
+  var tasks = new Map();
+  var agents = new Map();
+  var sockets = {};
+  var charts = {};
+  var summaryTimer = null;
+  var lastSummaryAt = 0;
+
+  // --- helpers ----------------------------------------------------------------------------------
+  function $(id) { return document.getElementById(id); }
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (key) {
+      if (key === "text") node.textContent = attrs[key];
+      else if (key === "className") node.className = attrs[key];
+      else node.setAttribute(key, attrs[key]);
+    });
+    (children || []).forEach(function (child) { if (child) node.appendChild(child); });
+    return node;
+  }
+
+  function cookie(name) {
+    var match = document.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  function ago(iso) {
+    if (!iso) return "never";
+    var seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+    if (seconds < 120) return seconds + " s ago";
+    if (seconds < 7200) return Math.round(seconds / 60) + " min ago";
+    return Math.round(seconds / 3600) + " h ago";
+  }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "–";
+    if (seconds < 1) return Math.round(seconds * 1000) + " ms";
+    if (seconds < 120) return seconds.toFixed(1) + " s";
+    return Math.round(seconds / 60) + " min";
+  }
+
+  function newer(current, incoming) {
+    if (!current) return true;
+    if ((incoming.attempt || 0) !== (current.attempt || 0) && incoming.attempt !== undefined) {
+      return (incoming.attempt || 0) > (current.attempt || 0);
+    }
+    return Date.parse(incoming.timestamp) >= Date.parse(current.timestamp);
+  }
+
+  function showMessage(text, isError) {
+    var node = $("dash-message");
+    node.textContent = text;
+    node.className = "dash-message" + (isError ? " error" : "");
+    node.hidden = false;
+    clearTimeout(showMessage.timer);
+    showMessage.timer = setTimeout(function () { node.hidden = true; }, 6000);
+  }
+
+  // --- connection indicator ---------------------------------------------------------------------
+  function updateIndicator() {
+    var states = Object.keys(sockets).map(function (name) { return sockets[name].state; });
+    var state = states.every(function (s) { return s === "live"; }) ? "live"
+      : states.some(function (s) { return s === "refused"; }) ? "refused"
+      : states.some(function (s) { return s === "reconnecting"; }) ? "reconnecting" : "connecting";
+    var labels = { live: "Live", connecting: "Connecting…", reconnecting: "Reconnecting…",
+                   refused: "Not allowed" };
+    var node = $("connection");
+    node.dataset.state = state;
+    node.className = "conn conn-" + state;
+    node.querySelector(".label").textContent = labels[state];
+  }
+
+  // --- WebSockets -------------------------------------------------------------------------------
+  function connect(name, path, onSnapshot, onEvents) {
+    var entry = sockets[name] || (sockets[name] = { state: "connecting", retry: 0 });
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var ws = new WebSocket(scheme + location.host + path);
+    entry.ws = ws;
+    ws.onmessage = function (message) {
+      var data = JSON.parse(message.data);
+      if (data.type === "snapshot") {
+        entry.state = "live";
+        entry.retry = 0;
+        updateIndicator();
+        onSnapshot(data);
+      } else if (data.type === "batch") {
+        onEvents(data.events);
+      }
+    };
+    ws.onclose = function (event) {
+      if (event.code === 4401 || event.code === 4403) {
+        entry.state = "refused";
+        updateIndicator();
+        return;
+      }
+      entry.state = "reconnecting";
+      updateIndicator();
+      var delay = Math.min(10000, 500 * Math.pow(2, entry.retry++)) * (0.5 + Math.random() / 2);
+      setTimeout(function () { connect(name, path, onSnapshot, onEvents); }, delay);
+    };
+  }
+
+  function applyTasks(events, fromSnapshot) {
+    events.forEach(function (event) {
+      var current = tasks.get(event.task_id);
+      if (!fromSnapshot && !newer(current, event)) return;
+      tasks.set(event.task_id, Object.assign({}, current || {}, event));
+    });
+    renderTasks();
+    scheduleSummary(1000);
+  }
+
+  function applyAgents(events) {
+    events.forEach(function (event) {
+      var current = agents.get(event.agent_id);
+      if (current && Date.parse(event.timestamp) < Date.parse(current.timestamp)) return;
+      agents.set(event.agent_id, Object.assign({}, current || {}, event));
+    });
+    renderAgents();
+    scheduleSummary(1000);
+  }
+
+  // --- rendering --------------------------------------------------------------------------------
+  function renderCounters(id, counts, order, kind) {
+    var box = $(id);
+    box.textContent = "";
+    order.forEach(function (status) {
+      box.appendChild(el("div", { className: "counter " + kind + "-" + status, "data-status": status }, [
+        el("span", { className: "value", text: String(counts[status] || 0) }),
+        el("span", { className: "name", text: status }),
+      ]));
+    });
+  }
+
+  function badge(status) {
+    return el("span", { className: "badge badge-" + status, text: status.replace("_", " ") });
+  }
+
+  function actionButton(label, onClick) {
+    var button = el("button", { type: "button", className: "button dash-action", text: label });
+    button.addEventListener("click", onClick);
+    return button;
+  }
+
+  function emptyRow(tbody, columns, text) {
+    tbody.appendChild(el("tr", { className: "empty" }, [el("td", { colspan: String(columns), text: text })]));
+  }
+
+  function renderTasks() {
+    var rows = Array.from(tasks.values()).sort(function (a, b) {
+      return Date.parse(b.created_at || b.timestamp) - Date.parse(a.created_at || a.timestamp);
+    });
+    // Forget what falls off the table so that a long-open page does not grow without bound.
+    rows.slice(MAX_TASK_ROWS * 4).forEach(function (task) { tasks.delete(task.task_id); });
+    var tbody = $("tasks-table").tBodies[0];
+    tbody.textContent = "";
+    if (!rows.length) return emptyRow(tbody, 8, "No task yet.");
+    rows.slice(0, MAX_TASK_ROWS).forEach(function (task) {
+      var actions = el("td", { className: "actions" });
+      if (task.status === "failed" || task.status === "cancelled") {
+        actions.appendChild(actionButton("Retry", function () {
+          callApi("POST", "/api/v1/tasks/" + task.task_id + "/retry", "Retry requested");
+        }));
+      }
+      if (["pending", "assigned", "running"].indexOf(task.status) >= 0) {
+        actions.appendChild(actionButton("Cancel", function () {
+          callApi("DELETE", "/api/v1/tasks/" + task.task_id, "Cancel requested");
+        }));
+      }
+      var agent = task.agent_id ? agents.get(task.agent_id) : null;
+      tbody.appendChild(el("tr", { "data-task-id": task.task_id, "data-status": task.status }, [
+        el("td", { className: "mono", title: task.task_id, text: task.task_id.slice(0, 8) }),
+        el("td", { text: task.task_type || "" }),
+        el("td", {}, [badge(task.status)]),
+        el("td", { title: task.agent_id || "", text: agent ? agent.name : (task.agent_id || "–").slice(0, 8) }),
+        el("td", { text: String(task.attempt || 0) }),
+        el("td", { text: String(task.priority || "") }),
+        el("td", { className: "ago", "data-time": task.timestamp, text: ago(task.timestamp) }),
+        actions,
+      ]));
+    });
+  }
+
+  function renderAgents() {
+    var rows = Array.from(agents.values()).sort(function (a, b) { return (a.name || "").localeCompare(b.name || ""); });
+    var tbody = $("agents-table").tBodies[0];
+    tbody.textContent = "";
+    if (!rows.length) return emptyRow(tbody, 6, "No agent registered.");
+    rows.forEach(function (agent) {
+      var load = agent.current_load || 0;
+      var max = agent.max_concurrency || 1;
+      var bar = el("span", { className: "load" }, [
+        el("span", { className: "load-fill", style: "width:" + Math.min(100, Math.round(100 * load / max)) + "%" }),
+      ]);
+      var actions = el("td", { className: "actions" });
+      if (agent.status === "draining") {
+        actions.appendChild(actionButton("Resume", function () {
+          callApi("POST", "/api/v1/agents/" + agent.agent_id + "/resume", "Resume requested");
+        }));
+      } else if (agent.status !== "offline") {
+        actions.appendChild(actionButton("Drain", function () {
+          callApi("POST", "/api/v1/agents/" + agent.agent_id + "/drain", "Drain requested");
+        }));
+      }
+      tbody.appendChild(el("tr", { "data-agent-id": agent.agent_id, "data-status": agent.status }, [
+        el("td", { title: agent.agent_id, text: agent.name || agent.agent_id }),
+        el("td", {}, [badge(agent.status)]),
+        el("td", {}, [bar, el("span", { className: "load-text", text: " " + load + " / " + max })]),
+        el("td", { className: "ago", "data-time": agent.last_heartbeat || "", text: ago(agent.last_heartbeat) }),
+        el("td", {}, [badge(agent.circuit_state || "closed")]),
+        actions,
+      ]));
+    });
+  }
+
+  function renderQueue(byCapability) {
+    var tbody = $("queue-table").tBodies[0];
+    tbody.textContent = "";
+    var names = Object.keys(byCapability || {});
+    if (!names.length) return emptyRow(tbody, 3, "No task is waiting.");
+    names.forEach(function (name) {
+      var row = byCapability[name];
+      tbody.appendChild(el("tr", { "data-capability": name }, [
+        el("td", { text: name === "*" ? "(any)" : name }),
+        el("td", { text: String(row.depth) }),
+        el("td", { text: duration(row.oldest_age_seconds) }),
+      ]));
+    });
+  }
+
+  function chartSize(box) {
+    return { width: Math.max(280, box.clientWidth - 4), height: 180 };
+  }
+
+  function renderCharts(rates) {
+    if (!rates || !window.uPlot) return;
+    var times = rates.buckets.map(function (b) { return b.t; });
+    var completed = rates.buckets.map(function (b) { return b.completed; });
+    var failed = rates.buckets.map(function (b) { return b.failed; });
+    var ratio = rates.buckets.map(function (b) {
+      var finished = b.completed + b.failed;
+      return finished ? Math.round(1000 * b.failed / finished) / 10 : null;
+    });
+    var data = { throughput: [times, completed, failed], failures: [times, ratio] };
+    if (!charts.throughput) {
+      var box = $("chart-throughput");
+      charts.throughput = new uPlot(Object.assign(chartSize(box), {
+        series: [{}, { label: "completed", stroke: "#2e7d32", fill: "rgba(46,125,50,0.12)" },
+                 { label: "failed", stroke: "#c62828", fill: "rgba(198,40,40,0.12)" }],
+        axes: [{}, { size: 40 }],
+        scales: { y: { range: function (u, min, max) { return [0, Math.max(5, max)]; } } },
+      }), data.throughput, box);
+      var box2 = $("chart-failures");
+      charts.failures = new uPlot(Object.assign(chartSize(box2), {
+        series: [{}, { label: "failure %", stroke: "#c62828", spanGaps: true }],
+        axes: [{}, { size: 40 }],
+        scales: { y: { range: [0, 100] } },
+      }), data.failures, box2);
+    } else {
+      charts.throughput.setData(data.throughput);
+      charts.failures.setData(data.failures);
+    }
+  }
+
+  function renderSummary(summary) {
+    renderCounters("agent-counters", summary.agents.by_status, AGENT_STATUSES, "agent");
+    renderCounters("task-counters", summary.tasks.by_status, TASK_STATUSES, "task");
+    renderQueue(summary.queue.by_capability);
+    renderCharts(summary.rates);
+    $("meta-version").textContent = summary.version;
+    $("meta-workers").textContent = summary.workers.count === null ? "unknown" : String(summary.workers.count);
+    var beat = summary.beat || {};
+    $("meta-beat").textContent = beat.state === "ok" ? "ok (" + duration(beat.last_sweep_age_seconds) + " ago)"
+      : (beat.state || "unknown");
+    var minute = summary.last_minute;
+    $("meta-throughput").textContent = minute.throughput_per_second + " /s";
+    $("meta-p95").textContent = duration(minute.duration_seconds.p95);
+  }
+
+  // --- data loading -----------------------------------------------------------------------------
+  function loadSummary(initial) {
+    lastSummaryAt = Date.now();
+    return fetch(SUMMARY_URL, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error("summary: HTTP " + response.status);
+        return response.json();
+      })
+      .then(function (summary) {
+        renderSummary(summary);
+        if (initial) {
+          applyAgents(summary.agent_list);
+          applyTasks(summary.recent_tasks, true);
+        }
+      })
+      .catch(function (error) { showMessage(error.message, true); });
+  }
+
+  function scheduleSummary(delay) {
+    if (summaryTimer) return;
+    var wait = Math.max(delay, 1000 - (Date.now() - lastSummaryAt));
+    summaryTimer = setTimeout(function () { summaryTimer = null; loadSummary(false); }, wait);
+  }
+
+  function callApi(method, url, done) {
+    fetch(url, {
+      method: method, credentials: "same-origin",
+      headers: { "X-CSRFToken": cookie("csrftoken"), Accept: "application/json" },
+    }).then(function (response) {
+      if (response.ok) { showMessage(done, false); return; }
+      return response.json().catch(function () { return {}; }).then(function (body) {
+        showMessage((body.detail || body.error || ("HTTP " + response.status)) + "", true);
+      });
+    }).catch(function (error) { showMessage(error.message, true); });
+  }
+
+  function tick() {
+    document.querySelectorAll("td.ago").forEach(function (cell) {
+      cell.textContent = ago(cell.dataset.time || null);
+    });
+  }
+
+  loadSummary(true).then(function () {
+    connect("tasks", "/ws/tasks/", function (data) { applyTasks(data.tasks, true); }, function (events) {
+      applyTasks(events, false);
+    });
+    connect("agents", "/ws/agents/", function (data) { applyAgents(data.agents); }, applyAgents);
+    updateIndicator();
+  });
+  setInterval(tick, 1000);
+  setInterval(function () { scheduleSummary(0); }, 5000);
+  window.addEventListener("resize", function () {
+    Object.keys(charts).forEach(function (name) {
+      charts[name].setSize(chartSize(document.getElementById("chart-" + name)));
+    });
+  });
+})();

@@ -1,0 +1,264 @@
+"""Actors and machinery for the monitoring tests: agents, sessions, WebSocket communicators, and a live
+stack (Daphne + a Celery worker + a fake agent) running against the test database."""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+import redis
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import Group, User
+from django.test import Client
+from django.utils import timezone
+
+from tests.actors import PASSWORD
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+HOST = "testserver"
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis():
+    """Like the suite's own, but Kombu's bindings survive: a live Celery worker keeps its queues."""
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    keys = [key for key in client.scan_iter(count=1000) if not key.startswith((b"_kombu", b"unacked"))]
+    if keys:
+        client.delete(*keys)
+    yield
+    client.close()
+
+
+def make_watcher(username, *, group=None, staff=False, superuser=False):
+    """A user; groups are fetched or made, since transactional tests truncate the migrated ones."""
+    user = User.objects.create_user(
+        username=username, password=PASSWORD, is_staff=staff or superuser, is_superuser=superuser
+    )
+    if group:
+        user.groups.add(Group.objects.get_or_create(name=group)[0])
+    return user
+
+
+def make_agent(name="alpha", *, capabilities=("summarize",), endpoint=None, **fields):
+    """An online agent with a fresh heartbeat; returns (agent, raw token)."""
+    from agents.models import Agent
+    from orchestrator_project.accounts.authentication import AGENT_TOKEN_PREFIX
+    from orchestrator_project.accounts.models import hash_token, new_raw_token
+
+    raw = new_raw_token(AGENT_TOKEN_PREFIX)
+    now = timezone.now()
+    agent = Agent.objects.create(
+        type="test",
+        name=name,
+        endpoint=endpoint or f"http://127.0.0.1:9/{name}",
+        capabilities=list(capabilities),
+        token_hash=hash_token(raw),
+        signing_secret="s" * 32,
+        last_heartbeat=now,
+        heartbeat_expires_at=now + timedelta(hours=1),
+        **fields,
+    )
+    return agent, raw
+
+
+def session_cookie(user):
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def communicator(path, *, cookie=None, bearer=None, origin=f"http://{HOST}"):
+    from monitoring.routing import websocket_application
+
+    headers = [(b"host", HOST.encode())]
+    if origin:
+        headers.append((b"origin", origin.encode()))
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    if bearer:
+        headers.append((b"authorization", f"Bearer {bearer}".encode()))
+    return WebsocketCommunicator(websocket_application, path, headers=headers)
+
+
+def transition(task_id, status, *, kind=None, attempt=1, agent_id=None, **extra):
+    """A message in the shape the task engine publishes."""
+    return {
+        "task_id": str(task_id),
+        "status": status,
+        "agent_id": agent_id,
+        "attempt": attempt,
+        "priority": 5,
+        "timestamp": timezone.now().isoformat(),
+        "kind": kind or status,
+        "type": "summarize",
+        "capabilities": ["summarize"],
+        **extra,
+    }
+
+
+# --- A live stack --------------------------------------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, *, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def port_open(port):
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        return True
+    return False
+
+
+def child_env(**overrides):
+    from django.conf import settings
+    from django.db import connection
+
+    database = urlsplit(settings.DATABASE_URL)._replace(path="/" + connection.settings_dict["NAME"])
+    env = dict(
+        os.environ,
+        DATABASE_URL=urlunsplit(database),
+        REDIS_URL=settings.REDIS_URL,
+        DEBUG="true",
+        DJANGO_SETTINGS_MODULE="orchestrator_project.settings",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(overrides)
+    return env
+
+
+def start_daphne(port, env, log_name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / log_name, "w")  # noqa: SIM115 (closed with the process)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "orchestrator_project.asgi:application",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    process.log = log
+    wait_until(lambda: port_open(port) or process.poll() is not None, timeout=30, what="daphne")
+    assert process.poll() is None, (ARTIFACTS / log_name).read_text()[-3000:]
+    return process
+
+
+def stop(process):
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+    process.log.close()
+
+
+class FakeAgent(BaseHTTPRequestHandler):
+    """Answers `POST /execute` after a short think, with a result echoing the task."""
+
+    delay = 0.3
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+        time.sleep(self.delay)
+        payload = json.dumps({"result": {"echo": body.get("input_data"), "ok": True}}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+class LiveStack:
+    def __init__(self, port, agent_url):
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.agent_url = agent_url
+
+    def http(self, token=None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=15)
+
+
+@pytest.fixture(scope="session")
+def live_stack(django_db_setup, django_db_blocker):
+    """Daphne and a Celery worker on the test database, and a fake agent, for the whole session."""
+    agent_server = ThreadingHTTPServer(("127.0.0.1", 0), FakeAgent)
+    threading.Thread(target=agent_server.serve_forever, daemon=True).start()
+    port = free_port()
+    env = child_env(PUBLIC_BASE_URL=f"http://127.0.0.1:{port}")
+    web = start_daphne(port, env, "live-daphne.log")
+    worker_log = open(ARTIFACTS / "live-worker.log", "w")  # noqa: SIM115
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "orchestrator_project",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "4",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"monitoring-{port}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=env,
+        stdout=worker_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    worker.log = worker_log
+    try:
+        from orchestrator_project.celery import app
+
+        wait_until(
+            lambda: bool(app.control.ping(timeout=0.5)) or worker.poll() is not None,
+            timeout=60,
+            what="the Celery worker",
+        )
+        assert worker.poll() is None, (ARTIFACTS / "live-worker.log").read_text()[-3000:]
+        yield LiveStack(port, f"http://127.0.0.1:{agent_server.server_address[1]}")
+    finally:
+        stop(worker)
+        stop(web)
+        agent_server.shutdown()

@@ -303,3 +303,7 @@ LOGGING = {
 
 # Default superuser created by `make run` when none is configured.
 DEV_SUPERUSER_USERNAME = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
+
+if TESTING:
+    # Test users are created by the hundred; a deliberately slow hash would dominate the suite's time.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

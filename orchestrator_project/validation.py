@@ -56,7 +56,20 @@ class StrictFieldsMixin:
         return super().to_internal_value(data)
 
 
-class NoNulCharField(serializers.CharField):
+class StrictStringMixin:
+    """DRF turns 12 into "12"; a typed API should say that a number is not a string."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class NoNulCharField(StrictStringMixin, serializers.CharField):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.validators.append(no_nul)
+
+
+class StrictRegexField(StrictStringMixin, serializers.RegexField):
+    pass

@@ -3,7 +3,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from orchestrator_project.validation import NoNulCharField, StrictFieldsMixin, check_json
+from orchestrator_project.validation import NoNulCharField, StrictFieldsMixin, StrictRegexField, check_json
 
 from .models import Task, TaskEvent, TaskStatus
 from .strategies import STRATEGIES
@@ -13,11 +13,11 @@ NAME_MESSAGE = "Use letters, digits and _ . : / - (starting with a letter or dig
 
 
 def capability_field():
-    return serializers.RegexField(NAME_PATTERN, max_length=100, error_messages={"invalid": NAME_MESSAGE})
+    return StrictRegexField(NAME_PATTERN, max_length=100, error_messages={"invalid": NAME_MESSAGE})
 
 
 class TaskCreateSerializer(StrictFieldsMixin, serializers.Serializer):
-    type = serializers.RegexField(NAME_PATTERN, max_length=100, error_messages={"invalid": NAME_MESSAGE})
+    type = StrictRegexField(NAME_PATTERN, max_length=100, error_messages={"invalid": NAME_MESSAGE})
     description = NoNulCharField(max_length=10000, required=False, allow_blank=True, default="")
     input_data = serializers.JSONField(required=False, default=dict)
     required_capabilities = serializers.ListField(child=capability_field(), min_length=1, max_length=50,

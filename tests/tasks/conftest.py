@@ -1,0 +1,74 @@
+import time
+
+import pytest
+from django.db import connections
+
+from agents.models import Agent
+from orchestrator_project.accounts.models import hash_token, new_raw_token
+from tests.fake_agent import FakeAgent
+
+
+def wait_until(predicate, timeout=15, interval=0.02, message="condition"):
+    """Poll `predicate` until it is truthy; fail after `timeout` seconds. Returns its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def celery_worker_session(django_db_setup, django_db_blocker):
+    """A real Celery worker (same app, same broker) consuming in a thread of the test process."""
+    from celery.contrib.testing.worker import start_worker
+
+    from orchestrator_project.celery import app
+
+    with django_db_blocker.unblock(), start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
+                                                   loglevel="WARNING", shutdown_timeout=30):
+        yield app
+
+
+@pytest.fixture
+def worker(celery_worker_session, transactional_db):
+    """Dispatch under test: a real worker with committed data; waits for in-flight work at the end."""
+    yield celery_worker_session
+    from tasks.runner import current_runner
+
+    runner = current_runner()
+    if runner is not None:
+        wait_until(lambda: runner.in_flight == 0, timeout=30, message="agent calls to finish")
+        runner.writer.wait_idle(10)
+    for conn in connections.all():
+        conn.close()
+
+
+@pytest.fixture
+def fake_agents():
+    created = []
+
+    def make(behaviour=None, **kwargs):
+        agent = FakeAgent(behaviour, **kwargs)
+        created.append(agent)
+        return agent
+
+    yield make
+    for agent in created:
+        agent.close()
+
+
+@pytest.fixture
+def register():
+    """Register a fake agent directly in the database (the agents API is tested on its own)."""
+
+    def make(fake, *, capabilities=("document_analysis",), max_concurrency=10, name=None, **fields):
+        return Agent.objects.create(
+            type="test_agent", name=name or f"agent {fake.url}", endpoint=fake.url,
+            capabilities=list(capabilities), max_concurrency=max_concurrency,
+            token_hash=hash_token(new_raw_token("aoa_")), signing_secret=fake.signing_secret,
+            last_heartbeat=None, **fields)
+
+    return make

@@ -20,8 +20,17 @@ from django.conf import settings
 # Refused whatever AGENT_ALLOWED_NETWORKS says: link-local and cloud metadata, multicast, unspecified.
 ALWAYS_DENIED = [
     ipaddress.ip_network(net)
-    for net in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "224.0.0.0/4", "ff00::/8",
-                "0.0.0.0/8", "::/128", "100.100.100.200/32", "255.255.255.255/32")
+    for net in (
+        "169.254.0.0/16",
+        "fe80::/10",
+        "fd00:ec2::254/128",
+        "224.0.0.0/4",
+        "ff00::/8",
+        "0.0.0.0/8",
+        "::/128",
+        "100.100.100.200/32",
+        "255.255.255.255/32",
+    )
 ]
 
 
@@ -130,8 +139,14 @@ async def request(client, method, url, *, headers=None, content=None, timeout, m
     parts, port, ip = await resolve(url)
     pinned, host_header, extensions = _pinned(parts, port, ip)
     limit = _max_bytes(max_bytes)
-    req = client.build_request(method, pinned, headers={**(headers or {}), "Host": host_header},
-                               content=content, timeout=timeout, extensions=extensions)
+    req = client.build_request(
+        method,
+        pinned,
+        headers={**(headers or {}), "Host": host_header},
+        content=content,
+        timeout=timeout,
+        extensions=extensions,
+    )
     response = await client.send(req, stream=True, follow_redirects=False)
     try:
         body = bytearray()
@@ -150,8 +165,13 @@ def request_sync(method, url, *, headers=None, content=None, timeout, max_bytes=
     pinned, host_header, extensions = _pinned(parts, port, ip)
     limit = _max_bytes(max_bytes)
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-        req = client.build_request(method, pinned, headers={**(headers or {}), "Host": host_header},
-                                   content=content, extensions=extensions)
+        req = client.build_request(
+            method,
+            pinned,
+            headers={**(headers or {}), "Host": host_header},
+            content=content,
+            extensions=extensions,
+        )
         response = client.send(req, stream=True)
         try:
             body = bytearray()

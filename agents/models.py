@@ -67,6 +67,9 @@ class Agent(models.Model):
 
     probe_failures = models.IntegerField(default=0)
     last_probe_at = models.DateTimeField(null=True, blank=True)
+    # For services that never send heartbeats (the seed's RAG and rule generator): a successful health
+    # probe counts as one, so they go offline when they stop answering and come back when they answer.
+    probe_heartbeats = models.BooleanField(default=False)
 
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     signing_secret = models.CharField(max_length=100, editable=False)
@@ -79,8 +82,11 @@ class Agent(models.Model):
         indexes = [
             GinIndex(fields=["capabilities"], name="agent_capabilities_gin"),
             # Liveness sweep: agents that are not offline, by when their heartbeat expires.
-            models.Index(fields=["heartbeat_expires_at"], name="agent_heartbeat_expiry",
-                         condition=~models.Q(status="offline")),
+            models.Index(
+                fields=["heartbeat_expires_at"],
+                name="agent_heartbeat_expiry",
+                condition=~models.Q(status="offline"),
+            ),
             models.Index(fields=["status", "type"], name="agent_status_type"),
         ]
         constraints = [
@@ -89,6 +95,30 @@ class Agent(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.agent_id})"
+
+    def issue_credentials(self):
+        """Give the agent a fresh token and signing secret; returns the raw token (only its hash is kept).
+
+        Old credentials stop working as soon as this is saved.
+        """
+        from orchestrator_project.accounts.authentication import AGENT_TOKEN_PREFIX
+        from orchestrator_project.accounts.models import hash_token, new_raw_token
+
+        from .signing import new_secret
+
+        raw = new_raw_token(AGENT_TOKEN_PREFIX)
+        self.token_hash = hash_token(raw)
+        self.signing_secret = new_secret()
+        return raw
+
+    def is_stale(self, now):
+        """The heartbeat deadline has passed (the sweep will, or did, mark the agent offline)."""
+        return self.heartbeat_expires_at is not None and self.heartbeat_expires_at <= now
+
+    def seconds_since_heartbeat(self, now):
+        if self.last_heartbeat is None:
+            return None
+        return max(0, int((now - self.last_heartbeat).total_seconds()))
 
     @property
     def is_routable(self):

@@ -1,0 +1,129 @@
+"""Agent status changes: the one place an agent's status moves, so every move leaves a row.
+
+A change is a single SQL statement. A CTE locks the selected agents and remembers their old status,
+the UPDATE applies the caller's SET clause, and an INSERT writes one AgentStatusChange row for each
+agent whose status really moved, in the same statement. Callers supply only WHERE and SET; the
+history row, the live event, the notification and the dispatch wake-up cannot be forgotten.
+
+SET expressions must qualify columns with `a.` (the agent being updated): the CTE that holds the
+old status also has a `status` column, so an unqualified name would be ambiguous.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from django.db import connection, transaction
+
+from .models import Agent, AgentStatus, AgentStatusChange
+
+# The database's clock, unless a caller (a sweep, a test) passes `now`: liveness never trusts an agent's
+# clock, and one clock for all web and worker processes avoids skew between them. statement_timestamp()
+# rather than now(): a long transaction must not stamp heartbeats with the time it began.
+CLOCK = "COALESCE(%(now)s::timestamptz, statement_timestamp())"
+
+
+@dataclass(frozen=True)
+class Change:
+    agent_id: UUID
+    name: str
+    old_status: str
+    status: str
+    current_load: int
+    circuit_state: str
+    heartbeat_timeout: int
+    heartbeat_expires_at: datetime | None
+    at: datetime
+    reason: str
+
+    @property
+    def moved(self):
+        return self.old_status != self.status
+
+    def event(self):
+        """The shape monitoring.events.publish_agent_changes expects."""
+        return {
+            "agent_id": str(self.agent_id),
+            "status": self.status,
+            "current_load": self.current_load,
+            "circuit_state": self.circuit_state,
+            "timestamp": self.at.isoformat(),
+        }
+
+
+def apply(*, where, assignments, params=None, reason, now=None, skip_locked=False, order_limit=""):
+    """Run `UPDATE agents SET <assignments> WHERE <where>` and record every status that moved.
+
+    Returns one Change per updated agent (moved or not). Must run inside a transaction; the
+    announcements are queued with transaction.on_commit.
+    """
+    agents, history = Agent._meta.db_table, AgentStatusChange._meta.db_table
+    lock = "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
+    sql = f"""
+        WITH old AS (
+            SELECT agent_id, status FROM {agents} WHERE {where} {order_limit} {lock}
+        ), moved AS (
+            UPDATE {agents} a SET {assignments}, updated_at = {CLOCK}
+            FROM old WHERE a.agent_id = old.agent_id
+            RETURNING a.agent_id, a.name, old.status AS old_status, a.status, a.current_load,
+                      a.circuit_state, a.heartbeat_timeout, a.heartbeat_expires_at, {CLOCK} AS at
+        ), recorded AS (
+            INSERT INTO {history} (agent_id, old_status, new_status, reason, created_at)
+            SELECT agent_id, old_status, status, %(reason)s, at FROM moved WHERE status <> old_status
+        )
+        SELECT agent_id, name, old_status, status, current_load, circuit_state, heartbeat_timeout,
+               heartbeat_expires_at, at
+        FROM moved
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {**(params or {}), "now": now, "reason": reason[:500]})
+        changes = [Change(*row, reason=reason) for row in cursor.fetchall()]
+    announce(changes)
+    return changes
+
+
+def record_registration(agent, *, at, reason):
+    """A new agent's first status: a row with no old status, announced like any other change."""
+    AgentStatusChange.objects.create(agent=agent, old_status="", new_status=agent.status, reason=reason)
+    change = Change(
+        agent.agent_id,
+        agent.name,
+        "",
+        agent.status,
+        agent.current_load,
+        agent.circuit_state,
+        agent.heartbeat_timeout,
+        agent.heartbeat_expires_at,
+        at,
+        reason,
+    )
+    announce([change])
+    return change
+
+
+def announce(changes):
+    """After commit: push moved statuses to the dashboard, notify, and wake dispatch for new capacity."""
+    moved = [change for change in changes if change.moved]
+    if not moved:
+        return
+    from monitoring.events import publish_agent_changes
+    from tasks.wake import wake_dispatch
+
+    from .notifier import notify
+
+    events = [change.event() for change in moved]
+    transaction.on_commit(lambda: publish_agent_changes(events))
+    for change in moved:
+        notify(
+            "agent.status_changed",
+            {
+                "agent_id": str(change.agent_id),
+                "name": change.name,
+                "old_status": change.old_status or None,
+                "status": change.status,
+                "reason": change.reason,
+                "timestamp": change.at.isoformat(),
+            },
+        )
+    if any(change.status == AgentStatus.ONLINE for change in moved):
+        transaction.on_commit(wake_dispatch)

@@ -1,0 +1,263 @@
+"""Agent workflows: registration, heartbeats, operator verbs and unregistration.
+
+Status rules live in the SQL below (one statement per change, see changes.py); in short:
+- `unhealthy` is left only by a successful health probe, whatever the agent says;
+- an operator's drain (`drained_by_operator`) sticks until an operator resumes;
+- a heartbeat brings an `offline` agent back `online`, which wakes dispatch.
+"""
+
+import json
+
+from django.db import IntegrityError, connection, transaction
+from rest_framework.exceptions import ValidationError
+
+from . import changes
+from .changes import CLOCK
+from .discovery import DiscoveryFailed, discover_capabilities
+from .models import Agent, AgentStatus, CircuitState
+
+OFFLINE_HEARTBEAT_EXPIRED = "agent offline: heartbeat expired"
+
+# Shared by heartbeats, registration and probes that stand in for heartbeats.
+_REFRESH_HEARTBEAT = f"""last_heartbeat = {CLOCK},
+    heartbeat_expires_at = {CLOCK} + make_interval(secs => a.heartbeat_timeout)"""
+
+_HEARTBEAT = f"""{_REFRESH_HEARTBEAT},
+    reported_load = COALESCE(%(load)s::integer, a.reported_load),
+    last_metrics = COALESCE(%(metrics)s::jsonb, a.last_metrics),
+    probe_failures = CASE WHEN a.status = 'offline' THEN 0 ELSE a.probe_failures END,
+    status = CASE
+        WHEN a.status = 'unhealthy' THEN 'unhealthy'
+        WHEN a.drained_by_operator THEN 'draining'
+        WHEN %(requested)s::text IS NOT NULL THEN %(requested)s::text
+        WHEN a.status = 'offline' THEN 'online'
+        ELSE a.status
+    END"""
+
+
+def hand_back(*, agent_ids, reason):
+    """Give the agents' pending and in-flight work back to dispatch, in the caller's transaction."""
+    if not agent_ids:
+        return
+    from tasks.handback import hand_back_agent_tasks
+
+    hand_back_agent_tasks(agent_ids=list(agent_ids), reason=reason)
+
+
+def heartbeat(*, agent_id, status=None, reported_load=None, metrics=None, reason="heartbeat"):
+    """Record a heartbeat on the database's clock. Returns the Change, or None if there is no such agent.
+
+    One statement: this runs for every agent every few seconds.
+    """
+    params = {
+        "agent": agent_id,
+        "requested": status,
+        "load": reported_load,
+        "metrics": None if metrics is None else json.dumps(metrics),
+    }
+    with transaction.atomic():
+        found = changes.apply(
+            where="agent_id = %(agent)s", assignments=_HEARTBEAT, params=params, reason=reason
+        )
+    return found[0] if found else None
+
+
+def _discover(endpoint):
+    try:
+        return discover_capabilities(endpoint)
+    except DiscoveryFailed as exc:
+        raise ValidationError(
+            {
+                "capabilities": [
+                    f"Capabilities were not given and could not be discovered ({exc}); list them explicitly."
+                ]
+            }
+        )
+
+
+def register_agent(
+    *,
+    endpoint,
+    type,
+    name,
+    capabilities=None,
+    metadata=None,
+    max_concurrency=None,
+    weight=None,
+    heartbeat_timeout=None,
+    probe_heartbeats=None,
+    rotate_credentials=True,
+):
+    """Create the agent, or update the one already registered at `endpoint`.
+
+    Returns (agent, created, token); `token` is the raw credential, None when it was not rotated.
+    """
+    if capabilities is None:
+        # Before the transaction: no row stays locked while we wait for the agent's card.
+        capabilities = _discover(endpoint)
+    fields = {"type": type, "name": name, "capabilities": capabilities}
+    optional = {
+        "metadata": metadata,
+        "max_concurrency": max_concurrency,
+        "weight": weight,
+        "heartbeat_timeout": heartbeat_timeout,
+        "probe_heartbeats": probe_heartbeats,
+    }
+    fields.update({key: value for key, value in optional.items() if value is not None})
+
+    with transaction.atomic():
+        agent = Agent.objects.select_for_update().filter(endpoint=endpoint).first()
+        created = False
+        if agent is None:
+            agent = Agent(endpoint=endpoint, **fields)
+            token = agent.issue_credentials()
+            try:
+                with transaction.atomic():
+                    agent.save(force_insert=True)
+                created = True
+            except IntegrityError:
+                # A concurrent registration of the same endpoint won the insert: update that one.
+                agent = Agent.objects.select_for_update().get(endpoint=endpoint)
+        if not created:
+            for key, value in fields.items():
+                setattr(agent, key, value)
+            token = agent.issue_credentials() if rotate_credentials else None
+            agent.save()
+        # Registering counts as a heartbeat: the liveness clock starts now, on the database's clock.
+        change = heartbeat(agent_id=agent.agent_id, reason="registered" if created else "re-registered")
+        agent.refresh_from_db()
+        if created:
+            changes.record_registration(agent, at=change.at, reason="registered")
+    return agent, created, token
+
+
+def drain(*, agent_id, reason="drained by operator"):
+    """Nothing new goes to the agent; what it runs finishes. Sticks until `resume`."""
+    with transaction.atomic():
+        found = changes.apply(
+            where="agent_id = %(agent)s",
+            params={"agent": agent_id},
+            reason=reason,
+            # An offline or unhealthy agent keeps that status; the flag makes it come back draining.
+            assignments="""drained_by_operator = true,
+                status = CASE WHEN a.status IN ('online', 'draining') THEN 'draining' ELSE a.status END""",
+        )
+    return found[0] if found else None
+
+
+def resume(*, agent_id, reason="resumed by operator"):
+    """Undo a drain: online if the agent is still heartbeating, offline (its work handed back) if not."""
+    with transaction.atomic():
+        found = changes.apply(
+            where="agent_id = %(agent)s",
+            params={"agent": agent_id},
+            reason=reason,
+            assignments=f"""drained_by_operator = false,
+                status = CASE
+                    WHEN a.status <> 'draining' THEN a.status
+                    WHEN a.heartbeat_expires_at > {CLOCK} THEN 'online'
+                    ELSE 'offline'
+                END""",
+        )
+        # Offline agents lose their work; an expired draining agent would otherwise keep it until the
+        # sweep, which only looks at agents that are not offline yet.
+        hand_back(
+            agent_ids=[c.agent_id for c in found if c.moved and c.status == AgentStatus.OFFLINE],
+            reason=OFFLINE_HEARTBEAT_EXPIRED,
+        )
+    return found[0] if found else None
+
+
+def mark_offline(*, agent_ids, reason):
+    """An operator takes agents offline now; their work is handed back. A heartbeat brings them back."""
+    with transaction.atomic():
+        found = changes.apply(
+            where="agent_id = ANY(%(agents)s) AND status <> 'offline'",
+            params={"agents": list(agent_ids)},
+            assignments="status = 'offline'",
+            reason=reason,
+        )
+        hand_back(agent_ids=[c.agent_id for c in found], reason=reason)
+    return found
+
+
+def reset_circuit(*, agent_ids):
+    """Close the agents' circuit breakers by hand (the dispatch engine maintains them otherwise)."""
+    from monitoring.events import publish_agent_changes
+    from tasks.wake import wake_dispatch
+
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""UPDATE {Agent._meta.db_table} SET circuit_state = %(closed)s, consecutive_failures = 0,
+                        circuit_opened_at = NULL, circuit_retry_at = NULL, updated_at = statement_timestamp()
+                    WHERE agent_id = ANY(%(agents)s)
+                    RETURNING agent_id, status, current_load, circuit_state, updated_at""",
+                {"agents": list(agent_ids), "closed": CircuitState.CLOSED},
+            )
+            rows = cursor.fetchall()
+        events = [
+            {
+                "agent_id": str(r[0]),
+                "status": r[1],
+                "current_load": r[2],
+                "circuit_state": r[3],
+                "timestamp": r[4].isoformat(),
+            }
+            for r in rows
+        ]
+        if events:
+            transaction.on_commit(lambda: publish_agent_changes(events))
+            transaction.on_commit(wake_dispatch)
+    return len(rows)
+
+
+def unregister_agent(*, agent_id):
+    """Delete the agent after handing its work back, in one transaction. False if it did not exist."""
+    from monitoring.events import publish_agent_changes
+
+    from .notifier import notify
+
+    with transaction.atomic():
+        # Locked first, so a heartbeat or dispatch cannot slip in between the hand-back and the delete.
+        agent = Agent.objects.select_for_update().filter(pk=agent_id).first()
+        if agent is None:
+            return False
+        hand_back(agent_ids=[agent.agent_id], reason="agent unregistered")
+        agent.delete()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement_timestamp()")
+            at = cursor.fetchone()[0]
+        event = {
+            "agent_id": str(agent_id),
+            "status": "unregistered",
+            "current_load": 0,
+            "circuit_state": agent.circuit_state,
+            "timestamp": at.isoformat(),
+        }
+        transaction.on_commit(lambda: publish_agent_changes([event]))
+        notify(
+            "agent.unregistered",
+            {
+                "agent_id": str(agent_id),
+                "name": agent.name,
+                "old_status": agent.status,
+                "timestamp": at.isoformat(),
+            },
+        )
+    return True
+
+
+def capability_counts():
+    """Every capability, with how many agents offer it and how many of those are online. One query."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT capability, count(*) FILTER (WHERE status = %(online)s), count(*)
+                FROM {Agent._meta.db_table}, unnest(capabilities) AS capability
+                GROUP BY capability ORDER BY capability""",
+            {"online": AgentStatus.ONLINE},
+        )
+        return [
+            {"capability": cap, "online_agents": online, "total_agents": total}
+            for cap, online, total in cursor.fetchall()
+        ]

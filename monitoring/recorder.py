@@ -37,7 +37,7 @@ RATE_KINDS = ("created", "completed", "failed", "cancelled", "retrying")
 
 # After a Redis error, metrics are dropped (not queued) for this long so a dead Redis costs callers nothing.
 _BACKOFF_SECONDS = 5.0
-_skip_until = 0.0
+_skip_until = {}  # Redis URL -> monotonic time before which we do not try again
 
 
 @lru_cache(maxsize=4)
@@ -63,8 +63,7 @@ def _counter_field(metric, label):
 
 def record_task_transitions(transitions):
     """Count a batch of transitions in one round trip."""
-    global _skip_until
-    if not transitions or time.monotonic() < _skip_until:
+    if not transitions or time.monotonic() < _skip_until.get(settings.REDIS_URL, 0.0):
         return
     pipe = client().pipeline(transaction=False)
     now = time.time()
@@ -98,11 +97,10 @@ def record_task_transitions(transitions):
 
 
 def _execute(pipe):
-    global _skip_until
     try:
         pipe.execute()
     except RedisError:
-        _skip_until = time.monotonic() + _BACKOFF_SECONDS
+        _skip_until[settings.REDIS_URL] = time.monotonic() + _BACKOFF_SECONDS
         logger.warning("Redis unavailable: dropping metrics for %.0f s", _BACKOFF_SECONDS, exc_info=True)
 
 

@@ -31,9 +31,15 @@ HOST = "testserver"
 
 @pytest.fixture(autouse=True)
 def _clean_redis():
-    """Like the suite's own, but Kombu's bindings survive: a live Celery worker keeps its queues."""
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    keys = [key for key in client.scan_iter(count=1000) if not key.startswith((b"_kombu", b"unacked"))]
+    """Only our own keys are cleared, in the Redis the settings really use: a live Celery worker's queues
+    and bindings must survive between tests, and so must anything outside this app."""
+    from django.conf import settings
+
+    from monitoring import beat, recorder
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    patterns = (f"{recorder.PREFIX}:*", beat.SWEEPS_KEY, "*monitoring:celery-workers*")
+    keys = [key for pattern in patterns for key in client.scan_iter(match=pattern, count=1000)]
     if keys:
         client.delete(*keys)
     yield

@@ -284,17 +284,21 @@ def stop():
 
 def main(argv):
     command = argv[1] if len(argv) > 1 else "status"
-    if command == "start":
-        print(f"DATABASE_URL={ensure_postgres()}")
-        print(f"REDIS_URL={ensure_redis()}")
-    elif command == "stop":
-        stop()
-    elif command == "status":
-        print(f"postgres {postgres_url()}: {'up' if _port_open(PG_PORT) else 'down'}")
-        print(f"redis {redis_url()}: {'up' if _port_open(REDIS_PORT) else 'down'}")
-    else:
-        print("usage: python -m orchestrator_project.embedded start|stop|status", file=sys.stderr)
-        return 2
+    try:
+        if command == "start":
+            print(f"DATABASE_URL={ensure_postgres()}")
+            print(f"REDIS_URL={ensure_redis()}")
+        elif command == "stop":
+            stop()
+        elif command == "status":
+            print(f"postgres {postgres_url()}: {'up' if _port_open(PG_PORT) else 'down'}")
+            print(f"redis {redis_url()}: {'up' if _port_open(REDIS_PORT) else 'down'}")
+        else:
+            print("usage: python -m orchestrator_project.embedded start|stop|status", file=sys.stderr)
+            return 2
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

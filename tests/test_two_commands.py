@@ -1,0 +1,198 @@
+"""`make run` serves /health, /admin/ and /docs, with its own embedded Postgres and Redis when the URLs are
+unset and with the given servers (starting nothing) when they are set; one Ctrl-C stops web, worker and
+beat. These start the real thing through make, the way the README says to.
+"""
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psutil
+import psycopg
+import pytest
+from django.conf import settings
+
+from tests.test_embedded_services import REPO, embedded_command, embedded_env, free_port, port_answers
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+START_DEADLINE = 300  # a first start runs initdb and every migration
+STOP_DEADLINE = 60
+
+
+class Stack:
+    """A `make run` in its own process group, its output in a file."""
+
+    def __init__(self, env, log_path):
+        self.env = env
+        self.base = f"http://127.0.0.1:{env['SERVICE_PORT']}"
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.make = subprocess.Popen(
+                ["make", "--no-print-directory", "run"],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        self.children = []
+
+    def output(self):
+        return self.log_path.read_text(errors="replace")
+
+    def wait_until_healthy(self):
+        deadline = time.monotonic() + START_DEADLINE
+        while time.monotonic() < deadline:
+            assert self.make.poll() is None, f"make run exited with {self.make.returncode}:\n{self.output()}"
+            try:
+                response = httpx.get(f"{self.base}/health", timeout=2)
+                if response.status_code == 200:
+                    return response
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)  # polling interval
+        raise AssertionError(f"/health did not answer within {START_DEADLINE}s:\n{self.output()}")
+
+    def wait_for_processes(self):
+        """web, worker and beat: the processes below make, by role."""
+        deadline = time.monotonic() + START_DEADLINE
+        while time.monotonic() < deadline:
+            roles = {}
+            for proc in psutil.Process(self.make.pid).children(recursive=True):
+                with_args = " ".join(proc.cmdline())
+                if "daphne" in with_args:
+                    roles["web"] = proc
+                elif "celery" in with_args and " worker" in with_args:
+                    roles["worker"] = proc
+                elif "celery" in with_args and " beat" in with_args:
+                    roles["beat"] = proc
+            if len(roles) == 3:
+                self.children = list(roles.values())
+                return roles
+            time.sleep(0.2)
+        raise AssertionError(f"web, worker and beat did not all start:\n{self.output()}")
+
+    def interrupt(self):
+        """What a Ctrl-C in the terminal does: SIGINT to the foreground process group."""
+        os.killpg(self.make.pid, signal.SIGINT)
+        self.make.wait(STOP_DEADLINE)
+
+    def kill(self):
+        for proc in [*self.children]:
+            if is_alive(proc):
+                proc.kill()
+        if self.make.poll() is None:
+            os.killpg(self.make.pid, signal.SIGKILL)
+            self.make.wait()
+
+
+def is_alive(proc):
+    # Orphans are reaped by PID 1, which in a container may never happen: a zombie has exited.
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_until_gone(processes):
+    deadline = time.monotonic() + STOP_DEADLINE
+    while time.monotonic() < deadline and any(is_alive(p) for p in processes):
+        time.sleep(0.1)
+    return [p for p in processes if is_alive(p)]
+
+
+def assert_it_serves_health_admin_and_docs(base):
+    health = httpx.get(f"{base}/health", timeout=10)
+    assert health.status_code == 200 and health.json()["status"] == "healthy"
+    admin = httpx.get(f"{base}/admin/", timeout=10)
+    assert admin.status_code == 302 and admin.headers["location"].startswith("/admin/login/")
+    login = httpx.get(f"{base}/admin/login/", timeout=10)
+    assert login.status_code == 200 and 'name="username"' in login.text
+    docs = httpx.get(f"{base}/docs", timeout=10)
+    assert docs.status_code == 200 and "swagger-ui" in docs.text
+    css = httpx.get(f"{base}/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css", timeout=10)
+    assert css.status_code == 200
+
+
+def assert_the_first_lines_say_where_things_are(stack):
+    first_lines = "\n".join(stack.output().splitlines()[:8])
+    for where in ("/admin/", "/dashboard/", "/docs"):
+        assert f"{stack.base}{where}" in first_lines, first_lines
+
+
+def assert_one_ctrl_c_stops_web_worker_and_beat(stack):
+    children = list(stack.wait_for_processes().values())
+    stack.interrupt()
+    assert wait_until_gone(children) == []
+    assert not port_answers(stack.env["SERVICE_PORT"])
+
+
+def test_make_run_with_no_urls_starts_its_own_postgres_and_redis(tmp_path):
+    var_dir = tmp_path / "var"
+    env = embedded_env(var_dir, SERVICE_HOST="127.0.0.1", SERVICE_PORT=str(free_port()),
+                       CELERY_QUEUE=f"two-commands-{uuid.uuid4().hex[:8]}")  # fmt: skip
+    env.pop("DJANGO_SUPERUSER_PASSWORD", None)
+    stack = Stack(env, tmp_path / "make-run.log")
+    try:
+        stack.wait_until_healthy()
+        assert_it_serves_health_admin_and_docs(stack.base)
+        assert_the_first_lines_say_where_things_are(stack)
+        assert "admin / admin" in stack.output()
+        # Its servers run from the var dir it was given, on the ports it was given.
+        assert (var_dir / "postgres" / "PG_VERSION").exists() and (var_dir / "redis.pid").exists()
+        assert port_answers(env["EMBEDDED_POSTGRES_PORT"]) and port_answers(env["EMBEDDED_REDIS_PORT"])
+        assert_one_ctrl_c_stops_web_worker_and_beat(stack)
+    finally:
+        stack.kill()
+        stopped = embedded_command(env, "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not port_answers(env["EMBEDDED_POSTGRES_PORT"]) and not port_answers(env["EMBEDDED_REDIS_PORT"])
+
+
+@pytest.fixture
+def own_database_url():
+    """A fresh, empty database on the test session's PostgreSQL; dropped afterwards."""
+    name = f"two_commands_{uuid.uuid4().hex[:12]}"
+    server = urlsplit(settings.DATABASE_URL)
+    with psycopg.connect(settings.DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield urlunsplit(server._replace(path=f"/{name}"))
+    with psycopg.connect(settings.DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_make_run_with_urls_uses_those_servers_and_starts_nothing(tmp_path, own_database_url):
+    var_dir = tmp_path / "var"
+    redis_db = (int(os.environ.get("TEST_REDIS_DB", "9")) + 1) % 16
+    redis_url = urlunsplit(urlsplit(settings.REDIS_URL)._replace(path=f"/{redis_db}"))
+    env = embedded_env(
+        var_dir,
+        DATABASE_URL=own_database_url,
+        REDIS_URL=redis_url,
+        # Explicit URLs otherwise mean production (DEBUG off, a real SECRET_KEY, HTTPS only); this is a
+        # developer pointing `make run` at servers of their own.
+        DEBUG="true",
+        SERVICE_HOST="127.0.0.1",
+        SERVICE_PORT=str(free_port()),
+        CELERY_QUEUE=f"two-commands-{uuid.uuid4().hex[:8]}",
+        DJANGO_SUPERUSER_USERNAME="root-of-trust",
+        DJANGO_SUPERUSER_PASSWORD=uuid.uuid4().hex,
+    )
+    stack = Stack(env, tmp_path / "make-run.log")
+    try:
+        stack.wait_until_healthy()
+        assert_it_serves_health_admin_and_docs(stack.base)
+        assert_the_first_lines_say_where_things_are(stack)
+        assert "Embedded" not in stack.output()
+        # It migrated the database it was given and created the configured superuser there.
+        with psycopg.connect(own_database_url) as conn:
+            users = conn.execute("SELECT username, is_superuser FROM auth_user").fetchall()
+        assert users == [("root-of-trust", True)]
+        assert_one_ctrl_c_stops_web_worker_and_beat(stack)
+    finally:
+        stack.kill()
+    # Nothing was started: no data in the var dir, nothing on the embedded ports.
+    assert not (var_dir / "postgres").exists() and not (var_dir / "redis.pid").exists()
+    assert not port_answers(env["EMBEDDED_POSTGRES_PORT"]) and not port_answers(env["EMBEDDED_REDIS_PORT"])
+    assert not Path(var_dir).exists() or list(Path(var_dir).iterdir()) == []

@@ -1,7 +1,9 @@
 """Django settings. The environment is read here and only here, through the typed helpers in config.py."""
 
 import os
+import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -33,7 +35,11 @@ DATABASE_URL = _DATABASE_URL or embedded.ensure_postgres()
 REDIS_URL = _REDIS_URL or embedded.ensure_redis()
 
 DEBUG = env_bool("DEBUG", EMBEDDED_SERVICES)
-TESTING = env_bool("ORCHESTRATOR_TESTING", False)
+# Under pytest: Redis traffic moves to its own database number (and Celery to its own queue), so a
+# `make run` on the same servers never sees test messages, and parallel test runs can be told apart.
+TESTING = env_bool("ORCHESTRATOR_TESTING", "pytest" in sys.modules)
+if TESTING:
+    REDIS_URL = urlunsplit(urlsplit(REDIS_URL)._replace(path=f"/{env_int('TEST_REDIS_DB', 9, minimum=0)}"))
 
 _DEV_SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY)
@@ -288,7 +294,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "orchestrator")
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "orchestrator-test" if TESTING else "orchestrator")
 
 # --- Logging ---------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

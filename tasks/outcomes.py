@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from . import agent_stats
 from .models import IN_FLIGHT_STATUSES, EventKind, Task, TaskStatus
 from .transitions import TransitionLog
-from .wake import wake_dispatch
+from .wake import wake_dispatch_later
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _fail_or_retry(outcome, now, log):
                 details={**(_call_details(outcome) or {}), "retry_in_seconds": round(delay, 3)},
                 priority=task.priority, task_type=task.type, capabilities=task.required_capabilities,
                 agent_call_outcome=outcome.call_outcome or None)
-        transaction.on_commit(wake_dispatch) if delay < settings.SWEEP_INTERVAL_SECONDS else None
+        transaction.on_commit(lambda: wake_dispatch_later(delay))
         return True
     if outcome.kind == "retry":
         why = "deadline would pass before the next attempt" if past_deadline else "retries exhausted"

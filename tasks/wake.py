@@ -7,6 +7,7 @@ we publish anyway, and if a message is lost the beat sweep finds the work a few 
 """
 
 import logging
+import time
 
 from redis.exceptions import RedisError
 
@@ -40,3 +41,22 @@ def clear_wake_flag():
         get_redis().delete(WAKE_FLAG)
     except RedisError:
         pass
+
+
+def wake_dispatch_later(delay_seconds):
+    """Wake dispatch when a retry falls due. Wake-ups are coalesced into 100 ms buckets, so a thousand
+    retries due in the same instant cost one delayed message; the sweep remains the safety net."""
+    bucket = int((time.time() + delay_seconds) * 10)
+    try:
+        if not get_redis().set(f"{WAKE_FLAG}:{bucket}", 1, nx=True, px=int(delay_seconds * 1000) + 1000):
+            return False
+    except RedisError:
+        pass
+    from .jobs import dispatch_due
+
+    try:
+        dispatch_due.apply_async(countdown=max(0.0, bucket / 10 - time.time()) + 0.01)
+    except Exception:
+        logger.warning("could not schedule a dispatch wake-up; the sweep will pick the work up", exc_info=True)
+        return False
+    return True

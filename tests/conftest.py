@@ -5,22 +5,11 @@ set. Redis is moved to its own database number so that a running `make run` neve
 """
 
 import os
-from urllib.parse import urlsplit, urlunsplit
 
+# Settings are usually loaded by pytest-django before this file: they detect pytest themselves and move
+# Redis to TEST_REDIS_DB and Celery to its own queue. These lines cover the other order.
 os.environ.setdefault("DEBUG", "true")
 os.environ["ORCHESTRATOR_TESTING"] = "true"
-os.environ.setdefault("CELERY_QUEUE", "orchestrator-test")
-
-
-def _test_redis_url():
-    from orchestrator_project import embedded
-
-    url = os.environ.get("REDIS_URL") or embedded.ensure_redis()
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + os.environ.get("TEST_REDIS_DB", "9")))
-
-
-os.environ["REDIS_URL"] = _test_redis_url()
 
 import pytest  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
@@ -33,7 +22,9 @@ def _clean_redis():
     """Throttle counters and flags from one test must not leak into the next."""
     import redis
 
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
     client.flushdb()
     yield
     client.close()

@@ -34,12 +34,14 @@ EMBEDDED_SERVICES = _DATABASE_URL is None
 DATABASE_URL = _DATABASE_URL or embedded.ensure_postgres()
 REDIS_URL = _REDIS_URL or embedded.ensure_redis()
 
-DEBUG = env_bool("DEBUG", EMBEDDED_SERVICES)
 # Under pytest: Redis traffic moves to its own database number (and Celery to its own queue), so a
 # `make run` on the same servers never sees test messages, and parallel test runs can be told apart.
 TESTING = env_bool("ORCHESTRATOR_TESTING", "pytest" in sys.modules)
 if TESTING:
     REDIS_URL = urlunsplit(urlsplit(REDIS_URL)._replace(path=f"/{env_int('TEST_REDIS_DB', 9, minimum=0)}"))
+
+# Tests get the development defaults too, wherever their servers are (`DATABASE_URL=... make test`).
+DEBUG = env_bool("DEBUG", EMBEDDED_SERVICES or TESTING)
 
 _DEV_SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY)

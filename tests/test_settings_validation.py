@@ -12,13 +12,15 @@ from orchestrator_project import config
 BOOT = "import django; django.setup(); print('booted')"
 
 
-def boot_with(**env):
+def boot_with(*, unset=(), **env):
     base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
     from django.conf import settings
 
     # Point at the test's own servers so no embedded server is started by the child.
     base.update(DATABASE_URL=settings.DATABASE_URL, REDIS_URL=settings.REDIS_URL, DEBUG="true")
     base.update(env)
+    for name in unset:
+        base.pop(name, None)
     return subprocess.run([sys.executable, "-c", BOOT], env=base, capture_output=True, text=True, timeout=60)
 
 
@@ -54,6 +56,19 @@ def test_production_refuses_the_default_secret_key():
     assert "SECRET_KEY must be set" in result.stderr
 
 
+def test_production_refuses_a_short_secret_key():
+    result = boot_with(DEBUG="false", SECRET_KEY="too-short")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be at least 32 characters" in result.stderr
+
+
+def test_explicit_service_urls_outside_tests_mean_production():
+    # DEBUG unset: given URLs are a deployment, so the default secret key is refused.
+    result = boot_with(unset=["DEBUG"], ORCHESTRATOR_TESTING="false")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
 def test_production_starts_with_a_real_secret_key():
     result = boot_with(DEBUG="false", SECRET_KEY="x" * 50)
     assert result.returncode == 0, result.stderr
@@ -64,7 +79,12 @@ def test_the_seed_database_url_spelling_is_accepted():
 
     db = _database_config("postgresql+asyncpg://user:pw@db.example:5433/surveillance")
     assert (db["ENGINE"], db["HOST"], db["PORT"], db["NAME"], db["USER"]) == (
-        "django.db.backends.postgresql", "db.example", 5433, "surveillance", "user")
+        "django.db.backends.postgresql",
+        "db.example",
+        5433,
+        "surveillance",
+        "user",
+    )
 
 
 def test_env_helpers_parse_and_reject(monkeypatch):

@@ -123,21 +123,20 @@ class AgentAdmin(admin.ModelAdmin):
     def _report(self, request, count, verb):
         self.message_user(request, f"{count} agent(s) {verb}.", messages.SUCCESS)
 
-    @admin.action(description="Drain selected agents (finish running work, take nothing new)")
-    def drain(self, request, queryset):
-        moved = [
-            services.drain(agent_id=pk, reason=f"drained by {request.user} in the admin")
+    def _one_by_one(self, request, queryset, service, verb):
+        changes = [
+            service(agent_id=pk, reason=f"{verb} by {request.user} in the admin")
             for pk in queryset.values_list("pk", flat=True)
         ]
-        self._report(request, sum(1 for change in moved if change and change.moved), "drained")
+        self._report(request, sum(1 for change in changes if change and change.moved), verb)
+
+    @admin.action(description="Drain selected agents (finish running work, take nothing new)")
+    def drain(self, request, queryset):
+        self._one_by_one(request, queryset, services.drain, "drained")
 
     @admin.action(description="Resume selected agents")
     def resume(self, request, queryset):
-        moved = [
-            services.resume(agent_id=pk, reason=f"resumed by {request.user} in the admin")
-            for pk in queryset.values_list("pk", flat=True)
-        ]
-        self._report(request, sum(1 for change in moved if change and change.moved), "resumed")
+        self._one_by_one(request, queryset, services.resume, "resumed")
 
     @admin.action(description="Mark selected agents offline (their work is handed back)")
     def mark_offline(self, request, queryset):

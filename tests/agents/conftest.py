@@ -1,10 +1,12 @@
 """Actors of the agents tests: agents registered through the service, their own API clients, fake agents."""
 
 import pytest
+from django.db.models import F
 from rest_framework.test import APIClient
 
 from agents.models import Agent
 from agents.services import register_agent
+from tasks.models import Task
 from tests.agents.fake_agent import FakeAgent
 
 
@@ -59,8 +61,16 @@ def alice_client(alice):
     return client_for_agent(alice)
 
 
-def reload(agent):
-    return Agent.objects.get(pk=agent.pk)
+def task_on(agent, status, *, attempts=1):
+    """A task the dispatch engine has put on `agent`, holding one of its slots."""
+    Agent.objects.filter(pk=agent.pk).update(current_load=F("current_load") + 1)
+    return Task.objects.create(
+        type="summarize",
+        required_capabilities=["summarize"],
+        status=status,
+        assigned_agent=agent,
+        attempts=attempts,
+    )
 
 
 @pytest.fixture(autouse=True)

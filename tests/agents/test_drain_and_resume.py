@@ -4,8 +4,9 @@ from django.utils import timezone
 
 from agents.models import Agent, AgentStatus, AgentStatusChange
 from orchestrator_project.redis_client import get_redis
-from tasks.models import Task, TaskStatus
+from tasks.models import TaskStatus
 from tasks.wake import WAKE_FLAG
+from tests.agents.conftest import task_on
 
 
 def post(client, agent, verb):
@@ -53,16 +54,8 @@ def test_resume_of_an_agent_whose_heartbeat_expired_takes_it_offline_and_hands_i
     operator_client, alice
 ):
     post(operator_client, alice, "drain")
-    Agent.objects.filter(pk=alice.pk).update(
-        heartbeat_expires_at=timezone.now() - timedelta(seconds=1), current_load=1
-    )
-    task = Task.objects.create(
-        type="t",
-        required_capabilities=["summarize"],
-        status=TaskStatus.ASSIGNED,
-        assigned_agent=alice,
-        attempts=1,
-    )
+    Agent.objects.filter(pk=alice.pk).update(heartbeat_expires_at=timezone.now() - timedelta(seconds=1))
+    task = task_on(alice, TaskStatus.ASSIGNED)
 
     response = post(operator_client, alice, "resume")
 

@@ -14,8 +14,8 @@ from agents.liveness import expire_stale_agents
 from agents.locks import try_sweep_lock
 from agents.models import Agent, AgentStatus, AgentStatusChange
 from agents.services import OFFLINE_HEARTBEAT_EXPIRED
-from tasks.models import Task, TaskStatus
-from tests.agents.conftest import make_agent
+from tasks.models import TaskStatus
+from tests.agents.conftest import make_agent, task_on
 
 
 def offline_changes(agent):
@@ -60,14 +60,7 @@ def test_draining_and_unhealthy_agents_expire_too_but_offline_ones_are_left_alon
 
 
 def test_an_expired_agents_in_flight_tasks_are_handed_back(alice):
-    Agent.objects.filter(pk=alice.pk).update(current_load=1)
-    task = Task.objects.create(
-        type="summarize",
-        required_capabilities=["summarize"],
-        status=TaskStatus.RUNNING,
-        assigned_agent=alice,
-        attempts=1,
-    )
+    task = task_on(alice, TaskStatus.RUNNING)
 
     expire_stale_agents(now=timezone.now() + timedelta(hours=1))
 

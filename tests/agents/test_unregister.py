@@ -1,30 +1,12 @@
 from agents.models import Agent, AgentStatusChange
-from tasks.models import Task, TaskStatus
+from tasks.models import TaskStatus
+from tests.agents.conftest import task_on
 
 
 def test_an_operator_unregisters_an_agent_and_its_work_is_handed_back(operator_client, alice, bob):
-    Agent.objects.filter(pk=alice.pk).update(current_load=2)
-    running = Task.objects.create(
-        type="t",
-        required_capabilities=["summarize"],
-        status=TaskStatus.RUNNING,
-        assigned_agent=alice,
-        attempts=1,
-    )
-    assigned = Task.objects.create(
-        type="t",
-        required_capabilities=["summarize"],
-        status=TaskStatus.ASSIGNED,
-        assigned_agent=alice,
-        attempts=2,
-    )
-    elsewhere = Task.objects.create(
-        type="t",
-        required_capabilities=["summarize"],
-        status=TaskStatus.RUNNING,
-        assigned_agent=bob,
-        attempts=1,
-    )
+    running = task_on(alice, TaskStatus.RUNNING)
+    assigned = task_on(alice, TaskStatus.ASSIGNED, attempts=2)
+    elsewhere = task_on(bob, TaskStatus.RUNNING)
 
     response = operator_client.delete(f"/api/v1/agents/{alice.pk}")
 

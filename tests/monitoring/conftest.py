@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from tests.actors import PASSWORD
 
+LIVE_METRICS_TOKEN = "live-stack-metrics-token-0123456789"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 HOST = "testserver"
 
@@ -210,6 +211,8 @@ class FakeAgent(BaseHTTPRequestHandler):
 
 
 class LiveStack:
+    metrics_token = LIVE_METRICS_TOKEN
+
     def __init__(self, port, agent_url):
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
@@ -226,7 +229,7 @@ def live_stack(django_db_setup, django_db_blocker):
     agent_server = ThreadingHTTPServer(("127.0.0.1", 0), FakeAgent)
     threading.Thread(target=agent_server.serve_forever, daemon=True).start()
     port = free_port()
-    env = child_env(PUBLIC_BASE_URL=f"http://127.0.0.1:{port}")
+    env = child_env(PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", METRICS_TOKEN=LIVE_METRICS_TOKEN)
     web = start_daphne(port, env, "live-daphne.log")
     worker_log = open(ARTIFACTS / "live-worker.log", "w")  # noqa: SIM115
     worker = subprocess.Popen(

@@ -1,5 +1,7 @@
 import django_filters
 from django import forms
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import filters
 from rest_framework.exceptions import ValidationError
 
@@ -14,6 +16,7 @@ class _CapabilitiesField(forms.MultipleChoiceField):
         return bool(CAPABILITY_PATTERN.match(value))
 
 
+@extend_schema_field(OpenApiTypes.STR)  # repeated: spectacular makes it an array
 class CapabilitiesFilter(django_filters.MultipleChoiceFilter):
     field_class = _CapabilitiesField
 

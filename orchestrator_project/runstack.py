@@ -12,7 +12,8 @@ import subprocess
 import sys
 import time
 
-STOP_GRACE_SECONDS = 30
+# Longer than the worker's own grace for in-flight agent calls (WORKER_SHUTDOWN_GRACE, 30 s by default).
+STOP_GRACE_SECONDS = 45
 _PR_SET_PDEATHSIG = 1
 
 

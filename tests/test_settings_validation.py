@@ -1,6 +1,7 @@
 """A bad configuration value stops start-up with a message naming the variable."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -98,3 +99,19 @@ def test_env_helpers_parse_and_reject(monkeypatch):
     monkeypatch.setenv("X_FLOAT", "fast")
     with pytest.raises(ImproperlyConfigured, match="X_FLOAT must be a number"):
         config.env_float("X_FLOAT", 1.0)
+
+
+def test_every_variable_read_by_the_settings_is_documented():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    read = set()
+    for module in ("orchestrator_project/settings.py", "orchestrator_project/embedded.py"):
+        source = (root / module).read_text()
+        read |= set(re.findall(r'env_\w+\(\s*"([A-Z][A-Z0-9_]+)"', source))
+        read |= set(re.findall(r'os\.environ\.get\(\s*"([A-Z][A-Z0-9_]+)"', source))
+    assert {"SERVICE_PORT", "DATABASE_URL", "EMBEDDED_POSTGRES_PORT"} <= read  # the patterns still match
+    documented = set(
+        re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", (root / "docs/configuration.md").read_text(), re.M)
+    )
+    assert sorted(read - documented) == []

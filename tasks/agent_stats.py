@@ -13,6 +13,8 @@ from django.db import connection, transaction
 from agents.models import Agent
 from monitoring.events import publish_agent_changes
 
+from .wake import wake_dispatch_later
+
 # Moving averages: recent calls weigh 20% (latency) and 10% (success rate).
 LATENCY_ALPHA = 0.2
 SUCCESS_ALPHA = 0.1
@@ -93,7 +95,12 @@ def release(agent_id, *, now, outcome, latency_ms=None, counts_for_circuit=True)
     }
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        _publish(cursor.fetchall(), now)
+        rows = cursor.fetchall()
+    _publish(rows, now)
+    if outcome == "failure" and any(row[5] == "open" for row in rows):
+        # Waiting work must be woken when the breaker lets its probe through; nothing else would.
+        recovery = settings.CIRCUIT_BREAKER_RECOVERY_TIMEOUT
+        transaction.on_commit(lambda: wake_dispatch_later(recovery))
 
 
 def note_accepted(agent_id, *, now, latency_ms):

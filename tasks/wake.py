@@ -7,6 +7,7 @@ we publish anyway, and if a message is lost the beat sweep finds the work a few 
 """
 
 import logging
+import math
 import time
 
 from redis.exceptions import RedisError
@@ -45,10 +46,16 @@ def clear_wake_flag():
 
 def wake_dispatch_later(delay_seconds):
     """Wake dispatch when a retry falls due. Wake-ups are coalesced into 100 ms buckets, so a thousand
-    retries due in the same instant cost one delayed message; the sweep remains the safety net."""
-    bucket = int((time.time() + delay_seconds) * 10)
+    retries due in the same instant cost one delayed message; the sweep remains the safety net.
+
+    A bucket's message fires at the bucket's *end*, which is after every due time in it; so once it has
+    fired, no retry can join it (that would need a due time in the past).
+    """
+    if delay_seconds <= 0:
+        return wake_dispatch()
+    bucket = math.ceil((time.time() + delay_seconds) * 10)
     try:
-        if not get_redis().set(f"{WAKE_FLAG}:{bucket}", 1, nx=True, px=int(delay_seconds * 1000) + 1000):
+        if not get_redis().set(f"{WAKE_FLAG}:{bucket}", 1, nx=True, px=int(delay_seconds * 1000) + 2000):
             return False
     except RedisError:
         pass

@@ -185,9 +185,9 @@ def test_the_agent_sees_a_verifiable_signature_and_rejects_a_forged_one(worker, 
     settled(submit(operator_client), "completed")
     assert fake.calls[0].signature_valid
     impostor = fake_agents()
-    register(impostor, capabilities=["translation"], signing_secret=fake.signing_secret)
+    register(impostor, capabilities=["translation"])
     Agent.objects.filter(endpoint=impostor.url).update(signing_secret=fake.signing_secret)
-    # The agent knows its own secret, not this one: the request fails verification and is refused.
+    # Signed with another agent's secret: the agent's verification fails and it refuses the request.
     task_id = submit(operator_client, type="translation")
     settled(task_id, "failed")
     assert impostor.calls[0].signature_valid is False

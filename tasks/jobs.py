@@ -8,6 +8,8 @@ import os
 from celery import shared_task
 from celery.signals import worker_shutting_down
 
+from monitoring.beat import record_sweep
+
 from . import dispatch, sweeps
 from .runner import current_runner, get_runner, load_specs
 from .wake import clear_wake_flag
@@ -44,6 +46,7 @@ def send_assigned(task_id, attempt):
 
 @shared_task(name="tasks.sweep", ignore_result=True)
 def sweep():
+    record_sweep("tasks.sweep")
     summary = sweeps.run_sweep()
     run_dispatch_rounds()
     return summary

@@ -43,7 +43,7 @@ class SentMark:
 
 def load_specs(assignments):
     """CallSpecs for fresh assignments, in one query (agent endpoint and secret joined in)."""
-    by_id = {a.task_id: a for a in assignments}
+    by_id = {str(a.task_id): a for a in assignments}
     tasks = (Task.objects.filter(task_id__in=list(by_id), status=TaskStatus.ASSIGNED)
              .select_related("assigned_agent")
              .only("task_id", "type", "description", "input_data", "required_capabilities", "priority",
@@ -51,7 +51,7 @@ def load_specs(assignments):
                    "assigned_agent__signing_secret"))
     specs = []
     for task in tasks:
-        wanted = by_id[task.task_id]
+        wanted = by_id[str(task.task_id)]
         if task.attempts != wanted.attempt or task.assigned_agent is None:
             continue
         specs.append(agent_client.CallSpec(

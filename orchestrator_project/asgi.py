@@ -7,7 +7,7 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator_project.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs Django set up)
+from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up)
 
 from monitoring.routing import websocket_application  # noqa: E402
 

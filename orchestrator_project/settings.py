@@ -26,8 +26,17 @@ SERVICE_HOST = env_str("SERVICE_HOST", "0.0.0.0")
 SERVICE_PORT = env_int("SERVICE_PORT", 8006, minimum=1, maximum=65535)
 
 # --- Backing services: from the environment, or the embedded development servers -------------------
-_DATABASE_URL = env_url("DATABASE_URL", schemes=("postgres", "postgresql", "pgsql", "postgresql+asyncpg",
-                                                 "postgresql+psycopg", "postgresql+psycopg2"))
+_DATABASE_URL = env_url(
+    "DATABASE_URL",
+    schemes=(
+        "postgres",
+        "postgresql",
+        "pgsql",
+        "postgresql+asyncpg",
+        "postgresql+psycopg",
+        "postgresql+psycopg2",
+    ),
+)
 _REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss"))
 # No URL means a development checkout: the project brings its own servers and defaults to DEBUG.
 EMBEDDED_SERVICES = _DATABASE_URL is None
@@ -99,9 +108,7 @@ EXECUTE_MAX_WAIT_SECONDS = env_int("EXECUTE_MAX_WAIT_SECONDS", 300, minimum=1)
 
 # --- Monitoring ------------------------------------------------------------------------------------
 METRICS_TOKEN = env_str("METRICS_TOKEN")
-METRICS_ALLOWED_NETWORKS = env_networks(
-    "METRICS_ALLOWED_NETWORKS", _LOOPBACK_NETWORKS if DEBUG else []
-)
+METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", _LOOPBACK_NETWORKS if DEBUG else [])
 
 # --- Django ----------------------------------------------------------------------------------------
 INSTALLED_APPS = [

@@ -11,8 +11,12 @@ from . import services
 from .models import Task, TaskEvent, TaskStatus
 
 STATUS_COLOURS = {
-    TaskStatus.PENDING: "#6c757d", TaskStatus.ASSIGNED: "#0d6efd", TaskStatus.RUNNING: "#0dcaf0",
-    TaskStatus.COMPLETED: "#198754", TaskStatus.FAILED: "#dc3545", TaskStatus.CANCELLED: "#adb5bd",
+    TaskStatus.PENDING: "#6c757d",
+    TaskStatus.ASSIGNED: "#0d6efd",
+    TaskStatus.RUNNING: "#0dcaf0",
+    TaskStatus.COMPLETED: "#198754",
+    TaskStatus.FAILED: "#dc3545",
+    TaskStatus.CANCELLED: "#adb5bd",
 }
 
 
@@ -29,14 +33,17 @@ class TaskEventInline(admin.TabularInline):
 
 
 class DeadLetterFilter(admin.SimpleListFilter):
-    """"Failed" as a dead-letter queue: tasks that failed for good, oldest first, ready to retry."""
+    """ "Failed" as a dead-letter queue: tasks that failed for good, oldest first, ready to retry."""
 
     title = "queue"
     parameter_name = "queue"
 
     def lookups(self, request, model_admin):
-        return [("dead_letter", "Dead letters (failed)"), ("waiting_retry", "Waiting to retry"),
-                ("in_flight", "In flight")]
+        return [
+            ("dead_letter", "Dead letters (failed)"),
+            ("waiting_retry", "Waiting to retry"),
+            ("in_flight", "In flight"),
+        ]
 
     def queryset(self, request, queryset):
         if self.value() == "dead_letter":
@@ -49,8 +56,10 @@ class DeadLetterFilter(admin.SimpleListFilter):
 
 
 def _pretty(value):
-    return format_html("<pre style='white-space: pre-wrap; max-height: 30em; overflow: auto'>{}</pre>",
-                       json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    return format_html(
+        "<pre style='white-space: pre-wrap; max-height: 30em; overflow: auto'>{}</pre>",
+        json.dumps(value, indent=2, ensure_ascii=False, default=str),
+    )
 
 
 @admin.register(Task)
@@ -64,18 +73,49 @@ class TaskAdmin(admin.ModelAdmin):
     actions = ["retry_tasks", "cancel_tasks"]
     inlines = [TaskEventInline]
     readonly_fields = [
-        "task_id", "type", "description", "pretty_input", "required_capabilities", "priority", "status",
-        "assigned_agent", "pretty_result", "pretty_error", "attempts", "max_retries", "timeout_seconds", "deadline",
-        "auto_dispatch", "strategy", "idempotency_key", "created_at", "assigned_at", "started_at", "finished_at",
-        "next_attempt_at", "lease_expires_at",
+        "task_id",
+        "type",
+        "description",
+        "pretty_input",
+        "required_capabilities",
+        "priority",
+        "status",
+        "assigned_agent",
+        "pretty_result",
+        "pretty_error",
+        "attempts",
+        "max_retries",
+        "timeout_seconds",
+        "deadline",
+        "auto_dispatch",
+        "strategy",
+        "idempotency_key",
+        "created_at",
+        "assigned_at",
+        "started_at",
+        "finished_at",
+        "next_attempt_at",
+        "lease_expires_at",
     ]
-    exclude = ["input_data", "result", "error", "avoid_agents", "created_by", "retry_base", "request_fingerprint"]
+    exclude = [
+        "input_data",
+        "result",
+        "error",
+        "avoid_agents",
+        "created_by",
+        "retry_base",
+        "request_fingerprint",
+    ]
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return False if obj is not None and request.method == "POST" else super().has_change_permission(request, obj)
+        return (
+            False
+            if obj is not None and request.method == "POST"
+            else super().has_change_permission(request, obj)
+        )
 
     @admin.display(description="status", ordering="status")
     def coloured_status(self, task):

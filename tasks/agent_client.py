@@ -70,8 +70,10 @@ def _error_from(response):
     try:
         parsed = response.json()
     except ValueError:
-        return {"status_code": response.status_code,
-                "message": response.body[:ERROR_TEXT_LIMIT].decode("utf-8", "replace")}
+        return {
+            "status_code": response.status_code,
+            "message": response.body[:ERROR_TEXT_LIMIT].decode("utf-8", "replace"),
+        }
     if isinstance(parsed, dict) and "error" in parsed:
         return {"status_code": response.status_code, "message": parsed["error"]}
     return {"status_code": response.status_code, "message": parsed}
@@ -79,31 +81,57 @@ def _error_from(response):
 
 def classify(spec, response, latency_ms):
     """Turn an agent's HTTP answer into an Outcome, following the dispatch contract."""
-    base = {"task_id": spec.task_id, "attempt": spec.attempt, "agent_id": spec.agent_id,
-            "status_code": response.status_code, "latency_ms": latency_ms}
+    base = {
+        "task_id": spec.task_id,
+        "attempt": spec.attempt,
+        "agent_id": spec.agent_id,
+        "status_code": response.status_code,
+        "latency_ms": latency_ms,
+    }
     code = response.status_code
     if code == 202:
         return Outcome(kind="accepted", call_outcome="accepted", **base)
     if 200 <= code < 300:
         # Postgres cannot store NUL characters in JSON; such a result cannot be kept as sent.
         if b"\\u0000" in response.body:
-            return Outcome(kind="fail", reason="agent result contains NUL characters", call_outcome="invalid",
-                           **base)
+            return Outcome(
+                kind="fail", reason="agent result contains NUL characters", call_outcome="invalid", **base
+            )
         try:
             parsed = response.json()
         except ValueError:
-            return Outcome(kind="fail", reason="agent answered with invalid JSON", call_outcome="invalid", **base)
+            return Outcome(
+                kind="fail", reason="agent answered with invalid JSON", call_outcome="invalid", **base
+            )
         result = parsed.get("result") if isinstance(parsed, dict) and "result" in parsed else parsed
         return Outcome(kind="completed", result=result, call_outcome="success", **base)
     retry_after = parse_retry_after(response.headers.get("retry-after")) if code in (429, 503) else None
     if code in RETRYABLE_CLIENT_ERRORS or code >= 500:
-        return Outcome(kind="retry", reason=f"agent answered HTTP {code}", error=_error_from(response),
-                       retry_after=retry_after, counts_for_circuit=code >= 500, call_outcome="error", **base)
+        return Outcome(
+            kind="retry",
+            reason=f"agent answered HTTP {code}",
+            error=_error_from(response),
+            retry_after=retry_after,
+            counts_for_circuit=code >= 500,
+            call_outcome="error",
+            **base,
+        )
     if 300 <= code < 400:
-        return Outcome(kind="fail", reason=f"agent answered a redirect (HTTP {code}); redirects are not followed",
-                       call_outcome="rejected", **base)
-    return Outcome(kind="fail", reason=f"agent rejected the task (HTTP {code})", error=_error_from(response),
-                   retire_agent=code == 410, counts_for_circuit=False, call_outcome="rejected", **base)
+        return Outcome(
+            kind="fail",
+            reason=f"agent answered a redirect (HTTP {code}); redirects are not followed",
+            call_outcome="rejected",
+            **base,
+        )
+    return Outcome(
+        kind="fail",
+        reason=f"agent rejected the task (HTTP {code})",
+        error=_error_from(response),
+        retire_agent=code == 410,
+        counts_for_circuit=False,
+        call_outcome="rejected",
+        **base,
+    )
 
 
 async def call(client, spec):
@@ -115,22 +143,49 @@ async def call(client, spec):
         "idempotency-key": str(spec.task_id),
         **signed_headers(spec.signing_secret, body),
     }
-    timeout = httpx.Timeout(spec.timeout_seconds, connect=min(settings.AGENT_CONNECT_TIMEOUT, spec.timeout_seconds))
+    timeout = httpx.Timeout(
+        spec.timeout_seconds, connect=min(settings.AGENT_CONNECT_TIMEOUT, spec.timeout_seconds)
+    )
     base = {"task_id": spec.task_id, "attempt": spec.attempt, "agent_id": spec.agent_id}
     started = time.monotonic()
     try:
-        response = await egress.request(client, "POST", f"{spec.endpoint.rstrip('/')}/execute", headers=headers,
-                                        content=body, timeout=timeout)
+        response = await egress.request(
+            client,
+            "POST",
+            f"{spec.endpoint.rstrip('/')}/execute",
+            headers=headers,
+            content=body,
+            timeout=timeout,
+        )
     except egress.EgressRefused as exc:
-        return Outcome(kind="fail", reason=f"refused to call the agent: {exc}", counts_for_circuit=False,
-                       call_outcome="refused", **base)
+        return Outcome(
+            kind="fail",
+            reason=f"refused to call the agent: {exc}",
+            counts_for_circuit=False,
+            call_outcome="refused",
+            **base,
+        )
     except egress.ResponseTooLarge as exc:
-        return Outcome(kind="retry", reason=str(exc), call_outcome="too_large",
-                       latency_ms=(time.monotonic() - started) * 1000, **base)
+        return Outcome(
+            kind="retry",
+            reason=str(exc),
+            call_outcome="too_large",
+            latency_ms=(time.monotonic() - started) * 1000,
+            **base,
+        )
     except httpx.TimeoutException:
-        return Outcome(kind="retry", reason=f"agent did not answer within {spec.timeout_seconds} s",
-                       call_outcome="timeout", latency_ms=(time.monotonic() - started) * 1000, **base)
+        return Outcome(
+            kind="retry",
+            reason=f"agent did not answer within {spec.timeout_seconds} s",
+            call_outcome="timeout",
+            latency_ms=(time.monotonic() - started) * 1000,
+            **base,
+        )
     except (httpx.HTTPError, OSError) as exc:
-        return Outcome(kind="retry", reason=f"could not reach the agent: {type(exc).__name__}: {exc}"[:500],
-                       call_outcome="connection_error", **base)
+        return Outcome(
+            kind="retry",
+            reason=f"could not reach the agent: {type(exc).__name__}: {exc}"[:500],
+            call_outcome="connection_error",
+            **base,
+        )
     return classify(spec, response, (time.monotonic() - started) * 1000)

@@ -24,8 +24,15 @@ _RETURNING = "agent_id, name, status, current_load, max_concurrency, circuit_sta
 
 def _publish(rows, now):
     changes = [
-        {"agent_id": str(r[0]), "name": r[1], "status": r[2], "current_load": r[3], "max_concurrency": r[4],
-         "circuit_state": r[5], "timestamp": now.isoformat()}
+        {
+            "agent_id": str(r[0]),
+            "name": r[1],
+            "status": r[2],
+            "current_load": r[3],
+            "max_concurrency": r[4],
+            "circuit_state": r[5],
+            "timestamp": now.isoformat(),
+        }
         for r in rows
     ]
     if changes:
@@ -50,7 +57,8 @@ def release(agent_id, *, now, outcome, latency_ms=None, counts_for_circuit=True)
                 success_rate = success_rate * (1 - {SUCCESS_ALPHA}) + {SUCCESS_ALPHA},
                 avg_latency_ms = CASE WHEN %(latency)s::float IS NULL THEN avg_latency_ms
                                       WHEN avg_latency_ms IS NULL THEN %(latency)s::float
-                                      ELSE avg_latency_ms * (1 - {LATENCY_ALPHA}) + %(latency)s::float * {LATENCY_ALPHA}
+                                      ELSE avg_latency_ms * (1 - {LATENCY_ALPHA})
+                                           + %(latency)s::float * {LATENCY_ALPHA}
                                  END,
                 updated_at = %(now)s
             WHERE agent_id = %(agent)s RETURNING {_RETURNING}"""
@@ -78,13 +86,15 @@ def release(agent_id, *, now, outcome, latency_ms=None, counts_for_circuit=True)
                 failure_count = failure_count + 1, updated_at = %(now)s,
                 -- not the agent's fault (e.g. it asked us to slow down): a half-open probe may go again
                 circuit_state = CASE WHEN circuit_state = 'half_open' THEN 'open' ELSE circuit_state END,
-                circuit_retry_at = CASE WHEN circuit_state = 'half_open' THEN %(now)s ELSE circuit_retry_at END
+                circuit_retry_at = CASE WHEN circuit_state = 'half_open' THEN %(now)s
+                                        ELSE circuit_retry_at END
             WHERE agent_id = %(agent)s RETURNING {_RETURNING}"""
     else:
         sql = f"""
             UPDATE agents_agent SET current_load = GREATEST(current_load - 1, 0), updated_at = %(now)s,
                 circuit_state = CASE WHEN circuit_state = 'half_open' THEN 'open' ELSE circuit_state END,
-                circuit_retry_at = CASE WHEN circuit_state = 'half_open' THEN %(now)s ELSE circuit_retry_at END
+                circuit_retry_at = CASE WHEN circuit_state = 'half_open' THEN %(now)s
+                                        ELSE circuit_retry_at END
             WHERE agent_id = %(agent)s RETURNING {_RETURNING}"""
     params = {
         "agent": agent_id,
@@ -110,7 +120,8 @@ def note_accepted(agent_id, *, now, latency_ms):
             f"""UPDATE agents_agent SET consecutive_failures = 0,
                     circuit_state = 'closed', circuit_opened_at = NULL, circuit_retry_at = NULL,
                     avg_latency_ms = CASE WHEN avg_latency_ms IS NULL THEN %(latency)s::float
-                        ELSE avg_latency_ms * (1 - {LATENCY_ALPHA}) + %(latency)s::float * {LATENCY_ALPHA} END,
+                        ELSE avg_latency_ms * (1 - {LATENCY_ALPHA})
+                             + %(latency)s::float * {LATENCY_ALPHA} END,
                     updated_at = %(now)s
                 WHERE agent_id = %(agent)s RETURNING {_RETURNING}""",
             {"agent": agent_id, "now": now, "latency": latency_ms},
@@ -126,6 +137,9 @@ def retire(agent_id, *, now, reason):
     if agent is None or agent.status == AgentStatus.DRAINING and agent.drained_by_operator:
         return
     old = agent.status
-    Agent.objects.filter(pk=agent_id).update(status=AgentStatus.DRAINING, drained_by_operator=True, updated_at=now)
-    AgentStatusChange.objects.create(agent_id=agent_id, old_status=old, new_status=AgentStatus.DRAINING,
-                                     reason=reason[:500])
+    Agent.objects.filter(pk=agent_id).update(
+        status=AgentStatus.DRAINING, drained_by_operator=True, updated_at=now
+    )
+    AgentStatusChange.objects.create(
+        agent_id=agent_id, old_status=old, new_status=AgentStatus.DRAINING, reason=reason[:500]
+    )

@@ -51,8 +51,18 @@ class NoAgentAvailable(Exception):
     pass
 
 
-_TASK_FIELDS = ("task_id", "type", "priority", "required_capabilities", "avoid_agents", "strategy",
-                "timeout_seconds", "attempts", "created_at", "auto_dispatch")
+_TASK_FIELDS = (
+    "task_id",
+    "type",
+    "priority",
+    "required_capabilities",
+    "avoid_agents",
+    "strategy",
+    "timeout_seconds",
+    "attempts",
+    "created_at",
+    "auto_dispatch",
+)
 
 
 def _candidates(capabilities, now):
@@ -60,11 +70,22 @@ def _candidates(capabilities, now):
     eligible = Q(circuit_state=CircuitState.CLOSED, current_load__lt=F("max_concurrency")) | Q(
         circuit_state=CircuitState.OPEN, circuit_retry_at__lte=now, current_load=0
     )
-    rows = (Agent.objects.filter(eligible, status=AgentStatus.ONLINE, capabilities__overlap=list(capabilities))
-            .values_list("agent_id", "capabilities", "current_load", "max_concurrency", "weight",
-                         "avg_latency_ms", "success_rate", "circuit_state"))
-    return [Candidate(r[0], frozenset(r[1]), r[2], r[3], r[4], r[5], r[6], r[7] == CircuitState.OPEN)
-            for r in rows]
+    rows = Agent.objects.filter(
+        eligible, status=AgentStatus.ONLINE, capabilities__overlap=list(capabilities)
+    ).values_list(
+        "agent_id",
+        "capabilities",
+        "current_load",
+        "max_concurrency",
+        "weight",
+        "avg_latency_ms",
+        "success_rate",
+        "circuit_state",
+    )
+    return [
+        Candidate(r[0], frozenset(r[1]), r[2], r[3], r[4], r[5], r[6], r[7] == CircuitState.OPEN)
+        for r in rows
+    ]
 
 
 def _plan(tasks, candidates):
@@ -130,16 +151,24 @@ def _assign(plan, accepted, now, log):
         )
         done = {r[0]: (r[1], r[2]) for r in cursor.fetchall()}
     assignments = []
-    for task, candidate in rows:
+    for task, _ in rows:
         if task.task_id not in done:
             continue
         attempt, agent_id = done[task.task_id]
         assignments.append(Assignment(task.task_id, attempt, agent_id))
-        log.add(task_id=task.task_id, kind=EventKind.ASSIGNED, status=TaskStatus.ASSIGNED, attempt=attempt,
-                agent_id=agent_id, at=now, priority=task.priority, task_type=task.type,
-                capabilities=task.required_capabilities,
-                reason=f"strategy {get_strategy(task.strategy).name}",
-                queue_wait_seconds=(now - task.created_at).total_seconds())
+        log.add(
+            task_id=task.task_id,
+            kind=EventKind.ASSIGNED,
+            status=TaskStatus.ASSIGNED,
+            attempt=attempt,
+            agent_id=agent_id,
+            at=now,
+            priority=task.priority,
+            task_type=task.type,
+            capabilities=task.required_capabilities,
+            reason=f"strategy {get_strategy(task.strategy).name}",
+            queue_wait_seconds=(now - task.created_at).total_seconds(),
+        )
     return assignments
 
 
@@ -156,7 +185,9 @@ def claim(*, limit=None, task_ids=None, now=None):
         if task_ids is not None:
             queue = queue.filter(task_id__in=task_ids)
         else:
-            queue = queue.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now), auto_dispatch=True)
+            queue = queue.filter(
+                Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now), auto_dispatch=True
+            )
         tasks = list(queue.order_by("priority", "created_at").only(*_TASK_FIELDS)[:limit])
         if not tasks:
             return []
@@ -175,20 +206,33 @@ def assign_to(task_id, agent, *, now=None):
     """An operator's explicit choice. Raises NoAgentAvailable with the reason the agent cannot take it."""
     now = now or timezone.now()
     with transaction.atomic():
-        task = Task.objects.select_for_update().filter(task_id=task_id, status=TaskStatus.PENDING).only(
-            *_TASK_FIELDS).first()
+        task = (
+            Task.objects.select_for_update()
+            .filter(task_id=task_id, status=TaskStatus.PENDING)
+            .only(*_TASK_FIELDS)
+            .first()
+        )
         if task is None:
             return None
         refusal = refusal_reason(agent, task.required_capabilities, now)
         if refusal:
             raise NoAgentAvailable(refusal)
-        candidate = Candidate(agent.agent_id, frozenset(agent.capabilities), agent.current_load,
-                              agent.max_concurrency, agent.weight, agent.avg_latency_ms, agent.success_rate,
-                              probe=False)
+        candidate = Candidate(
+            agent.agent_id,
+            frozenset(agent.capabilities),
+            agent.current_load,
+            agent.max_concurrency,
+            agent.weight,
+            agent.avg_latency_ms,
+            agent.success_rate,
+            probe=False,
+        )
         plan = [(task, candidate)]
         accepted = _reserve_slots(plan, now)
         if not accepted:
-            raise NoAgentAvailable(f"agent {agent.agent_id} just became unavailable (full, offline or tripped)")
+            raise NoAgentAvailable(
+                f"agent {agent.agent_id} just became unavailable (full, offline or tripped)"
+            )
         log = TransitionLog()
         assignments = _assign(plan, accepted, now, log)
         log.flush()
@@ -212,10 +256,14 @@ def refusal_reason(agent, required_capabilities, now=None):
 def capable_agents_exist(required_capabilities, now=None):
     """Whether any agent could ever take such a task now or soon (online, capable, not tripped for good)."""
     now = now or timezone.now()
-    return Agent.objects.filter(status=AgentStatus.ONLINE, capabilities__contains=list(required_capabilities)).filter(
-        Q(circuit_state__in=[CircuitState.CLOSED, CircuitState.HALF_OPEN])
-        | Q(circuit_retry_at__lte=now + timedelta(seconds=settings.CIRCUIT_BREAKER_RECOVERY_TIMEOUT))
-    ).exists()
+    return (
+        Agent.objects.filter(status=AgentStatus.ONLINE, capabilities__contains=list(required_capabilities))
+        .filter(
+            Q(circuit_state__in=[CircuitState.CLOSED, CircuitState.HALF_OPEN])
+            | Q(circuit_retry_at__lte=now + timedelta(seconds=settings.CIRCUIT_BREAKER_RECOVERY_TIMEOUT))
+        )
+        .exists()
+    )
 
 
 def start_lease(task_id, attempt, now=None):

@@ -41,7 +41,11 @@ class Task(models.Model):
     )
     status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.PENDING)
     assigned_agent = models.ForeignKey(
-        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks",
+        "agents.Agent",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="tasks",
         db_constraint=False,
     )
     result = models.JSONField(null=True, blank=True)
@@ -59,8 +63,14 @@ class Task(models.Model):
     request_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
     # Agents that failed this task: retries prefer others when there are any.
     avoid_agents = ArrayField(models.UUIDField(), default=list, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   db_constraint=False, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        db_constraint=False,
+        related_name="+",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     assigned_at = models.DateTimeField(null=True, blank=True)
@@ -74,15 +84,23 @@ class Task(models.Model):
         ordering = ["-created_at", "task_id"]
         indexes = [
             # The dispatch claim: pending, auto-dispatched tasks in priority order, then age.
-            models.Index(fields=["priority", "created_at"], name="task_dispatch_queue",
-                         condition=models.Q(status="pending", auto_dispatch=True)),
+            models.Index(
+                fields=["priority", "created_at"],
+                name="task_dispatch_queue",
+                condition=models.Q(status="pending", auto_dispatch=True),
+            ),
             # The lease sweep: tasks in flight whose worker or agent may have died.
-            models.Index(fields=["lease_expires_at"], name="task_lease_expiry",
-                         condition=models.Q(status__in=["assigned", "running"])),
+            models.Index(
+                fields=["lease_expires_at"],
+                name="task_lease_expiry",
+                condition=models.Q(status__in=["assigned", "running"]),
+            ),
             # The deadline sweep.
-            models.Index(fields=["deadline"], name="task_deadline",
-                         condition=models.Q(status__in=["pending", "assigned", "running"],
-                                            deadline__isnull=False)),
+            models.Index(
+                fields=["deadline"],
+                name="task_deadline",
+                condition=models.Q(status__in=["pending", "assigned", "running"], deadline__isnull=False),
+            ),
             # Listing: newest first, keyset-friendly; and the common filters.
             models.Index(fields=["-created_at", "task_id"], name="task_created"),
             models.Index(fields=["status", "-created_at"], name="task_status_created"),
@@ -90,7 +108,9 @@ class Task(models.Model):
             models.Index(fields=["type", "-created_at"], name="task_type_created"),
         ]
         constraints = [
-            models.CheckConstraint(condition=models.Q(priority__gte=1, priority__lte=10), name="task_priority_1_10"),
+            models.CheckConstraint(
+                condition=models.Q(priority__gte=1, priority__lte=10), name="task_priority_1_10"
+            ),
         ]
 
     def __str__(self):
@@ -119,7 +139,7 @@ class EventKind(models.TextChoices):
 
 
 class TaskEvent(models.Model):
-    """Every transition of a task leaves one row: its history, the dashboard's feed and the metrics' source."""
+    """Every transition of a task leaves one row: its history, the dashboard's feed, the metrics' source."""
 
     id = models.BigAutoField(primary_key=True)
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events", db_constraint=False)

@@ -48,7 +48,9 @@ class Outcome:
 
 def backoff_delay(attempt, *, retry_after=None):
     """Exponential backoff with full jitter, never sooner than the agent's Retry-After."""
-    ceiling = min(settings.TASK_RETRY_BACKOFF_MAX, settings.TASK_RETRY_BACKOFF_BASE * 2 ** max(attempt - 1, 0))
+    ceiling = min(
+        settings.TASK_RETRY_BACKOFF_MAX, settings.TASK_RETRY_BACKOFF_BASE * 2 ** max(attempt - 1, 0)
+    )
     delay = random.uniform(0, ceiling)
     if retry_after is not None:
         delay = max(delay, retry_after)
@@ -56,7 +58,11 @@ def backoff_delay(attempt, *, retry_after=None):
 
 
 def _message_fields(row):
-    return {"priority": row["priority"], "task_type": row["type"], "capabilities": row["required_capabilities"]}
+    return {
+        "priority": row["priority"],
+        "task_type": row["type"],
+        "capabilities": row["required_capabilities"],
+    }
 
 
 def _complete(outcome, now, log):
@@ -73,10 +79,20 @@ def _complete(outcome, now, log):
         return False
     priority, task_type, capabilities, created_at = row
     agent_stats.release(outcome.agent_id, now=now, outcome="success", latency_ms=outcome.latency_ms)
-    log.add(task_id=outcome.task_id, kind=EventKind.COMPLETED, status=TaskStatus.COMPLETED,
-            attempt=outcome.attempt, agent_id=outcome.agent_id, at=now, priority=priority,
-            task_type=task_type, capabilities=capabilities, details=_call_details(outcome),
-            duration_seconds=(now - created_at).total_seconds(), agent_call_outcome=outcome.call_outcome or None)
+    log.add(
+        task_id=outcome.task_id,
+        kind=EventKind.COMPLETED,
+        status=TaskStatus.COMPLETED,
+        attempt=outcome.attempt,
+        agent_id=outcome.agent_id,
+        at=now,
+        priority=priority,
+        task_type=task_type,
+        capabilities=capabilities,
+        details=_call_details(outcome),
+        duration_seconds=(now - created_at).total_seconds(),
+        agent_call_outcome=outcome.call_outcome or None,
+    )
     return True
 
 
@@ -93,32 +109,59 @@ def _accept(outcome, now, log):
     if row is None:
         return False
     agent_stats.note_accepted(outcome.agent_id, now=now, latency_ms=outcome.latency_ms)
-    log.add(task_id=outcome.task_id, kind=EventKind.STARTED, status=TaskStatus.RUNNING, attempt=outcome.attempt,
-            agent_id=outcome.agent_id, at=now, reason="agent accepted the task; awaiting its report",
-            priority=row[0], task_type=row[1], capabilities=row[2], agent_call_outcome="accepted")
+    log.add(
+        task_id=outcome.task_id,
+        kind=EventKind.STARTED,
+        status=TaskStatus.RUNNING,
+        attempt=outcome.attempt,
+        agent_id=outcome.agent_id,
+        at=now,
+        reason="agent accepted the task; awaiting its report",
+        priority=row[0],
+        task_type=row[1],
+        capabilities=row[2],
+        agent_call_outcome="accepted",
+    )
     return True
 
 
 def _call_details(outcome):
-    details = {key: value for key, value in (("status_code", outcome.status_code),
-                                             ("latency_ms", outcome.latency_ms)) if value is not None}
+    details = {
+        key: value
+        for key, value in (("status_code", outcome.status_code), ("latency_ms", outcome.latency_ms))
+        if value is not None
+    }
     return details or None
 
 
 def _locked_in_flight(task_id, attempt):
-    return (Task.objects.select_for_update()
-            .filter(task_id=task_id, attempts=attempt, status__in=IN_FLIGHT_STATUSES)
-            .only("task_id", "attempts", "retry_base", "max_retries", "deadline", "priority", "type",
-                  "required_capabilities", "assigned_agent_id", "avoid_agents", "created_at")
-            .first())
+    return (
+        Task.objects.select_for_update()
+        .filter(task_id=task_id, attempts=attempt, status__in=IN_FLIGHT_STATUSES)
+        .only(
+            "task_id",
+            "attempts",
+            "retry_base",
+            "max_retries",
+            "deadline",
+            "priority",
+            "type",
+            "required_capabilities",
+            "assigned_agent_id",
+            "avoid_agents",
+            "created_at",
+        )
+        .first()
+    )
 
 
 def _fail_or_retry(outcome, now, log):
     task = _locked_in_flight(outcome.task_id, outcome.attempt)
     if task is None:
         return False
-    agent_stats.release(outcome.agent_id, now=now, outcome="failure",
-                        counts_for_circuit=outcome.counts_for_circuit)
+    agent_stats.release(
+        outcome.agent_id, now=now, outcome="failure", counts_for_circuit=outcome.counts_for_circuit
+    )
     if outcome.retire_agent and outcome.agent_id:
         agent_stats.retire(outcome.agent_id, now=now, reason=f"retired: {outcome.reason}")
     budget_left = task.attempts - task.retry_base <= task.max_retries
@@ -126,16 +169,34 @@ def _fail_or_retry(outcome, now, log):
     next_attempt_at = now + timedelta(seconds=delay)
     past_deadline = task.deadline is not None and next_attempt_at >= task.deadline
     if outcome.kind == "retry" and budget_left and not past_deadline:
-        avoid = list(dict.fromkeys([*task.avoid_agents, outcome.agent_id])) if outcome.agent_id else task.avoid_agents
-        Task.objects.filter(pk=task.pk).update(
-            status=TaskStatus.PENDING, assigned_agent=None, lease_expires_at=None, next_attempt_at=next_attempt_at,
-            error=_error_value(outcome), avoid_agents=avoid, updated_at=now,
+        avoid = (
+            list(dict.fromkeys([*task.avoid_agents, outcome.agent_id]))
+            if outcome.agent_id
+            else task.avoid_agents
         )
-        log.add(task_id=task.pk, kind=EventKind.RETRYING, status=TaskStatus.PENDING, attempt=task.attempts,
-                agent_id=outcome.agent_id, at=now, reason=outcome.reason,
-                details={**(_call_details(outcome) or {}), "retry_in_seconds": round(delay, 3)},
-                priority=task.priority, task_type=task.type, capabilities=task.required_capabilities,
-                agent_call_outcome=outcome.call_outcome or None)
+        Task.objects.filter(pk=task.pk).update(
+            status=TaskStatus.PENDING,
+            assigned_agent=None,
+            lease_expires_at=None,
+            next_attempt_at=next_attempt_at,
+            error=_error_value(outcome),
+            avoid_agents=avoid,
+            updated_at=now,
+        )
+        log.add(
+            task_id=task.pk,
+            kind=EventKind.RETRYING,
+            status=TaskStatus.PENDING,
+            attempt=task.attempts,
+            agent_id=outcome.agent_id,
+            at=now,
+            reason=outcome.reason,
+            details={**(_call_details(outcome) or {}), "retry_in_seconds": round(delay, 3)},
+            priority=task.priority,
+            task_type=task.type,
+            capabilities=task.required_capabilities,
+            agent_call_outcome=outcome.call_outcome or None,
+        )
         transaction.on_commit(lambda: wake_dispatch_later(delay))
         return True
     if outcome.kind == "retry":
@@ -143,26 +204,52 @@ def _fail_or_retry(outcome, now, log):
         reason = f"{outcome.reason} ({why})"
     else:
         reason = outcome.reason
-    _finish_failed(task, now, log, reason=reason, error=_error_value(outcome), agent_id=outcome.agent_id,
-                   details=_call_details(outcome), call_outcome=outcome.call_outcome)
+    _finish_failed(
+        task,
+        now,
+        log,
+        reason=reason,
+        error=_error_value(outcome),
+        agent_id=outcome.agent_id,
+        details=_call_details(outcome),
+        call_outcome=outcome.call_outcome,
+    )
     return True
 
 
 def _error_value(outcome):
     if outcome.error is not None:
         return outcome.error
-    return {"message": outcome.reason, **({"status_code": outcome.status_code} if outcome.status_code else {})}
+    return {
+        "message": outcome.reason,
+        **({"status_code": outcome.status_code} if outcome.status_code else {}),
+    }
 
 
 def _finish_failed(task, now, log, *, reason, error, agent_id=None, details=None, call_outcome=""):
     Task.objects.filter(pk=task.pk).update(
-        status=TaskStatus.FAILED, error=error, finished_at=now, lease_expires_at=None, next_attempt_at=None,
+        status=TaskStatus.FAILED,
+        error=error,
+        finished_at=now,
+        lease_expires_at=None,
+        next_attempt_at=None,
         updated_at=now,
     )
-    log.add(task_id=task.pk, kind=EventKind.FAILED, status=TaskStatus.FAILED, attempt=task.attempts,
-            agent_id=agent_id, at=now, reason=reason, details=details, priority=task.priority,
-            task_type=task.type, capabilities=task.required_capabilities,
-            duration_seconds=(now - task.created_at).total_seconds(), agent_call_outcome=call_outcome or None)
+    log.add(
+        task_id=task.pk,
+        kind=EventKind.FAILED,
+        status=TaskStatus.FAILED,
+        attempt=task.attempts,
+        agent_id=agent_id,
+        at=now,
+        reason=reason,
+        details=details,
+        priority=task.priority,
+        task_type=task.type,
+        capabilities=task.required_capabilities,
+        duration_seconds=(now - task.created_at).total_seconds(),
+        agent_call_outcome=call_outcome or None,
+    )
     _notify_failure(task, reason, error)
 
 
@@ -171,8 +258,16 @@ def _notify_failure(task, reason, error):
         from agents.notifier import notify
     except ImportError:  # the notifier ships with the agents app
         return
-    notify("task.failed", {"task_id": str(task.pk), "type": task.type, "attempts": task.attempts,
-                           "reason": reason, "error": error})
+    notify(
+        "task.failed",
+        {
+            "task_id": str(task.pk),
+            "type": task.type,
+            "attempts": task.attempts,
+            "reason": reason,
+            "error": error,
+        },
+    )
 
 
 _APPLIERS = {"completed": _complete, "accepted": _accept, "retry": _fail_or_retry, "fail": _fail_or_retry}
@@ -196,7 +291,9 @@ def apply_outcomes(outcomes, *, now=None):
         try:
             results.extend(apply_outcomes([outcome], now=now))
         except Exception:
-            logger.exception("could not apply outcome for task %s attempt %s", outcome.task_id, outcome.attempt)
+            logger.exception(
+                "could not apply outcome for task %s attempt %s", outcome.task_id, outcome.attempt
+            )
             results.append(False)
     return results
 
@@ -207,9 +304,22 @@ def requeue_in_flight(tasks, *, now, reason, log, kind=EventKind.REASSIGNED, pen
     for task in tasks:
         agent_stats.release(task.assigned_agent_id, now=now, outcome="neutral")
         Task.objects.filter(pk=task.pk).update(
-            status=TaskStatus.PENDING, assigned_agent=None, lease_expires_at=None, next_attempt_at=now,
-            retry_base=task.retry_base + (0 if penalise else 1), updated_at=now,
+            status=TaskStatus.PENDING,
+            assigned_agent=None,
+            lease_expires_at=None,
+            next_attempt_at=now,
+            retry_base=task.retry_base + (0 if penalise else 1),
+            updated_at=now,
         )
-        log.add(task_id=task.pk, kind=kind, status=TaskStatus.PENDING, attempt=task.attempts,
-                agent_id=task.assigned_agent_id, at=now, reason=reason, priority=task.priority,
-                task_type=task.type, capabilities=task.required_capabilities)
+        log.add(
+            task_id=task.pk,
+            kind=kind,
+            status=TaskStatus.PENDING,
+            attempt=task.attempts,
+            agent_id=task.assigned_agent_id,
+            at=now,
+            reason=reason,
+            priority=task.priority,
+            task_type=task.type,
+            capabilities=task.required_capabilities,
+        )

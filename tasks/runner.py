@@ -44,20 +44,39 @@ class SentMark:
 def load_specs(assignments):
     """CallSpecs for fresh assignments, in one query (agent endpoint and secret joined in)."""
     by_id = {str(a.task_id): a for a in assignments}
-    tasks = (Task.objects.filter(task_id__in=list(by_id), status=TaskStatus.ASSIGNED)
-             .select_related("assigned_agent")
-             .only("task_id", "type", "description", "input_data", "required_capabilities", "priority",
-                   "deadline", "timeout_seconds", "attempts", "assigned_agent__endpoint",
-                   "assigned_agent__signing_secret"))
+    tasks = (
+        Task.objects.filter(task_id__in=list(by_id), status=TaskStatus.ASSIGNED)
+        .select_related("assigned_agent")
+        .only(
+            "task_id",
+            "type",
+            "description",
+            "input_data",
+            "required_capabilities",
+            "priority",
+            "deadline",
+            "timeout_seconds",
+            "attempts",
+            "assigned_agent__endpoint",
+            "assigned_agent__signing_secret",
+        )
+    )
     specs = []
     for task in tasks:
         wanted = by_id[str(task.task_id)]
         if task.attempts != wanted.attempt or task.assigned_agent is None:
             continue
-        specs.append(agent_client.CallSpec(
-            task_id=task.task_id, attempt=task.attempts, agent_id=task.assigned_agent_id,
-            endpoint=task.assigned_agent.endpoint, signing_secret=task.assigned_agent.signing_secret,
-            timeout_seconds=task.timeout_seconds, body=agent_client.build_body(task, task.attempts)))
+        specs.append(
+            agent_client.CallSpec(
+                task_id=task.task_id,
+                attempt=task.attempts,
+                agent_id=task.assigned_agent_id,
+                endpoint=task.assigned_agent.endpoint,
+                signing_secret=task.assigned_agent.signing_secret,
+                timeout_seconds=task.timeout_seconds,
+                body=agent_client.build_body(task, task.attempts),
+            )
+        )
     return specs
 
 
@@ -78,9 +97,18 @@ def mark_sent(marks):
         rows = cursor.fetchall()
         log = TransitionLog()
         for task_id, attempt, agent_id, priority, task_type, capabilities, created_at in rows:
-            log.add(task_id=task_id, kind=EventKind.SENT, status=TaskStatus.RUNNING, attempt=attempt,
-                    agent_id=agent_id, at=now, priority=priority, task_type=task_type, capabilities=capabilities,
-                    dispatch_latency_seconds=(now - created_at).total_seconds())
+            log.add(
+                task_id=task_id,
+                kind=EventKind.SENT,
+                status=TaskStatus.RUNNING,
+                attempt=attempt,
+                agent_id=agent_id,
+                at=now,
+                priority=priority,
+                task_type=task_type,
+                capabilities=capabilities,
+                dispatch_latency_seconds=(now - created_at).total_seconds(),
+            )
         log.flush()
 
 
@@ -130,8 +158,9 @@ class Writer(threading.Thread):
                 delay = min(delay * 2, 5.0)
                 marks = []  # a mark that could not be written is superseded by the outcome
             except Exception:
-                logger.exception("dropping %d writes after an unexpected error; leases will recover them",
-                                 len(batch))
+                logger.exception(
+                    "dropping %d writes after an unexpected error; leases will recover them", len(batch)
+                )
                 return
 
     def wait_idle(self, timeout):

@@ -20,14 +20,17 @@ class TaskCreateSerializer(StrictFieldsMixin, serializers.Serializer):
     type = StrictRegexField(NAME_PATTERN, max_length=100, error_messages={"invalid": NAME_MESSAGE})
     description = NoNulCharField(max_length=10000, required=False, allow_blank=True, default="")
     input_data = serializers.JSONField(required=False, default=dict)
-    required_capabilities = serializers.ListField(child=capability_field(), min_length=1, max_length=50,
-                                                  required=False)
+    required_capabilities = serializers.ListField(
+        child=capability_field(), min_length=1, max_length=50, required=False
+    )
     priority = serializers.IntegerField(min_value=1, max_value=10, default=5)
     max_retries = serializers.IntegerField(min_value=0, max_value=100, required=False)
     timeout_seconds = serializers.IntegerField(min_value=1, max_value=86400, required=False)
     deadline = serializers.DateTimeField(required=False, allow_null=True, default=None)
     auto_dispatch = serializers.BooleanField(default=True)
-    strategy = serializers.ChoiceField(choices=sorted(STRATEGIES), required=False, allow_blank=True, default="")
+    strategy = serializers.ChoiceField(
+        choices=sorted(STRATEGIES), required=False, allow_blank=True, default=""
+    )
 
     def validate_input_data(self, value):
         if not isinstance(value, dict):
@@ -67,10 +70,30 @@ class TaskSerializer(serializers.ModelSerializer):
     class Meta:
         model = Task
         fields = [
-            "task_id", "type", "description", "input_data", "required_capabilities", "priority", "status",
-            "agent_id", "result", "error", "attempts", "max_retries", "timeout_seconds", "deadline",
-            "auto_dispatch", "strategy", "idempotency_key", "created_at", "assigned_at", "started_at",
-            "finished_at", "updated_at", "next_attempt_at", "lease_expires_at",
+            "task_id",
+            "type",
+            "description",
+            "input_data",
+            "required_capabilities",
+            "priority",
+            "status",
+            "agent_id",
+            "result",
+            "error",
+            "attempts",
+            "max_retries",
+            "timeout_seconds",
+            "deadline",
+            "auto_dispatch",
+            "strategy",
+            "idempotency_key",
+            "created_at",
+            "assigned_at",
+            "started_at",
+            "finished_at",
+            "updated_at",
+            "next_attempt_at",
+            "lease_expires_at",
         ]
         read_only_fields = fields
 
@@ -108,9 +131,17 @@ def attempts_from_events(events):
     for event in events:
         if event.attempt == 0:
             continue
-        entry = attempts.setdefault(event.attempt, {"attempt": event.attempt, "agent_id": event.agent_id,
-                                                    "assigned_at": None, "ended_at": None, "outcome": None,
-                                                    "reason": ""})
+        entry = attempts.setdefault(
+            event.attempt,
+            {
+                "attempt": event.attempt,
+                "agent_id": event.agent_id,
+                "assigned_at": None,
+                "ended_at": None,
+                "outcome": None,
+                "reason": "",
+            },
+        )
         if event.kind == "assigned":
             entry["assigned_at"], entry["agent_id"] = event.created_at, event.agent_id
         elif event.kind in _ENDING_KINDS and entry["outcome"] is None:
@@ -148,7 +179,9 @@ class ResultReportSerializer(StrictFieldsMixin, serializers.Serializer):
     status = serializers.ChoiceField(choices=[TaskStatus.COMPLETED, TaskStatus.FAILED])
     result = serializers.JSONField(required=False, allow_null=True, default=None)
     error = serializers.JSONField(required=False, allow_null=True, default=None)
-    retryable = serializers.BooleanField(default=False, help_text="For failures: may another attempt succeed?")
+    retryable = serializers.BooleanField(
+        default=False, help_text="For failures: may another attempt succeed?"
+    )
 
     def validate_result(self, value):
         return check_json(value, max_bytes=settings.AGENT_RESPONSE_MAX_BYTES)

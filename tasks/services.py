@@ -16,7 +16,14 @@ from monitoring.events import publish_task_transitions
 from orchestrator_project.exceptions import Conflict
 
 from . import agent_stats, dispatch
-from .models import CANCELLABLE_STATUSES, IN_FLIGHT_STATUSES, RETRYABLE_BY_OPERATOR, EventKind, Task, TaskStatus
+from .models import (
+    CANCELLABLE_STATUSES,
+    IN_FLIGHT_STATUSES,
+    RETRYABLE_BY_OPERATOR,
+    EventKind,
+    Task,
+    TaskStatus,
+)
 from .outcomes import Outcome, apply_outcomes
 from .transitions import TransitionLog
 from .wake import wake_dispatch
@@ -31,15 +38,33 @@ def _fingerprint(data):
 
 
 def _new_task(data, *, user, now):
-    return Task(task_id=uuid.uuid4(), created_by=user if user and user.pk else None, created_at=now,
-                updated_at=now, next_attempt_at=now, status=TaskStatus.PENDING, **data)
+    return Task(
+        task_id=uuid.uuid4(),
+        created_by=user if user and user.pk else None,
+        created_at=now,
+        updated_at=now,
+        next_attempt_at=now,
+        status=TaskStatus.PENDING,
+        **data,
+    )
 
 
 def _announce_created(tasks):
     """Creation is announced live but leaves no event row: the task row itself records it."""
-    messages = [{"task_id": str(t.task_id), "status": TaskStatus.PENDING, "agent_id": None, "attempt": 0,
-                 "priority": t.priority, "timestamp": t.created_at.isoformat(), "kind": EventKind.CREATED,
-                 "type": t.type, "capabilities": list(t.required_capabilities)} for t in tasks]
+    messages = [
+        {
+            "task_id": str(t.task_id),
+            "status": TaskStatus.PENDING,
+            "agent_id": None,
+            "attempt": 0,
+            "priority": t.priority,
+            "timestamp": t.created_at.isoformat(),
+            "kind": EventKind.CREATED,
+            "type": t.type,
+            "capabilities": list(t.required_capabilities),
+        }
+        for t in tasks
+    ]
     transaction.on_commit(lambda: publish_task_transitions(messages))
     if any(t.auto_dispatch for t in tasks):
         transaction.on_commit(wake_dispatch)
@@ -99,15 +124,32 @@ def cancel_task(*, task_id, reason="cancelled by an operator"):
     with transaction.atomic():
         task = _get_for_update(task_id)
         if task.status not in CANCELLABLE_STATUSES:
-            raise Conflict(f"Task is already {task.status}; only pending, assigned or running tasks can be cancelled.")
+            raise Conflict(
+                f"Task is already {task.status}; only pending, assigned or running tasks can be cancelled."
+            )
         if task.status in IN_FLIGHT_STATUSES:
             agent_stats.release(task.assigned_agent_id, now=now, outcome="neutral")
         Task.objects.filter(pk=task.pk, status=task.status).update(
-            status=TaskStatus.CANCELLED, finished_at=now, lease_expires_at=None, next_attempt_at=None, updated_at=now)
+            status=TaskStatus.CANCELLED,
+            finished_at=now,
+            lease_expires_at=None,
+            next_attempt_at=None,
+            updated_at=now,
+        )
         log = TransitionLog()
-        log.add(task_id=task.pk, kind=EventKind.CANCELLED, status=TaskStatus.CANCELLED, attempt=task.attempts,
-                agent_id=task.assigned_agent_id, at=now, reason=reason, priority=task.priority, task_type=task.type,
-                capabilities=task.required_capabilities, duration_seconds=(now - task.created_at).total_seconds())
+        log.add(
+            task_id=task.pk,
+            kind=EventKind.CANCELLED,
+            status=TaskStatus.CANCELLED,
+            attempt=task.attempts,
+            agent_id=task.assigned_agent_id,
+            at=now,
+            reason=reason,
+            priority=task.priority,
+            task_type=task.type,
+            capabilities=task.required_capabilities,
+            duration_seconds=(now - task.created_at).total_seconds(),
+        )
         log.flush()
     task.refresh_from_db()
     return task
@@ -121,12 +163,29 @@ def retry_task(*, task_id):
         if task.status not in RETRYABLE_BY_OPERATOR:
             raise Conflict(f"Task is {task.status}; only failed or cancelled tasks can be retried.")
         Task.objects.filter(pk=task.pk, status=task.status).update(
-            status=TaskStatus.PENDING, assigned_agent=None, result=None, error=None, finished_at=None,
-            next_attempt_at=now, lease_expires_at=None, retry_base=task.attempts, avoid_agents=[], updated_at=now)
+            status=TaskStatus.PENDING,
+            assigned_agent=None,
+            result=None,
+            error=None,
+            finished_at=None,
+            next_attempt_at=now,
+            lease_expires_at=None,
+            retry_base=task.attempts,
+            avoid_agents=[],
+            updated_at=now,
+        )
         log = TransitionLog()
-        log.add(task_id=task.pk, kind=EventKind.REQUEUED, status=TaskStatus.PENDING, attempt=task.attempts,
-                at=now, reason="retried by an operator", priority=task.priority, task_type=task.type,
-                capabilities=task.required_capabilities)
+        log.add(
+            task_id=task.pk,
+            kind=EventKind.REQUEUED,
+            status=TaskStatus.PENDING,
+            attempt=task.attempts,
+            at=now,
+            reason="retried by an operator",
+            priority=task.priority,
+            task_type=task.type,
+            capabilities=task.required_capabilities,
+        )
         log.flush()
         if task.auto_dispatch:
             transaction.on_commit(wake_dispatch)
@@ -159,8 +218,10 @@ def assign_task(*, task_id, agent_id=None):
         assignments = dispatch.claim(task_ids=[task_id])
         assignment = assignments[0] if assignments else None
         if assignment is None:
-            raise Conflict("No capable agent is available now (online, not draining, circuit closed, with a free "
-                           f"slot) for capabilities: {', '.join(task.required_capabilities)}.")
+            raise Conflict(
+                "No capable agent is available now (online, not draining, circuit closed, with a free "
+                f"slot) for capabilities: {', '.join(task.required_capabilities)}."
+            )
     if assignment is None:
         raise Conflict("Task changed state while being assigned; reload it.")
     if task.auto_dispatch:
@@ -177,22 +238,40 @@ def _send_on_commit(assignment):
 
 def report_result(*, task_id, attempt, agent=None, status, result=None, error=None, retryable=False):
     """An agent's (or operator's) report for a task that was accepted with 202. Exactly one is accepted."""
-    task = Task.objects.filter(task_id=task_id).only("task_id", "status", "attempts", "assigned_agent_id").first()
+    task = (
+        Task.objects.filter(task_id=task_id)
+        .only("task_id", "status", "attempts", "assigned_agent_id")
+        .first()
+    )
     if task is None or (agent is not None and task.assigned_agent_id != agent.agent_id):
         from rest_framework.exceptions import NotFound
 
         raise NotFound("No task with this id is assigned to you.")
     attempt = task.attempts if attempt is None else attempt
     if task.status not in IN_FLIGHT_STATUSES or attempt != task.attempts:
-        raise Conflict(f"A result for this task was already recorded or this attempt ({attempt}) was superseded; "
-                       f"the task is {task.status} at attempt {task.attempts}.")
+        raise Conflict(
+            f"A result for this task was already recorded or this attempt ({attempt}) was superseded; "
+            f"the task is {task.status} at attempt {task.attempts}."
+        )
     if status == TaskStatus.COMPLETED:
-        outcome = Outcome(task_id=task.task_id, attempt=attempt, agent_id=task.assigned_agent_id, kind="completed",
-                          result=result, call_outcome="success")
+        outcome = Outcome(
+            task_id=task.task_id,
+            attempt=attempt,
+            agent_id=task.assigned_agent_id,
+            kind="completed",
+            result=result,
+            call_outcome="success",
+        )
     else:
-        outcome = Outcome(task_id=task.task_id, attempt=attempt, agent_id=task.assigned_agent_id,
-                          kind="retry" if retryable else "fail", error=error,
-                          reason="agent reported a failure", call_outcome="error")
+        outcome = Outcome(
+            task_id=task.task_id,
+            attempt=attempt,
+            agent_id=task.assigned_agent_id,
+            kind="retry" if retryable else "fail",
+            error=error,
+            reason="agent reported a failure",
+            call_outcome="error",
+        )
     if not apply_outcomes([outcome])[0]:
         raise Conflict("A result for this task was already recorded.")
     return Task.objects.get(task_id=task_id)
@@ -211,11 +290,14 @@ def prepare_execute(*, task_id):
         return task, 0
     if task.status == TaskStatus.PENDING:
         if not dispatch.capable_agents_exist(task.required_capabilities):
-            raise Conflict("No capable agent is available for capabilities: "
-                           f"{', '.join(task.required_capabilities)}. The task stays pending.")
+            raise Conflict(
+                "No capable agent is available for capabilities: "
+                f"{', '.join(task.required_capabilities)}. The task stays pending."
+            )
         now = timezone.now()
         Task.objects.filter(task_id=task_id, status=TaskStatus.PENDING).update(
-            auto_dispatch=True, next_attempt_at=now, updated_at=now)
+            auto_dispatch=True, next_attempt_at=now, updated_at=now
+        )
         wake_dispatch()
     elif task.status == TaskStatus.ASSIGNED and task.lease_expires_at is None:
         # Assigned by an operator without auto-dispatch: this is the moment to send it.
@@ -223,8 +305,10 @@ def prepare_execute(*, task_id):
 
         send_assigned.delay(str(task.task_id), task.attempts)
     attempts_left = max(1, task.max_retries - (task.attempts - task.retry_base) + 1)
-    budget = attempts_left * (task.timeout_seconds + settings.LEASE_GRACE_SECONDS) \
+    budget = (
+        attempts_left * (task.timeout_seconds + settings.LEASE_GRACE_SECONDS)
         + (attempts_left - 1) * settings.TASK_RETRY_BACKOFF_MAX
+    )
     if task.status in IN_FLIGHT_STATUSES:
         budget = task.timeout_seconds + settings.LEASE_GRACE_SECONDS
     wait = min(budget, settings.EXECUTE_MAX_WAIT_SECONDS)

@@ -26,31 +26,66 @@ def _try_lock():
 
 def expire_leases(now):
     """In-flight tasks past their lease are retried (or failed when out of retries)."""
-    rows = list(Task.objects.filter(status__in=IN_FLIGHT_STATUSES, lease_expires_at__lt=now)
-                .values_list("task_id", "attempts", "assigned_agent_id")[:SWEEP_BATCH])
-    outcomes = [Outcome(task_id=task_id, attempt=attempt, agent_id=agent_id, kind="retry",
-                        reason="lease expired: no answer from the agent or its worker in time",
-                        counts_for_circuit=False, call_outcome="lease_expired")
-                for task_id, attempt, agent_id in rows]
+    rows = list(
+        Task.objects.filter(status__in=IN_FLIGHT_STATUSES, lease_expires_at__lt=now).values_list(
+            "task_id", "attempts", "assigned_agent_id"
+        )[:SWEEP_BATCH]
+    )
+    outcomes = [
+        Outcome(
+            task_id=task_id,
+            attempt=attempt,
+            agent_id=agent_id,
+            kind="retry",
+            reason="lease expired: no answer from the agent or its worker in time",
+            counts_for_circuit=False,
+            call_outcome="lease_expired",
+        )
+        for task_id, attempt, agent_id in rows
+    ]
     return sum(apply_outcomes(outcomes, now=now)) if outcomes else 0
 
 
 def fail_past_deadline(now):
-    tasks = list(Task.objects.select_for_update(skip_locked=True)
-                 .filter(status__in=[TaskStatus.PENDING, *IN_FLIGHT_STATUSES], deadline__lt=now)
-                 .only("task_id", "status", "attempts", "assigned_agent_id", "priority", "type",
-                       "required_capabilities", "created_at")[:SWEEP_BATCH])
+    tasks = list(
+        Task.objects.select_for_update(skip_locked=True)
+        .filter(status__in=[TaskStatus.PENDING, *IN_FLIGHT_STATUSES], deadline__lt=now)
+        .only(
+            "task_id",
+            "status",
+            "attempts",
+            "assigned_agent_id",
+            "priority",
+            "type",
+            "required_capabilities",
+            "created_at",
+        )[:SWEEP_BATCH]
+    )
     log = TransitionLog()
     for task in tasks:
         if task.status in IN_FLIGHT_STATUSES:
             agent_stats.release(task.assigned_agent_id, now=now, outcome="neutral")
-        Task.objects.filter(pk=task.pk).update(status=TaskStatus.FAILED, finished_at=now, lease_expires_at=None,
-                                               next_attempt_at=None, error={"message": "deadline passed"},
-                                               updated_at=now)
-        log.add(task_id=task.pk, kind=EventKind.FAILED, status=TaskStatus.FAILED, attempt=task.attempts,
-                agent_id=task.assigned_agent_id, at=now, reason="deadline passed", priority=task.priority,
-                task_type=task.type, capabilities=task.required_capabilities,
-                duration_seconds=(now - task.created_at).total_seconds())
+        Task.objects.filter(pk=task.pk).update(
+            status=TaskStatus.FAILED,
+            finished_at=now,
+            lease_expires_at=None,
+            next_attempt_at=None,
+            error={"message": "deadline passed"},
+            updated_at=now,
+        )
+        log.add(
+            task_id=task.pk,
+            kind=EventKind.FAILED,
+            status=TaskStatus.FAILED,
+            attempt=task.attempts,
+            agent_id=task.assigned_agent_id,
+            at=now,
+            reason="deadline passed",
+            priority=task.priority,
+            task_type=task.type,
+            capabilities=task.required_capabilities,
+            duration_seconds=(now - task.created_at).total_seconds(),
+        )
     log.flush()
     return len(tasks)
 

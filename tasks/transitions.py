@@ -16,10 +16,34 @@ class TransitionLog:
         self._events = []
         self._messages = []
 
-    def add(self, *, task_id, kind, status, attempt, agent_id=None, reason="", details=None, at,
-            priority=None, task_type="", capabilities=None, **extra):
-        self._events.append(TaskEvent(task_id=task_id, kind=kind, status=status, attempt=attempt,
-                                      agent_id=agent_id, reason=reason[:2000], details=details, created_at=at))
+    def add(
+        self,
+        *,
+        task_id,
+        kind,
+        status,
+        attempt,
+        agent_id=None,
+        reason="",
+        details=None,
+        at,
+        priority=None,
+        task_type="",
+        capabilities=None,
+        **extra,
+    ):
+        self._events.append(
+            TaskEvent(
+                task_id=task_id,
+                kind=kind,
+                status=status,
+                attempt=attempt,
+                agent_id=agent_id,
+                reason=reason[:2000],
+                details=details,
+                created_at=at,
+            )
+        )
         message = {
             "task_id": str(task_id),
             "status": status,

@@ -43,8 +43,11 @@ class IsOperatorOrAssignedAgent(IsOperator):
 
 @extend_schema_view(
     list=extend_schema(summary="List tasks", tags=["tasks"]),
-    retrieve=extend_schema(summary="Get a task with its events and attempts", tags=["tasks"],
-                           responses={200: TaskDetailSerializer, 404: NOT_FOUND}),
+    retrieve=extend_schema(
+        summary="Get a task with its events and attempts",
+        tags=["tasks"],
+        responses={200: TaskDetailSerializer, 404: NOT_FOUND},
+    ),
 )
 class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = Task.objects.all()
@@ -73,12 +76,25 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             return [IsOperatorOrAssignedAgent()]
         return super().get_permissions()
 
-    @extend_schema(summary="Create a task", tags=["tasks"], request=TaskCreateSerializer,
-                   parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
-                                                description="Repeat-safe creation: the same key returns the "
-                                                            "same task.")],
-                   responses={201: TaskSerializer, 200: TaskSerializer, 400: OpenApiResponse(description="Invalid"),
-                              409: OpenApiResponse(description="Key reused with a different body")})
+    @extend_schema(
+        summary="Create a task",
+        tags=["tasks"],
+        request=TaskCreateSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Repeat-safe creation: the same key returns the same task.",
+            )
+        ],
+        responses={
+            201: TaskSerializer,
+            200: TaskSerializer,
+            400: OpenApiResponse(description="Invalid"),
+            409: OpenApiResponse(description="Key reused with a different body"),
+        },
+    )
     def create(self, request):
         body = TaskCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -86,25 +102,40 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
             raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 printable characters."]})
         task, created = services.create_task(data=body.validated_data, user=request.user, idempotency_key=key)
-        return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            TaskSerializer(task).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
-    @extend_schema(summary="Cancel a task", tags=["tasks"], request=None,
-                   responses={200: TaskSerializer, 404: NOT_FOUND, 409: CONFLICT})
+    @extend_schema(
+        summary="Cancel a task",
+        tags=["tasks"],
+        request=None,
+        responses={200: TaskSerializer, 404: NOT_FOUND, 409: CONFLICT},
+    )
     def destroy(self, request, task_id=None):
         return Response(TaskSerializer(services.cancel_task(task_id=task_id)).data)
 
-    @extend_schema(summary="Create up to 1,000 tasks at once (all or nothing)", tags=["tasks"],
-                   request=TaskBulkCreateSerializer, responses={201: BulkCreateResponseSerializer})
+    @extend_schema(
+        summary="Create up to 1,000 tasks at once (all or nothing)",
+        tags=["tasks"],
+        request=TaskBulkCreateSerializer,
+        responses={201: BulkCreateResponseSerializer},
+    )
     @action(detail=False, methods=["post"])
     def bulk(self, request):
         body = TaskBulkCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         tasks = services.create_tasks_bulk(items=body.validated_data["tasks"], user=request.user)
-        return Response({"count": len(tasks), "task_ids": [str(t.task_id) for t in tasks]},
-                        status=status.HTTP_201_CREATED)
+        return Response(
+            {"count": len(tasks), "task_ids": [str(t.task_id) for t in tasks]}, status=status.HTTP_201_CREATED
+        )
 
-    @extend_schema(summary="Assign a task to an agent (or the best one)", tags=["tasks"], request=AssignSerializer,
-                   responses={200: TaskSerializer, 404: NOT_FOUND, 409: CONFLICT})
+    @extend_schema(
+        summary="Assign a task to an agent (or the best one)",
+        tags=["tasks"],
+        request=AssignSerializer,
+        responses={200: TaskSerializer, 404: NOT_FOUND, 409: CONFLICT},
+    )
     @action(detail=True, methods=["post"])
     def assign(self, request, task_id=None):
         body = AssignSerializer(data=request.data or {})
@@ -112,17 +143,29 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         task = services.assign_task(task_id=task_id, agent_id=body.validated_data["agent_id"])
         return Response(TaskSerializer(task).data)
 
-    @extend_schema(summary="Run a failed or cancelled task again", tags=["tasks"], request=None,
-                   responses={200: TaskSerializer, 404: NOT_FOUND, 409: CONFLICT})
+    @extend_schema(
+        summary="Run a failed or cancelled task again",
+        tags=["tasks"],
+        request=None,
+        responses={200: TaskSerializer, 404: NOT_FOUND, 409: CONFLICT},
+    )
     @action(detail=True, methods=["post"])
     def retry(self, request, task_id=None):
         return Response(TaskSerializer(services.retry_task(task_id=task_id)).data)
 
-    @extend_schema(summary="Report the result of a task accepted with 202", tags=["tasks"],
-                   request=ResultReportSerializer,
-                   parameters=[OpenApiParameter("attempt", int, description="The attempt being reported "
-                                                "(from callback_url); a superseded attempt gets 409.")],
-                   responses={200: TaskSerializer, 404: NOT_FOUND, 409: CONFLICT})
+    @extend_schema(
+        summary="Report the result of a task accepted with 202",
+        tags=["tasks"],
+        request=ResultReportSerializer,
+        parameters=[
+            OpenApiParameter(
+                "attempt",
+                int,
+                description="The attempt being reported (from callback_url); a superseded attempt gets 409.",
+            )
+        ],
+        responses={200: TaskSerializer, 404: NOT_FOUND, 409: CONFLICT},
+    )
     @action(detail=True, methods=["post"])
     def result(self, request, task_id=None):
         body = ResultReportSerializer(data=request.data)
@@ -131,23 +174,35 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         if attempt is not None and not attempt.isdigit():
             raise ValidationError({"attempt": ["Must be a positive integer."]})
         task = services.report_result(
-            task_id=task_id, attempt=int(attempt) if attempt else None,
-            agent=request.user.agent if is_agent(request.user) else None, **body.validated_data)
+            task_id=task_id,
+            attempt=int(attempt) if attempt else None,
+            agent=request.user.agent if is_agent(request.user) else None,
+            **body.validated_data,
+        )
         return Response(TaskSerializer(task).data)
 
 
 def execute_response(task):
-    body = {"task_id": str(task.task_id), "status": task.status, "result": task.result,
-            "agent_id": str(task.assigned_agent_id) if task.assigned_agent_id else None}
+    body = {
+        "task_id": str(task.task_id),
+        "status": task.status,
+        "result": task.result,
+        "agent_id": str(task.assigned_agent_id) if task.assigned_agent_id else None,
+    }
     if task.status == TaskStatus.COMPLETED:
         return status.HTTP_200_OK, body
     if task.status == TaskStatus.FAILED:
-        return status.HTTP_502_BAD_GATEWAY, {**body, "error": task.error,
-                                             "detail": "The task failed after its retries."}
+        return status.HTTP_502_BAD_GATEWAY, {
+            **body,
+            "error": task.error,
+            "detail": "The task failed after its retries.",
+        }
     if task.status == TaskStatus.CANCELLED:
         return status.HTTP_409_CONFLICT, {**body, "detail": "The task was cancelled."}
     return status.HTTP_504_GATEWAY_TIMEOUT, {
-        **body, "detail": f"The task is still {task.status}; follow it with GET /api/v1/tasks/{task.task_id}."}
+        **body,
+        "detail": f"The task is still {task.status}; follow it with GET /api/v1/tasks/{task.task_id}.",
+    }
 
 
 class ExecuteTaskView(APIView):
@@ -155,11 +210,18 @@ class ExecuteTaskView(APIView):
 
     permission_classes = [IsOperator]
 
-    @extend_schema(summary="Execute a task and wait for its result", tags=["tasks"], request=None,
-                   responses={200: ExecuteResponseSerializer, 404: NOT_FOUND,
-                              409: OpenApiResponse(description="No capable agent, or cancelled"),
-                              502: OpenApiResponse(ExecuteResponseSerializer, description="Failed after retries"),
-                              504: OpenApiResponse(ExecuteResponseSerializer, description="Still running")})
+    @extend_schema(
+        summary="Execute a task and wait for its result",
+        tags=["tasks"],
+        request=None,
+        responses={
+            200: ExecuteResponseSerializer,
+            404: NOT_FOUND,
+            409: OpenApiResponse(description="No capable agent, or cancelled"),
+            502: OpenApiResponse(ExecuteResponseSerializer, description="Failed after retries"),
+            504: OpenApiResponse(ExecuteResponseSerializer, description="Still running"),
+        },
+    )
     def post(self, request, task_id):
         task, wait_seconds = services.prepare_execute(task_id=task_id)
         if task.status in TERMINAL_STATUSES:
@@ -175,8 +237,11 @@ _execute_sync = ExecuteTaskView.as_view()
 
 def _load_task(task_id):
     try:
-        return Task.objects.filter(task_id=task_id).only(
-            "task_id", "status", "result", "error", "assigned_agent_id").first()
+        return (
+            Task.objects.filter(task_id=task_id)
+            .only("task_id", "status", "result", "error", "assigned_agent_id")
+            .first()
+        )
     finally:
         close_old_connections()
 

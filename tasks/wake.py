@@ -64,6 +64,8 @@ def wake_dispatch_later(delay_seconds):
     try:
         dispatch_due.apply_async(countdown=max(0.0, bucket / 10 - time.time()) + 0.01)
     except Exception:
-        logger.warning("could not schedule a dispatch wake-up; the sweep will pick the work up", exc_info=True)
+        logger.warning(
+            "could not schedule a dispatch wake-up; the sweep will pick the work up", exc_info=True
+        )
         return False
     return True

@@ -21,7 +21,6 @@ from tests.actors import make_user  # noqa: E402
 def _clean_redis():
     """Throttle counters and flags from one test must not leak into the next."""
     import redis
-
     from django.conf import settings
 
     client = redis.Redis.from_url(settings.REDIS_URL)

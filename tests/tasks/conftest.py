@@ -27,8 +27,17 @@ def celery_worker_session(django_db_setup, django_db_blocker):
 
     from orchestrator_project.celery import app
 
-    with django_db_blocker.unblock(), start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
-                                                   loglevel="WARNING", shutdown_timeout=30):
+    with (
+        django_db_blocker.unblock(),
+        start_worker(
+            app,
+            pool="threads",
+            concurrency=4,
+            perform_ping_check=False,
+            loglevel="WARNING",
+            shutdown_timeout=30,
+        ),
+    ):
         yield app
 
 
@@ -66,9 +75,15 @@ def register():
 
     def make(fake, *, capabilities=("document_analysis",), max_concurrency=10, name=None, **fields):
         return Agent.objects.create(
-            type="test_agent", name=name or f"agent {fake.url}", endpoint=fake.url,
-            capabilities=list(capabilities), max_concurrency=max_concurrency,
-            token_hash=hash_token(new_raw_token("aoa_")), signing_secret=fake.signing_secret,
-            last_heartbeat=None, **fields)
+            type="test_agent",
+            name=name or f"agent {fake.url}",
+            endpoint=fake.url,
+            capabilities=list(capabilities),
+            max_concurrency=max_concurrency,
+            token_hash=hash_token(new_raw_token("aoa_")),
+            signing_secret=fake.signing_secret,
+            last_heartbeat=None,
+            **fields,
+        )
 
     return make

@@ -28,8 +28,10 @@ def submit(client, **fields):
 
 
 def settled(task_id, *statuses):
-    return wait_until(lambda: Task.objects.filter(task_id=task_id, status__in=statuses).first(),
-                      message=f"task {task_id} to become {statuses}")
+    return wait_until(
+        lambda: Task.objects.filter(task_id=task_id, status__in=statuses).first(),
+        message=f"task {task_id} to become {statuses}",
+    )
 
 
 def kinds(task_id):
@@ -38,7 +40,7 @@ def kinds(task_id):
 
 def test_the_most_urgent_task_goes_first(worker, operator_client, fake_agents, register):
     release = threading.Event()
-    fake = fake_agents(lambda call: (lambda: (release.wait(10), (200, {"result": call.body["priority"]}))[1]))
+    fake = fake_agents(lambda call: lambda: (release.wait(10), (200, {"result": call.body["priority"]}))[1])
     register(fake, max_concurrency=1)
     blocker = submit(operator_client, priority=5)
     fake.wait_for_calls(1)
@@ -53,8 +55,9 @@ def test_the_most_urgent_task_goes_first(worker, operator_client, fake_agents, r
     assert [c.body["task_id"] for c in fake.calls if c.body["priority"] == 3] == [waiting[1], waiting[4]]
 
 
-def test_server_errors_are_retried_with_backoff_then_succeed(worker, operator_client, fake_agents, register,
-                                                             fast_retries):
+def test_server_errors_are_retried_with_backoff_then_succeed(
+    worker, operator_client, fake_agents, register, fast_retries
+):
     answers = iter([(500, {"error": "boom"}), (503, {"error": "busy"})])
     fake = fake_agents(lambda call: next(answers, (200, {"result": "ok"})))
     register(fake)
@@ -62,16 +65,26 @@ def test_server_errors_are_retried_with_backoff_then_succeed(worker, operator_cl
     task = settled(task_id, "completed")
     assert task.attempts == 3 and task.result == "ok"
     assert [c.body["attempt"] for c in fake.calls] == [1, 2, 3]
-    assert kinds(task_id) == ["assigned", "sent", "retrying", "assigned", "sent", "retrying", "assigned", "sent",
-                              "completed"]
+    assert kinds(task_id) == [
+        "assigned",
+        "sent",
+        "retrying",
+        "assigned",
+        "sent",
+        "retrying",
+        "assigned",
+        "sent",
+        "completed",
+    ]
     retries = TaskEvent.objects.filter(task_id=task_id, kind="retrying").order_by("id")
     assert [e.reason for e in retries] == ["agent answered HTTP 500", "agent answered HTTP 503"]
     # Full jitter within the exponential ceiling: attempt n waits at most base * 2**(n-1).
-    assert all(0 <= e.details["retry_in_seconds"] <= 0.05 * 2 ** i for i, e in enumerate(retries))
+    assert all(0 <= e.details["retry_in_seconds"] <= 0.05 * 2**i for i, e in enumerate(retries))
 
 
-def test_retries_stop_after_max_retries_and_the_task_fails(worker, operator_client, fake_agents, register,
-                                                          fast_retries):
+def test_retries_stop_after_max_retries_and_the_task_fails(
+    worker, operator_client, fake_agents, register, fast_retries
+):
     fake = fake_agents(lambda call: (500, {"error": "always"}))
     register(fake)
     task_id = submit(operator_client, max_retries=2)
@@ -99,7 +112,9 @@ def test_410_fails_the_task_and_retires_the_agent(worker, operator_client, fake_
     assert agent.status_changes.filter(new_status="draining", reason__startswith="retired").count() == 1
 
 
-def test_429_is_retried_no_sooner_than_retry_after(worker, operator_client, fake_agents, register, fast_retries):
+def test_429_is_retried_no_sooner_than_retry_after(
+    worker, operator_client, fake_agents, register, fast_retries
+):
     answers = iter([(429, {"error": "slow down"}, {"Retry-After": "1"})])
     fake = fake_agents(lambda call: next(answers, (200, {"result": "ok"})))
     register(fake)
@@ -120,7 +135,9 @@ def test_a_retry_prefers_another_capable_agent(worker, operator_client, fake_age
     for _ in range(4):
         task_id = submit(operator_client)
         task = settled(task_id, "completed")
-        agents = list(TaskEvent.objects.filter(task_id=task_id, kind="assigned").values_list("agent_id", flat=True))
+        agents = list(
+            TaskEvent.objects.filter(task_id=task_id, kind="assigned").values_list("agent_id", flat=True)
+        )
         assert len(agents) == len(set(agents)), "a retry went back to the agent that just failed"
         assert task.assigned_agent.endpoint == healthy.url
 
@@ -135,8 +152,9 @@ def test_a_task_for_a_capability_nobody_offers_waits(worker, operator_client, fa
     assert len(fake.calls) == 1
 
 
-def test_the_circuit_opens_lets_one_probe_through_and_closes(worker, operator_client, fake_agents, register,
-                                                              settings, fast_retries):
+def test_the_circuit_opens_lets_one_probe_through_and_closes(
+    worker, operator_client, fake_agents, register, settings, fast_retries
+):
     settings.CIRCUIT_BREAKER_FAILURE_THRESHOLD = 2
     settings.CIRCUIT_BREAKER_RECOVERY_TIMEOUT = 1
     healthy = threading.Event()
@@ -168,7 +186,9 @@ def test_a_half_open_circuit_lets_exactly_one_probe_through(db, fake_agents, reg
 
     fake = fake_agents()
     agent = register(fake)
-    Agent.objects.filter(pk=agent.pk).update(circuit_state="open", circuit_retry_at=timezone.now() - timedelta(1))
+    Agent.objects.filter(pk=agent.pk).update(
+        circuit_state="open", circuit_retry_at=timezone.now() - timedelta(1)
+    )
     for _ in range(5):
         Task.objects.create(type="document_analysis", required_capabilities=["document_analysis"])
     assignments = dispatch.claim()
@@ -178,8 +198,9 @@ def test_a_half_open_circuit_lets_exactly_one_probe_through(db, fake_agents, reg
     assert dispatch.claim() == []
 
 
-def test_the_agent_sees_a_verifiable_signature_and_rejects_a_forged_one(worker, operator_client, fake_agents,
-                                                                       register):
+def test_the_agent_sees_a_verifiable_signature_and_rejects_a_forged_one(
+    worker, operator_client, fake_agents, register
+):
     fake = fake_agents()
     register(fake)
     settled(submit(operator_client), "completed")
@@ -201,15 +222,18 @@ def test_an_accepted_task_completes_with_exactly_one_result(worker, operator_cli
     settled(task_id, "running")
     wait_until(lambda: "started" in kinds(task_id), message="the started event")
     callback = fake.calls[0].body["callback_url"].split("8006", 1)[-1].split("127.0.0.1", 1)[-1]
-    callback = callback[callback.index("/api/"):]
+    callback = callback[callback.index("/api/") :]
 
     results = []
     barrier = threading.Barrier(4)
 
     def report(n):
         barrier.wait()
-        results.append(token_holder.post(callback, {"status": "completed", "result": {"n": n}}, format="json")
-                       .status_code)
+        results.append(
+            token_holder.post(
+                callback, {"status": "completed", "result": {"n": n}}, format="json"
+            ).status_code
+        )
 
     threads = [threading.Thread(target=report, args=(n,)) for n in range(4)]
     [t.start() for t in threads]
@@ -239,26 +263,31 @@ def test_an_agent_token_reports_only_its_own_tasks(worker, operator_client, fake
 
     intruder = APIClient()
     intruder.credentials(HTTP_AUTHORIZATION=f"Bearer {other_raw}")
-    assert intruder.post(f"{TASKS}/{task_id}/result", {"status": "completed"}, format="json").status_code == 404
+    assert (
+        intruder.post(f"{TASKS}/{task_id}/result", {"status": "completed"}, format="json").status_code == 404
+    )
     assert intruder.get(f"{TASKS}/{task_id}").status_code == 403
     owner_client = APIClient()
     owner_client.credentials(HTTP_AUTHORIZATION=f"Bearer {owner_raw}")
     stale = owner_client.post(f"{TASKS}/{task_id}/result?attempt=7", {"status": "completed"}, format="json")
     assert stale.status_code == 409
-    done = owner_client.post(f"{TASKS}/{task_id}/result?attempt=1", {"status": "completed", "result": 42},
-                             format="json")
+    done = owner_client.post(
+        f"{TASKS}/{task_id}/result?attempt=1", {"status": "completed", "result": 42}, format="json"
+    )
     assert done.status_code == 200 and done.json()["status"] == "completed"
     assert Task.objects.get(task_id=task_id).result == 42
 
 
 def test_hundreds_of_slow_agent_calls_are_in_flight_at_once(worker, operator_client, fake_agents, register):
-    fakes = [fake_agents(lambda call: (lambda: (time.sleep(2), (200, {"result": "slow"}))[1]))
-             for _ in range(10)]
+    fakes = [
+        fake_agents(lambda call: lambda: (time.sleep(2), (200, {"result": "slow"}))[1]) for _ in range(10)
+    ]
     for fake in fakes:
         register(fake, max_concurrency=10)
     started = time.monotonic()
-    response = operator_client.post(f"{TASKS}/bulk", {"tasks": [{"type": "document_analysis"}] * 100},
-                                    format="json")
+    response = operator_client.post(
+        f"{TASKS}/bulk", {"tasks": [{"type": "document_analysis"}] * 100}, format="json"
+    )
     assert response.status_code == 201
     wait_until(lambda: Task.objects.filter(status="completed").count() == 100, timeout=60, message="100 done")
     elapsed = time.monotonic() - started

@@ -5,18 +5,29 @@ from tasks.models import Task
 from .conftest import wait_until
 
 
-def test_a_created_task_is_dispatched_to_the_agent_and_completes(worker, operator_client, fake_agents, register):
+def test_a_created_task_is_dispatched_to_the_agent_and_completes(
+    worker, operator_client, fake_agents, register
+):
     fake = fake_agents()
     agent = register(fake)
 
-    response = operator_client.post("/api/v1/tasks", {
-        "type": "document_analysis", "description": "Analyse", "input_data": {"doc": "a.pdf"}, "priority": 1,
-    }, format="json")
+    response = operator_client.post(
+        "/api/v1/tasks",
+        {
+            "type": "document_analysis",
+            "description": "Analyse",
+            "input_data": {"doc": "a.pdf"},
+            "priority": 1,
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.content
     task_id = response.json()["task_id"]
     assert response.json()["status"] == "pending"
 
-    task = wait_until(lambda: Task.objects.filter(task_id=task_id, status="completed").first(), message="done")
+    task = wait_until(
+        lambda: Task.objects.filter(task_id=task_id, status="completed").first(), message="done"
+    )
     assert task.result == {"echo": {"doc": "a.pdf"}}
     assert task.assigned_agent_id == agent.agent_id
     [call] = fake.calls

@@ -16,18 +16,23 @@ def test_execute_runs_the_task_and_answers_with_its_result(worker, operator_clie
     task_id = submit(operator_client, auto_dispatch=False)
     response = operator_client.post(f"{TASKS}/{task_id}/execute")
     assert response.status_code == 200, response.content
-    assert response.json() == {"task_id": task_id, "status": "completed", "result": {"threats": 0},
-                               "agent_id": str(agent.agent_id)}
+    assert response.json() == {
+        "task_id": task_id,
+        "status": "completed",
+        "result": {"threats": 0},
+        "agent_id": str(agent.agent_id),
+    }
     # A second execute returns the same result without calling the agent again.
     again = operator_client.post(f"{TASKS}/{task_id}/execute")
     assert again.status_code == 200 and again.json()["result"] == {"threats": 0}
     assert len(fake.calls) == 1
 
 
-def test_execute_waits_for_a_task_already_running_in_the_background(worker, operator_client, fake_agents,
-                                                                    register):
+def test_execute_waits_for_a_task_already_running_in_the_background(
+    worker, operator_client, fake_agents, register
+):
     release = threading.Event()
-    fake = fake_agents(lambda call: (lambda: (release.wait(10), (200, {"result": "late"}))[1]))
+    fake = fake_agents(lambda call: lambda: (release.wait(10), (200, {"result": "late"}))[1])
     register(fake)
     task_id = submit(operator_client)
     fake.wait_for_calls(1)
@@ -52,8 +57,9 @@ def test_execute_of_a_cancelled_task_is_a_conflict(worker, operator_client):
     assert operator_client.post(f"{TASKS}/{task_id}/execute").status_code == 409
 
 
-def test_execute_answers_502_when_the_task_fails_after_its_retries(worker, operator_client, fake_agents, register,
-                                                                 settings):
+def test_execute_answers_502_when_the_task_fails_after_its_retries(
+    worker, operator_client, fake_agents, register, settings
+):
     settings.TASK_RETRY_BACKOFF_BASE = 0.01
     fake = fake_agents(lambda call: (500, {"error": "model crashed"}))
     register(fake)
@@ -74,7 +80,9 @@ def test_assign_refuses_an_unsuitable_agent_with_a_reason(worker, operator_clien
     task_id = submit(operator_client, auto_dispatch=False)
 
     def refusal(agent):
-        response = operator_client.post(f"{TASKS}/{task_id}/assign", {"agent_id": str(agent.agent_id)}, format="json")
+        response = operator_client.post(
+            f"{TASKS}/{task_id}/assign", {"agent_id": str(agent.agent_id)}, format="json"
+        )
         assert response.status_code == 409
         return response.json()["detail"]
 
@@ -89,8 +97,9 @@ def test_assign_refuses_an_unsuitable_agent_with_a_reason(worker, operator_clien
     Agent.objects.filter(pk=analyst.pk).update(current_load=0, circuit_state="open")
     assert "circuit breaker open" in refusal(Agent.objects.get(pk=analyst.pk))
     assert Task.objects.get(task_id=task_id).status == "pending"
-    unknown = operator_client.post(f"{TASKS}/{task_id}/assign", {"agent_id": "00000000-0000-0000-0000-000000000000"},
-                                   format="json")
+    unknown = operator_client.post(
+        f"{TASKS}/{task_id}/assign", {"agent_id": "00000000-0000-0000-0000-000000000000"}, format="json"
+    )
     assert unknown.status_code == 400 and "agent_id" in unknown.json()
 
 
@@ -99,7 +108,9 @@ def test_assign_then_execute_sends_to_the_chosen_agent(worker, operator_client, 
     register(first)
     chosen = register(second)
     task_id = submit(operator_client, auto_dispatch=False)
-    response = operator_client.post(f"{TASKS}/{task_id}/assign", {"agent_id": str(chosen.agent_id)}, format="json")
+    response = operator_client.post(
+        f"{TASKS}/{task_id}/assign", {"agent_id": str(chosen.agent_id)}, format="json"
+    )
     assert response.status_code == 200 and response.json()["status"] == "assigned"
     assert response.json()["agent_id"] == str(chosen.agent_id)
     chosen.refresh_from_db()

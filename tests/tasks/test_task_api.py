@@ -27,20 +27,42 @@ def test_it_creates_a_pending_task_with_the_documented_defaults(operator_client)
     assert Task.objects.filter(task_id=body["task_id"]).exists()
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("type", ""), ("type", 12), ("type", "x" * 101), ("type", "bad type!"),
-    ("description", 5.5), ("description", "nul\x00byte"), ("description", "x" * 10001),
-    ("input_data", [1, 2]), ("input_data", "text"), ("input_data", {"a": "nul\x00"}),
-    ("input_data", {"k\x00": 1}),
-    ("required_capabilities", []), ("required_capabilities", "document_analysis"),
-    ("required_capabilities", [""]), ("required_capabilities", [{"a": 1}]),
-    ("priority", 0), ("priority", 11), ("priority", "high"), ("priority", 1.5),
-    ("max_retries", -1), ("timeout_seconds", 0), ("timeout_seconds", "soon"),
-    ("deadline", "yesterday"), ("deadline", "2001-01-01T00:00:00Z"),
-    ("auto_dispatch", "perhaps"), ("strategy", "telepathy"),
-    ("status", "completed"), ("agent_id", str(uuid.uuid4())), ("attempts", 3), ("task_id", str(uuid.uuid4())),
-    ("result", {"forged": True}),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("type", ""),
+        ("type", 12),
+        ("type", "x" * 101),
+        ("type", "bad type!"),
+        ("description", 5.5),
+        ("description", "nul\x00byte"),
+        ("description", "x" * 10001),
+        ("input_data", [1, 2]),
+        ("input_data", "text"),
+        ("input_data", {"a": "nul\x00"}),
+        ("input_data", {"k\x00": 1}),
+        ("required_capabilities", []),
+        ("required_capabilities", "document_analysis"),
+        ("required_capabilities", [""]),
+        ("required_capabilities", [{"a": 1}]),
+        ("priority", 0),
+        ("priority", 11),
+        ("priority", "high"),
+        ("priority", 1.5),
+        ("max_retries", -1),
+        ("timeout_seconds", 0),
+        ("timeout_seconds", "soon"),
+        ("deadline", "yesterday"),
+        ("deadline", "2001-01-01T00:00:00Z"),
+        ("auto_dispatch", "perhaps"),
+        ("strategy", "telepathy"),
+        ("status", "completed"),
+        ("agent_id", str(uuid.uuid4())),
+        ("attempts", 3),
+        ("task_id", str(uuid.uuid4())),
+        ("result", {"forged": True}),
+    ],
+)
 def test_a_bad_field_gets_400_naming_it_and_stores_nothing(operator_client, field, value):
     response = operator_client.post(TASKS, {**VALID, field: value}, format="json")
     assert response.status_code == 400, response.content
@@ -77,14 +99,17 @@ def test_an_idempotency_key_returns_the_same_task(operator_client):
 
 def test_an_idempotency_key_reused_with_another_body_is_a_conflict(operator_client):
     operator_client.post(TASKS, VALID, format="json", HTTP_IDEMPOTENCY_KEY="order-43")
-    response = operator_client.post(TASKS, {**VALID, "priority": 1}, format="json", HTTP_IDEMPOTENCY_KEY="order-43")
+    response = operator_client.post(
+        TASKS, {**VALID, "priority": 1}, format="json", HTTP_IDEMPOTENCY_KEY="order-43"
+    )
     assert response.status_code == 409
     assert Task.objects.count() == 1
 
 
 def test_bulk_creates_all_tasks_in_one_request(operator_client):
-    response = operator_client.post(f"{TASKS}/bulk", {"tasks": [{**VALID, "priority": p} for p in range(1, 11)]},
-                                    format="json")
+    response = operator_client.post(
+        f"{TASKS}/bulk", {"tasks": [{**VALID, "priority": p} for p in range(1, 11)]}, format="json"
+    )
     assert response.status_code == 201
     assert response.json()["count"] == 10
     assert Task.objects.count() == 10
@@ -116,9 +141,11 @@ def test_listing_is_paginated_filtered_and_ordered(operator_client):
     page = operator_client.get(TASKS, {"page_size": 2}).json()
     assert page["count"] == 3 and len(page["results"]) == 2 and page["next"]
     assert [t["type"] for t in operator_client.get(TASKS, {"type": "translation"}).json()["results"]] == [
-        "translation"]
+        "translation"
+    ]
     assert [t["task_id"] for t in operator_client.get(TASKS, {"status": "failed"}).json()["results"]] == [
-        urgent["task_id"]]
+        urgent["task_id"]
+    ]
     by_priority = operator_client.get(TASKS, {"ordering": "priority"}).json()["results"]
     assert [t["priority"] for t in by_priority] == [1, 5, 9]
     assert operator_client.get(TASKS, {"priority": 9}).json()["count"] == 1

@@ -22,6 +22,8 @@ def run_dispatch_rounds():
     runner = get_runner()
     dispatched = 0
     for _ in range(MAX_ROUNDS_PER_WAKE):
+        if not runner.accepting:
+            break  # shutting down: claiming now would strand tasks until their leases expire
         assignments = dispatch.claim()
         if not assignments:
             break

@@ -191,6 +191,10 @@ class Runner:
         self.loop.run_forever()
 
     @property
+    def accepting(self):
+        return self._accepting
+
+    @property
     def in_flight(self):
         return len(self._in_flight)
 

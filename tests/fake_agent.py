@@ -33,6 +33,7 @@ class FakeAgent:
         self.health_status = 200
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        ThreadingHTTPServer.request_queue_size = 1024  # the default backlog of 5 resets bursts of connections
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -97,7 +98,11 @@ class FakeAgent:
                 try:
                     body = json.loads(raw) if raw else {}
                 except ValueError:
-                    body = {}
+                    body = {
+                        "unparseable": raw[:200].decode("utf-8", "replace"),
+                        "length": len(raw),
+                        "content_length": self.headers.get("Content-Length"),
+                    }
                 call = Call(self.path, headers, body, verify(agent.signing_secret, headers, raw))
                 agent._record(call)
                 if not call.signature_valid:

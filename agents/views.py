@@ -4,7 +4,6 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.filters import OrderingFilter
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -13,7 +12,6 @@ from orchestrator_project.accounts.roles import is_agent
 from . import services
 from .filters import AgentFilter, SafeSearchFilter
 from .models import Agent
-from .parsers import BoundedJSONParser
 from .permissions import AgentRegistryAccess
 from .serializers import (
     AgentRegistrationSerializer,
@@ -30,7 +28,6 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     queryset = Agent.objects.all()
     serializer_class = AgentSerializer
     permission_classes = [AgentRegistryAccess]
-    parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
     lookup_field = "agent_id"
     lookup_value_converter = "uuid"
     filter_backends = [DjangoFilterBackend, SafeSearchFilter, OrderingFilter]

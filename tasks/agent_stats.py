@@ -10,7 +10,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connection, transaction
 
-from agents.models import Agent
 from monitoring.events import publish_agent_changes
 
 from .wake import wake_dispatch_later
@@ -131,15 +130,12 @@ def note_accepted(agent_id, *, now, latency_ms):
 
 def retire(agent_id, *, now, reason):
     """The agent said 410 Gone: it gets nothing new until an operator resumes it."""
-    from agents.models import AgentStatus, AgentStatusChange
+    from agents import changes
 
-    agent = Agent.objects.select_for_update().filter(pk=agent_id).first()
-    if agent is None or agent.status == AgentStatus.DRAINING and agent.drained_by_operator:
-        return
-    old = agent.status
-    Agent.objects.filter(pk=agent_id).update(
-        status=AgentStatus.DRAINING, drained_by_operator=True, updated_at=now
-    )
-    AgentStatusChange.objects.create(
-        agent_id=agent_id, old_status=old, new_status=AgentStatus.DRAINING, reason=reason[:500]
+    changes.apply(
+        where="agent_id = %(agent)s AND NOT (status = 'draining' AND drained_by_operator)",
+        assignments="status = 'draining', drained_by_operator = true",
+        params={"agent": agent_id},
+        reason=reason,
+        now=now,
     )

@@ -1,0 +1,121 @@
+"""Load-balancing strategies, each through a real claim against Postgres."""
+
+from collections import Counter
+
+import pytest
+from django.utils import timezone
+
+from agents.models import Agent
+from orchestrator_project.accounts.models import hash_token, new_raw_token
+from tasks import dispatch
+from tasks.models import Task
+from tasks.strategies import STRATEGIES, get_strategy
+
+
+def agent(name, **fields):
+    return Agent.objects.create(
+        type="t",
+        name=name,
+        endpoint=f"http://127.0.0.1:1/{name}",
+        capabilities=["document_analysis"],
+        token_hash=hash_token(new_raw_token("aoa_")),
+        signing_secret="whsec_AAAA",
+        **fields,
+    )
+
+
+def queue(count, strategy=""):
+    now = timezone.now()
+    Task.objects.bulk_create(
+        [
+            Task(
+                type="document_analysis",
+                required_capabilities=["document_analysis"],
+                strategy=strategy,
+                next_attempt_at=now,
+            )
+            for _ in range(count)
+        ]
+    )
+
+
+def assigned_counts():
+    return Counter(Task.objects.filter(status="assigned").values_list("assigned_agent__name", flat=True))
+
+
+def test_least_connections_fills_the_emptiest_agent_first(db):
+    agent("busy", max_concurrency=10, current_load=8)
+    agent("idle", max_concurrency=10, current_load=0)
+    queue(6, "least_connections")
+    dispatch.claim()
+    # The idle agent takes work until its relative load matches the busy one's.
+    assert assigned_counts() == {"idle": 6}
+
+
+def test_least_connections_is_the_default(db, settings):
+    assert get_strategy("").name == "least_connections"
+    settings.LOAD_BALANCING_STRATEGY = "random"
+    assert get_strategy("").name == "random"
+
+
+def test_round_robin_takes_turns(db):
+    for name in "abc":
+        agent(name, max_concurrency=100)
+    queue(9, "round_robin")
+    dispatch.claim()
+    assert sorted(assigned_counts().values()) == [3, 3, 3]
+
+
+def test_weighted_round_robin_follows_the_weights(db):
+    agent("heavy", weight=3, max_concurrency=100)
+    agent("light", weight=1, max_concurrency=100)
+    queue(40, "weighted_round_robin")
+    dispatch.claim()
+    assert assigned_counts() == {"heavy": 30, "light": 10}
+
+
+def test_random_uses_every_agent_eventually(db):
+    for name in "abcd":
+        agent(name, max_concurrency=200)
+    queue(200, "random")
+    dispatch.claim()
+    counts = assigned_counts()
+    assert set(counts) == set("abcd") and sum(counts.values()) == 200
+
+
+def test_fastest_prefers_low_latency_and_reliable_agents(db):
+    agent("slow", avg_latency_ms=900, success_rate=1.0, max_concurrency=100)
+    agent("fast", avg_latency_ms=50, success_rate=1.0, max_concurrency=5)
+    agent("flaky", avg_latency_ms=40, success_rate=0.1, max_concurrency=100)
+    queue(7, "fastest")
+    dispatch.claim()
+    # Expected time to a success is latency / success rate: fast 50 ms until it is full, then flaky
+    # (40 / 0.1 = 400 ms) ahead of slow (900 ms).
+    assert assigned_counts() == {"fast": 5, "flaky": 2}
+
+
+def test_no_agent_is_ever_filled_beyond_its_capacity(db):
+    agent("small", max_concurrency=2)
+    agent("medium", max_concurrency=3)
+    queue(20)
+    assert len(dispatch.claim()) == 5
+    assert {a.name: a.current_load for a in Agent.objects.all()} == {"small": 2, "medium": 3}
+    assert Task.objects.filter(status="pending").count() == 15
+
+
+def test_agents_that_are_not_routable_get_nothing(db):
+    agent("offline", status="offline")
+    agent("draining", status="draining")
+    agent("unhealthy", status="unhealthy")
+    agent("tripped", circuit_state="open", circuit_retry_at=timezone.now() + timezone.timedelta(minutes=1))
+    Agent.objects.filter(pk=agent("wrong-skill").pk).update(capabilities=["translation"])
+    queue(3)
+    assert dispatch.claim() == []
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_strategy_is_registered_and_selectable_per_task(name, operator_client):
+    response = operator_client.post(
+        "/api/v1/tasks", {"type": "document_analysis", "strategy": name}, format="json"
+    )
+    assert response.status_code == 201 and response.json()["strategy"] == name

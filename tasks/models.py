@@ -104,7 +104,8 @@ class Task(models.Model):
             # Listing: newest first, keyset-friendly; and the common filters.
             models.Index(fields=["-created_at", "task_id"], name="task_created"),
             models.Index(fields=["status", "-created_at"], name="task_status_created"),
-            models.Index(fields=["assigned_agent", "status"], name="task_agent_status"),
+            # The agent filter of the list, and hand-backs of an agent's in-flight tasks.
+            models.Index(fields=["assigned_agent", "-created_at"], name="task_agent_created"),
             models.Index(fields=["type", "-created_at"], name="task_type_created"),
         ]
         constraints = [

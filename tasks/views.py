@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orchestrator_project.accounts.permissions import IsOperator
+from orchestrator_project.pagination import KeysetPagination
 from orchestrator_project.accounts.roles import is_agent, is_operator
 
 from . import services
@@ -54,6 +55,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     lookup_field = "task_id"
     lookup_value_regex = UUID_PATTERN
     filterset_class = TaskFilter
+    pagination_class = KeysetPagination
     search_fields = []
     ordering_fields = ["created_at", "priority", "status", "updated_at", "finished_at"]
     ordering = ["-created_at", "task_id"]

@@ -12,8 +12,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orchestrator_project.accounts.permissions import IsOperator
-from orchestrator_project.pagination import KeysetPagination
 from orchestrator_project.accounts.roles import is_agent, is_operator
+from orchestrator_project.pagination import KeysetPagination
 
 from . import services
 from .filters import TaskFilter

@@ -14,28 +14,13 @@ from . import dispatch, sweeps
 from .runner import current_runner, get_runner, load_specs
 from .wake import clear_wake_flag
 
-MAX_ROUNDS_PER_WAKE = 50
-
-
-def run_dispatch_rounds():
-    """Claim and hand over work until nothing more can be dispatched now."""
-    runner = get_runner()
-    dispatched = 0
-    for _ in range(MAX_ROUNDS_PER_WAKE):
-        if not runner.accepting:
-            break  # shutting down: claiming now would strand tasks until their leases expire
-        assignments = dispatch.claim()
-        if not assignments:
-            break
-        dispatched += runner.submit(load_specs(assignments))
-    return dispatched
-
 
 @shared_task(name="tasks.dispatch_due", ignore_result=True)
 def dispatch_due():
-    # Clear first: a task committed after this point either is seen below or raises the flag again.
+    # Clear first: a task committed after this point is either seen by the round this kick starts
+    # (which begins after the clear) or raises the flag again.
     clear_wake_flag()
-    return run_dispatch_rounds()
+    get_runner().dispatcher.kick()
 
 
 @shared_task(name="tasks.send_assigned", ignore_result=True)
@@ -50,7 +35,7 @@ def send_assigned(task_id, attempt):
 def sweep():
     record_sweep("tasks.sweep")
     summary = sweeps.run_sweep()
-    run_dispatch_rounds()
+    get_runner().dispatcher.kick()
     return summary
 
 

@@ -25,10 +25,10 @@ from django.utils import timezone
 from agents import egress
 
 from . import agent_client
+from .dispatch import claim
 from .models import EventKind, Task, TaskStatus
 from .outcomes import Outcome, apply_outcomes
 from .transitions import TransitionLog
-from .wake import wake_dispatch
 
 logger = logging.getLogger(__name__)
 WRITE_BATCH_MAX = 500
@@ -112,11 +112,55 @@ def mark_sent(marks):
         log.flush()
 
 
+MAX_ROUNDS_PER_KICK = 50
+
+
+class Dispatcher(threading.Thread):
+    """Runs dispatch rounds in this worker whenever it is kicked: by a wake-up message, or by the writer
+    right after it freed agent slots, so a completion leads to the next dispatch without a broker hop."""
+
+    def __init__(self, runner):
+        super().__init__(name="orchestrator-dispatcher", daemon=True)
+        self.runner = runner
+        self._kicked = threading.Event()
+        self.rounds = 0
+
+    def kick(self):
+        self._kicked.set()
+
+    def run(self):
+        while True:
+            self._kicked.wait()
+            self._kicked.clear()
+            try:
+                close_old_connections()
+                self.dispatch_rounds()
+            except (OperationalError, InterfaceError):
+                logger.warning("database unavailable for dispatch; the sweep will retry", exc_info=True)
+                connection.close()
+            except Exception:
+                logger.exception("dispatch round failed")
+
+    def dispatch_rounds(self):
+        """Claim and hand over work until nothing more can be dispatched now."""
+        dispatched = 0
+        for _ in range(MAX_ROUNDS_PER_KICK):
+            if not self.runner.accepting:
+                break  # shutting down: claiming now would strand tasks until their leases expire
+            assignments = claim()
+            self.rounds += 1
+            if not assignments:
+                break
+            dispatched += self.runner.submit(load_specs(assignments))
+        return dispatched
+
+
 class Writer(threading.Thread):
     """Applies SentMarks and Outcomes in arrival order, batching whatever has queued up meanwhile."""
 
-    def __init__(self):
+    def __init__(self, on_capacity_freed):
         super().__init__(name="orchestrator-writer", daemon=True)
+        self.on_capacity_freed = on_capacity_freed
         self.queue = queue.Queue()
         self._idle = threading.Event()
         self._idle.set()
@@ -148,7 +192,7 @@ class Writer(threading.Thread):
                 mark_sent(marks)
                 if outcomes:
                     apply_outcomes(outcomes)
-                    wake_dispatch()
+                    self.on_capacity_freed()
                 return
             except (OperationalError, InterfaceError):
                 # Postgres restarting: keep the batch and try again; guarded updates make it idempotent.
@@ -170,7 +214,8 @@ class Writer(threading.Thread):
 class Runner:
     def __init__(self):
         self.loop = asyncio.new_event_loop()
-        self.writer = Writer()
+        self.dispatcher = Dispatcher(self)
+        self.writer = Writer(on_capacity_freed=self.dispatcher.kick)
         self._in_flight = {}
         self._lock = threading.Lock()
         self._accepting = True
@@ -179,6 +224,7 @@ class Runner:
 
     def start(self):
         self.writer.start()
+        self.dispatcher.start()
         self._thread.start()
         self._ready.wait()
         return self

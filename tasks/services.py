@@ -129,6 +129,7 @@ def cancel_task(*, task_id, reason="cancelled by an operator"):
             )
         if task.status in IN_FLIGHT_STATUSES:
             agent_stats.release(task.assigned_agent_id, now=now, outcome="neutral")
+            transaction.on_commit(wake_dispatch)
         Task.objects.filter(pk=task.pk, status=task.status).update(
             status=TaskStatus.CANCELLED,
             finished_at=now,
@@ -274,6 +275,7 @@ def report_result(*, task_id, attempt, agent=None, status, result=None, error=No
         )
     if not apply_outcomes([outcome])[0]:
         raise Conflict("A result for this task was already recorded.")
+    wake_dispatch()  # the agent's slot is free again
     return Task.objects.get(task_id=task_id)
 
 

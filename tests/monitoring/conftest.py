@@ -223,9 +223,12 @@ class LiveStack:
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=15)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live_stack(django_db_setup, django_db_blocker):
-    """Daphne and a Celery worker on the test database, and a fake agent, for the whole session."""
+    """Daphne and a Celery worker on the test database, and a fake agent, for one test module.
+
+    Not for the whole session: a live worker claims any pending task in the shared test database, so
+    it must be gone before other modules' tests (with their own workers and settings) run."""
     agent_server = ThreadingHTTPServer(("127.0.0.1", 0), FakeAgent)
     threading.Thread(target=agent_server.serve_forever, daemon=True).start()
     port = free_port()

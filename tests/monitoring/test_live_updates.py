@@ -19,6 +19,7 @@ async def closed_with(comm):
     assert connected  # accepted, so that the close code can say why
     output = await comm.receive_output(timeout=5)
     assert output["type"] == "websocket.close"
+    await comm.disconnect()
     return output.get("code")
 
 
@@ -78,6 +79,7 @@ async def test_it_refuses_the_handshake_from_a_foreign_origin():
     comm = communicator("/ws/tasks/", cookie=cookie, origin="http://evil.example")
     connected, _ = await comm.connect()
     assert not connected
+    await comm.disconnect()
 
 
 async def test_it_accepts_a_program_without_origin_using_a_viewer_token():

@@ -3,6 +3,8 @@
 import httpx
 from celery import shared_task
 
+from monitoring.beat import record_sweep
+
 from . import liveness, notifier, probes
 
 NOTIFY_MAX_RETRIES = 5
@@ -10,11 +12,13 @@ NOTIFY_MAX_RETRIES = 5
 
 @shared_task(ignore_result=True)
 def expire_stale_agents():
+    record_sweep("agents.liveness")
     return len(liveness.expire_stale_agents())
 
 
 @shared_task(ignore_result=True)
 def probe_agents():
+    record_sweep("agents.probes")
     healthy, failed = probes.probe_agents()
     return {"healthy": len(healthy), "failed": len(failed)}
 

@@ -98,6 +98,10 @@ TASK_RETRY_BACKOFF_BASE = env_float("TASK_RETRY_BACKOFF_BASE", 1.0, minimum=0)
 TASK_RETRY_BACKOFF_MAX = env_float("TASK_RETRY_BACKOFF_MAX", 60.0, minimum=0)
 TASK_BULK_MAX = env_int("TASK_BULK_MAX", 1000, minimum=1)
 LOAD_BALANCING_STRATEGY = env_str("LOAD_BALANCING_STRATEGY", "least_connections")
+# Kept in step with tasks/strategies.py (which cannot be imported before the apps are loaded).
+_STRATEGIES = ("least_connections", "round_robin", "weighted_round_robin", "random", "fastest")
+if LOAD_BALANCING_STRATEGY not in _STRATEGIES:
+    raise ImproperlyConfigured(f"LOAD_BALANCING_STRATEGY must be one of {', '.join(_STRATEGIES)}")
 CIRCUIT_BREAKER_FAILURE_THRESHOLD = env_int("CIRCUIT_BREAKER_FAILURE_THRESHOLD", 5, minimum=1)
 CIRCUIT_BREAKER_RECOVERY_TIMEOUT = env_int("CIRCUIT_BREAKER_RECOVERY_TIMEOUT", 30, minimum=1)
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 2, minimum=1)
@@ -105,6 +109,8 @@ DISPATCH_BATCH_SIZE = env_int("DISPATCH_BATCH_SIZE", 200, minimum=1)
 AGENT_CALL_CONCURRENCY = env_int("AGENT_CALL_CONCURRENCY", 1000, minimum=1)
 LEASE_GRACE_SECONDS = env_int("LEASE_GRACE_SECONDS", 10, minimum=0)
 EXECUTE_MAX_WAIT_SECONDS = env_int("EXECUTE_MAX_WAIT_SECONDS", 300, minimum=1)
+# On SIGTERM a worker lets agent calls in flight finish for this long, then hands the rest back.
+WORKER_SHUTDOWN_GRACE = env_float("WORKER_SHUTDOWN_GRACE", 30.0, minimum=0)
 
 # --- Monitoring ------------------------------------------------------------------------------------
 METRICS_TOKEN = env_str("METRICS_TOKEN")
@@ -202,7 +208,14 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "orchestrator:asgi", "capacity": 1000, "expiry": 30},
+        "CONFIG": {
+            # channels-redis waits on Redis with 5 s blocking reads; redis-py's default socket timeout
+            # (5 s) would break every idle WebSocket, so the read timeout must be longer.
+            "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 10}],
+            "prefix": "orchestrator:asgi",
+            "capacity": 1000,
+            "expiry": 30,
+        },
     }
 }
 

@@ -3,10 +3,9 @@
 Messages only wake workers; what to do is always read from Postgres.
 """
 
-import os
-
 from celery import shared_task
 from celery.signals import worker_shutting_down
+from django.conf import settings
 
 from monitoring.beat import record_sweep
 
@@ -43,4 +42,4 @@ def sweep():
 def _finish_or_hand_back(**_):
     runner = current_runner()
     if runner is not None:
-        runner.shutdown(grace=float(os.environ.get("WORKER_SHUTDOWN_GRACE", "30")))
+        runner.shutdown(grace=settings.WORKER_SHUTDOWN_GRACE)

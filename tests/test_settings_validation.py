@@ -37,6 +37,8 @@ def boot_with(*, unset=(), **env):
         ("DEBUG", "maybe", "DEBUG must be a boolean"),
         ("AGENT_ALLOWED_NETWORKS", "10.0.0.0/8,not-a-net", "AGENT_ALLOWED_NETWORKS contains an invalid"),
         ("TASK_MAX_RETRIES", "-1", "TASK_MAX_RETRIES must be >= 0"),
+        ("LOAD_BALANCING_STRATEGY", "telepathy", "LOAD_BALANCING_STRATEGY must be one of"),
+        ("WORKER_SHUTDOWN_GRACE", "soon", "WORKER_SHUTDOWN_GRACE must be a number"),
     ],
 )
 def test_it_refuses_to_start_with_a_bad_value_naming_the_variable(variable, value, message):

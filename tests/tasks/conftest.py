@@ -20,9 +20,12 @@ def wait_until(predicate, timeout=15, interval=0.02, message="condition"):
         time.sleep(interval)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def celery_worker_session(django_db_setup, django_db_blocker):
-    """A real Celery worker (same app, same broker) consuming in a thread of the test process."""
+    """A real Celery worker (same app, same broker) consuming in a thread of the test process.
+
+    Per module, not per session: a live worker takes any wake-up on the test queue, so it must be gone
+    before modules that run their own worker processes."""
     from celery.contrib.testing.worker import start_worker
 
     from orchestrator_project.celery import app

@@ -119,3 +119,9 @@ def test_every_strategy_is_registered_and_selectable_per_task(name, operator_cli
         "/api/v1/tasks", {"type": "document_analysis", "strategy": name}, format="json"
     )
     assert response.status_code == 201 and response.json()["strategy"] == name
+
+
+def test_every_registered_strategy_is_accepted_by_the_settings_check():
+    from orchestrator_project.settings import _STRATEGIES
+
+    assert set(_STRATEGIES) == set(STRATEGIES)

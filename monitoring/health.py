@@ -20,6 +20,7 @@ from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
 from . import beat
+from .workers import live_workers
 
 CHECK_TIMEOUT_SECONDS = 2.0
 PING_TIMEOUT_SECONDS = 1.0
@@ -53,12 +54,7 @@ async def _redis():
 
 
 def _celery_workers():
-    from orchestrator_project.celery import app
-
-    with app.connection_for_read(settings.CELERY_BROKER_URL) as conn:
-        conn.ensure_connection(max_retries=1, timeout=PING_TIMEOUT_SECONDS)
-        replies = app.control.ping(timeout=PING_TIMEOUT_SECONDS, connection=conn)
-    workers = len(replies or [])
+    workers = len(live_workers())
     # No worker means nothing is dispatched: still serving reads and accepting tasks, so degraded.
     return {"status": "ok" if workers else "degraded", "workers": workers}
 

@@ -1,12 +1,11 @@
 """`GET /status`: one JSON document describing the whole system, for operators and their scripts.
 
 It needs a viewer (session or bearer token), like the rest of the read API: it reveals no secret, but
-capability names and throughput describe the business. Worker counts are cached for a few seconds since
-a Celery ping always waits for its full timeout.
+capability names and throughput describe the business. Workers are counted from the presence keys they
+refresh themselves (monitoring/workers.py), never with a broadcast ping.
 """
 
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from redis.exceptions import RedisError
@@ -16,27 +15,15 @@ from rest_framework.views import APIView
 from orchestrator_project.accounts.permissions import IsViewer
 
 from . import beat, queries
-
-WORKERS_CACHE_KEY = "monitoring:celery-workers"
-WORKERS_CACHE_SECONDS = 10
-WORKERS_PING_TIMEOUT = 0.5
+from .workers import live_workers
 
 
 def worker_count():
-    """How many Celery workers answered a ping recently, or None if the broker could not be asked."""
-    cached = cache.get(WORKERS_CACHE_KEY)
-    if cached is not None:
-        return cached
-    from orchestrator_project.celery import app
-
+    """How many Celery workers announced themselves recently, or None if Redis could not be asked."""
     try:
-        with app.connection_for_read(settings.CELERY_BROKER_URL) as conn:
-            conn.ensure_connection(max_retries=1, timeout=WORKERS_PING_TIMEOUT)
-            count = len(app.control.ping(timeout=WORKERS_PING_TIMEOUT, connection=conn) or [])
-    except Exception:  # the broker is down: reported as unknown, never raised
+        return len(live_workers())
+    except Exception:  # Redis is down: reported as unknown, never raised
         return None
-    cache.set(WORKERS_CACHE_KEY, count, WORKERS_CACHE_SECONDS)
-    return count
 
 
 def _beat():

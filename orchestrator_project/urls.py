@@ -4,6 +4,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from orchestrator_project.accounts.views import TokenView
 
+admin.site.site_header = "Agent Orchestrator"
+admin.site.site_title = "Agent Orchestrator"
+admin.site.index_title = "Operations"
+
 api_v1 = [
     path("auth/token", TokenView.as_view(), name="auth-token"),
     path("", include("agents.urls")),

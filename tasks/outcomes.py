@@ -183,18 +183,14 @@ def _fail_or_retry(outcome, now, log):
             avoid_agents=avoid,
             updated_at=now,
         )
-        log.add(
-            task_id=task.pk,
+        log.record(
+            task,
             kind=EventKind.RETRYING,
             status=TaskStatus.PENDING,
-            attempt=task.attempts,
-            agent_id=outcome.agent_id,
             at=now,
+            agent_id=outcome.agent_id,
             reason=outcome.reason,
             details={**(_call_details(outcome) or {}), "retry_in_seconds": round(delay, 3)},
-            priority=task.priority,
-            task_type=task.type,
-            capabilities=task.required_capabilities,
             agent_call_outcome=outcome.call_outcome or None,
         )
         transaction.on_commit(lambda: wake_dispatch_later(delay))
@@ -204,10 +200,12 @@ def _fail_or_retry(outcome, now, log):
         reason = f"{outcome.reason} ({why})"
     else:
         reason = outcome.reason
-    _finish_failed(
+    finish(
         task,
         now,
         log,
+        status=TaskStatus.FAILED,
+        release_agent=False,  # released above, as a failure
         reason=reason,
         error=_error_value(outcome),
         agent_id=outcome.agent_id,
@@ -226,31 +224,45 @@ def _error_value(outcome):
     }
 
 
-def _finish_failed(task, now, log, *, reason, error, agent_id=None, details=None, call_outcome=""):
-    Task.objects.filter(pk=task.pk).update(
-        status=TaskStatus.FAILED,
-        error=error,
-        finished_at=now,
-        lease_expires_at=None,
-        next_attempt_at=None,
-        updated_at=now,
-    )
-    log.add(
-        task_id=task.pk,
-        kind=EventKind.FAILED,
-        status=TaskStatus.FAILED,
-        attempt=task.attempts,
-        agent_id=agent_id,
+def finish(
+    task,
+    now,
+    log,
+    *,
+    status,
+    reason,
+    error=None,
+    agent_id=None,
+    details=None,
+    call_outcome="",
+    release_agent=True,
+):
+    """End a locked task for good (failed or cancelled), freeing its agent slot if it held one."""
+    if release_agent and task.status in IN_FLIGHT_STATUSES and task.assigned_agent_id:
+        agent_stats.release(task.assigned_agent_id, now=now, outcome="neutral")
+    fields = {
+        "status": status,
+        "finished_at": now,
+        "lease_expires_at": None,
+        "next_attempt_at": None,
+        "updated_at": now,
+    }
+    if error is not None:
+        fields["error"] = error
+    Task.objects.filter(pk=task.pk).update(**fields)
+    log.record(
+        task,
+        kind=status,
+        status=status,
         at=now,
+        agent_id=agent_id,
         reason=reason,
         details=details,
-        priority=task.priority,
-        task_type=task.type,
-        capabilities=task.required_capabilities,
         duration_seconds=(now - task.created_at).total_seconds(),
         agent_call_outcome=call_outcome or None,
     )
-    _notify_failure(task, reason, error)
+    if status == TaskStatus.FAILED:
+        _notify_failure(task, reason, error)
 
 
 def _notify_failure(task, reason, error):
@@ -311,15 +323,6 @@ def requeue_in_flight(tasks, *, now, reason, log, kind=EventKind.REASSIGNED, pen
             retry_base=task.retry_base + (0 if penalise else 1),
             updated_at=now,
         )
-        log.add(
-            task_id=task.pk,
-            kind=kind,
-            status=TaskStatus.PENDING,
-            attempt=task.attempts,
-            agent_id=task.assigned_agent_id,
-            at=now,
-            reason=reason,
-            priority=task.priority,
-            task_type=task.type,
-            capabilities=task.required_capabilities,
+        log.record(
+            task, kind=kind, status=TaskStatus.PENDING, at=now, agent_id=task.assigned_agent_id, reason=reason
         )

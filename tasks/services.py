@@ -15,7 +15,7 @@ from django.utils import timezone
 from monitoring.events import publish_task_transitions
 from orchestrator_project.exceptions import Conflict
 
-from . import agent_stats, dispatch
+from . import dispatch
 from .models import (
     CANCELLABLE_STATUSES,
     IN_FLIGHT_STATUSES,
@@ -24,7 +24,7 @@ from .models import (
     Task,
     TaskStatus,
 )
-from .outcomes import Outcome, apply_outcomes
+from .outcomes import Outcome, apply_outcomes, finish
 from .transitions import TransitionLog
 from .wake import wake_dispatch
 
@@ -128,29 +128,9 @@ def cancel_task(*, task_id, reason="cancelled by an operator"):
                 f"Task is already {task.status}; only pending, assigned or running tasks can be cancelled."
             )
         if task.status in IN_FLIGHT_STATUSES:
-            agent_stats.release(task.assigned_agent_id, now=now, outcome="neutral")
-            transaction.on_commit(wake_dispatch)
-        Task.objects.filter(pk=task.pk, status=task.status).update(
-            status=TaskStatus.CANCELLED,
-            finished_at=now,
-            lease_expires_at=None,
-            next_attempt_at=None,
-            updated_at=now,
-        )
+            transaction.on_commit(wake_dispatch)  # its agent slot is free again
         log = TransitionLog()
-        log.add(
-            task_id=task.pk,
-            kind=EventKind.CANCELLED,
-            status=TaskStatus.CANCELLED,
-            attempt=task.attempts,
-            agent_id=task.assigned_agent_id,
-            at=now,
-            reason=reason,
-            priority=task.priority,
-            task_type=task.type,
-            capabilities=task.required_capabilities,
-            duration_seconds=(now - task.created_at).total_seconds(),
-        )
+        finish(task, now, log, status=TaskStatus.CANCELLED, reason=reason, agent_id=task.assigned_agent_id)
         log.flush()
     task.refresh_from_db()
     return task
@@ -176,16 +156,8 @@ def retry_task(*, task_id):
             updated_at=now,
         )
         log = TransitionLog()
-        log.add(
-            task_id=task.pk,
-            kind=EventKind.REQUEUED,
-            status=TaskStatus.PENDING,
-            attempt=task.attempts,
-            at=now,
-            reason="retried by an operator",
-            priority=task.priority,
-            task_type=task.type,
-            capabilities=task.required_capabilities,
+        log.record(
+            task, kind=EventKind.REQUEUED, status=TaskStatus.PENDING, at=now, reason="retried by an operator"
         )
         log.flush()
         if task.auto_dispatch:

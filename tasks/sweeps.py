@@ -9,9 +9,8 @@ the whole sweep runs under a Postgres advisory lock so two beats or workers neve
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import agent_stats
-from .models import IN_FLIGHT_STATUSES, EventKind, Task, TaskStatus
-from .outcomes import Outcome, apply_outcomes
+from .models import IN_FLIGHT_STATUSES, Task, TaskStatus
+from .outcomes import Outcome, apply_outcomes, finish
 from .transitions import TransitionLog
 
 SWEEP_LOCK_KEY = 0x7A5C_0001  # pg advisory lock id of the task sweep
@@ -63,28 +62,14 @@ def fail_past_deadline(now):
     )
     log = TransitionLog()
     for task in tasks:
-        if task.status in IN_FLIGHT_STATUSES:
-            agent_stats.release(task.assigned_agent_id, now=now, outcome="neutral")
-        Task.objects.filter(pk=task.pk).update(
+        finish(
+            task,
+            now,
+            log,
             status=TaskStatus.FAILED,
-            finished_at=now,
-            lease_expires_at=None,
-            next_attempt_at=None,
-            error={"message": "deadline passed"},
-            updated_at=now,
-        )
-        log.add(
-            task_id=task.pk,
-            kind=EventKind.FAILED,
-            status=TaskStatus.FAILED,
-            attempt=task.attempts,
-            agent_id=task.assigned_agent_id,
-            at=now,
             reason="deadline passed",
-            priority=task.priority,
-            task_type=task.type,
-            capabilities=task.required_capabilities,
-            duration_seconds=(now - task.created_at).total_seconds(),
+            error={"message": "deadline passed"},
+            agent_id=task.assigned_agent_id,
         )
     log.flush()
     return len(tasks)

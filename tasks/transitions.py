@@ -58,6 +58,23 @@ class TransitionLog:
         message.update({key: value for key, value in extra.items() if value is not None})
         self._messages.append(message)
 
+    def record(self, task, *, kind, status, at, agent_id=None, reason="", details=None, **extra):
+        """`add` for a Task instance: attempt, priority, type and capabilities come from the task."""
+        self.add(
+            task_id=task.pk,
+            kind=kind,
+            status=status,
+            attempt=task.attempts,
+            agent_id=agent_id,
+            at=at,
+            reason=reason,
+            details=details,
+            priority=task.priority,
+            task_type=task.type,
+            capabilities=task.required_capabilities,
+            **extra,
+        )
+
     def __len__(self):
         return len(self._events)
 

@@ -140,6 +140,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "orchestrator_project.logging.RequestIdMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -303,6 +304,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "orchestrator_project.openapi.add_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "TaskStatusEnum": "tasks.models.TaskStatus",
         "AgentStatusEnum": "agents.models.AgentStatus",
@@ -326,13 +331,32 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "orchestrator-test" if TESTI
 
 # --- Logging ---------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# `json`: one object per line with request_id / task_id, for log collectors. `plain`: for a terminal.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "orchestrator_project.logging.ContextFilter"}},
+    "formatters": {
+        "plain": {
+            "()": "orchestrator_project.logging.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {"()": "orchestrator_project.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"httpx": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+        # One line per request with its id, status and duration (RequestIdMiddleware). It replaces
+        # Daphne's plain-text access log, which production turns off with `daphne -v 0`.
+        "orchestrator.access": {"level": "INFO"},
+    },
 }
 
 # Default superuser created by `make run` when none is configured.

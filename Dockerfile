@@ -1,8 +1,11 @@
 # One image for every process of the service; the command picks which one runs:
-#   web (default)  daphne -b 0.0.0.0 -p 8006 --proxy-headers orchestrator_project.asgi:application
-#   worker         celery -A orchestrator_project worker --loglevel INFO --pool threads --concurrency 8
-#   beat           celery -A orchestrator_project beat --loglevel INFO --scheduler django_celery_beat.schedulers:DatabaseScheduler
+#   web (default)  daphne -b 0.0.0.0 -p 8006 -v 0 orchestrator_project.asgi:application
+#   worker         celery -A orchestrator_project --quiet worker --loglevel INFO --pool threads --concurrency 8
+#   beat           celery -A orchestrator_project --quiet beat --loglevel INFO --scheduler django_celery_beat.schedulers:DatabaseScheduler
 #   migrate        python manage.py migrate --noinput
+# Logs are JSON lines on stdout/stderr (LOG_FORMAT=json, the default with DEBUG off): `-v 0` turns off
+# Daphne's plain-text access log (the app writes one JSON line per request, with its X-Request-ID) and
+# `--quiet` drops Celery's start-up banner.
 # Containers must set DATABASE_URL and REDIS_URL: without them the app would start embedded dev servers.
 FROM python:3.11-slim
 
@@ -44,5 +47,8 @@ EXPOSE 8006
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "/app/deploy/docker/healthcheck.py"]
 
-# Exec form: daphne is PID 1 and receives SIGTERM itself.
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8006", "--proxy-headers", "orchestrator_project.asgi:application"]
+# Exec form: daphne is PID 1 and receives SIGTERM itself. No --proxy-headers: Daphne would take the
+# client address from the *first* X-Forwarded-For entry, which any client can write; throttles trust
+# proxies through NUM_PROXIES instead, and HTTPS detection uses SECURE_PROXY_SSL_HEADER.
+# tests/deployment runs this exact command (two instances at once).
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8006", "-v", "0", "orchestrator_project.asgi:application"]

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # Touched after a complete install; a changed requirements file (or a failed install) redoes it.
 STAMP := $(VENV)/.installed
 
-.PHONY: help run dev test lint format services services-stop clean
+.PHONY: help run dev test lint format deploy-check services services-stop clean
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## /  make /'
@@ -36,6 +36,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+## deploy-check: validate Dockerfile, Compose file and Kubernetes manifests offline (deploy/validate.sh)
+deploy-check: $(STAMP)
+	bash deploy/validate.sh
 
 ## services: start the embedded PostgreSQL and Redis (and print their URLs)
 services: $(STAMP)

@@ -10,6 +10,13 @@
 # 2. docker-compose.yml with `docker compose config -q` when the Compose plugin is present; otherwise a
 #    structural check in Python (services, health checks, depends_on, referenced files).
 # 3. The Prometheus and Grafana provisioning files parse as YAML.
+# 4. The process commands agree everywhere (Dockerfile CMD, Compose, Kubernetes), Daphne accepts every
+#    flag of the web command, and each worker's stop grace outlasts WORKER_SHUTDOWN_GRACE.
+# 5. `collectstatic` with production settings, in a copy of the tree with no network (as in `docker
+#    build`): the compressed manifest must be written. DEPLOY_CHECK_STATIC=0 skips it.
+#
+# Runs offline when .venv holds requirements-dev.txt (`make deploy-check` sees to that). VALIDATE_PYTHON
+# picks another interpreter (the tests run the script on broken copies of the artifacts).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,14 +33,15 @@ skipped=()
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 
 # --- Python with the validator ----------------------------------------------------------------------
-if [[ ! -x .venv/bin/python ]]; then
+PY="${VALIDATE_PYTHON:-$ROOT/.venv/bin/python}"
+if [[ -z "${VALIDATE_PYTHON:-}" && ! -x "$PY" ]]; then
     echo "creating .venv"
     "$(command -v python3.11 || command -v python3)" -m venv .venv
 fi
-PY=.venv/bin/python
 installed="$("$PY" -c "import importlib.metadata as m; print(m.version('$VALIDATOR'))" 2>/dev/null || true)"
 if [[ "$installed" != "$VALIDATOR_VERSION" ]]; then
-    echo "installing $VALIDATOR==$VALIDATOR_VERSION into .venv"
+    # Pinned in requirements-dev.txt, so this only happens outside `make` (and needs the network).
+    echo "installing $VALIDATOR==$VALIDATOR_VERSION (pinned in requirements-dev.txt)"
     "$PY" -m pip install -q "$VALIDATOR==$VALIDATOR_VERSION"
 fi
 version_args=()
@@ -185,6 +193,87 @@ for path in paths:
         bad += 1
 sys.exit(1 if bad else 0)
 PYEOF
+
+# --- 4. Commands and shutdown grace --------------------------------------------------------------
+echo "== process commands and shutdown grace"
+"$PY" - <<'PYEOF' || fail "the process commands or shutdown graces disagree"
+import json
+import pathlib
+import re
+import sys
+
+import yaml
+from daphne.cli import CommandLineInterface
+
+errors = []
+dockerfile = pathlib.Path("Dockerfile").read_text()
+[cmd] = [line for line in dockerfile.splitlines() if line.startswith("CMD [")]
+image_web = json.loads(cmd.removeprefix("CMD "))
+compose = yaml.safe_load(pathlib.Path("docker-compose.yml").read_text())["services"]
+k8s = {}
+for path in sorted(pathlib.Path("deploy/kubernetes").glob("*.yaml")):
+    for document in yaml.safe_load_all(path.read_text()):
+        if document and document.get("kind") in ("Deployment", "Job"):
+            for container in document["spec"]["template"]["spec"]["containers"]:
+                k8s[container["name"]] = (container.get("command"), document)
+
+if image_web[0] != "daphne":
+    errors.append(f"Dockerfile CMD must start daphne, got {image_web}")
+try:
+    parser = CommandLineInterface().parser
+    parser.exit = lambda status=0, message=None: (_ for _ in ()).throw(ValueError(message))
+    parser.parse_args(image_web[1:])
+except (ValueError, SystemExit) as error:
+    errors.append(f"daphne rejects the Dockerfile CMD {image_web}: {error}")
+for name in ("web", "worker", "beat", "migrate"):
+    in_compose = compose.get(name, {}).get("command")
+    in_k8s = k8s.get(name, (None, None))[0]
+    expected = image_web if name == "web" else in_compose
+    if in_compose != expected or in_k8s != expected:
+        errors.append(f"{name}: Dockerfile/Compose {expected} != Compose {in_compose} / Kubernetes {in_k8s}")
+
+
+def seconds(value):
+    match = re.fullmatch(r"(\d+)s?", str(value))
+    return int(match.group(1)) if match else None
+
+
+compose_grace = re.search(r"WORKER_SHUTDOWN_GRACE:-(\d+)", pathlib.Path("docker-compose.yml").read_text())
+if not compose_grace or seconds(compose["worker"].get("stop_grace_period")) is None:
+    errors.append("Compose must set WORKER_SHUTDOWN_GRACE (with a default) and the worker's stop_grace_period")
+elif seconds(compose["worker"]["stop_grace_period"]) <= int(compose_grace.group(1)):
+    errors.append("Compose: the worker's stop_grace_period must exceed WORKER_SHUTDOWN_GRACE")
+configmap = yaml.safe_load(pathlib.Path("deploy/kubernetes/configmap.yaml").read_text())["data"]
+worker_pod = k8s["worker"][1]["spec"]["template"]["spec"]
+if float(configmap.get("WORKER_SHUTDOWN_GRACE", 30)) >= worker_pod.get("terminationGracePeriodSeconds", 30):
+    errors.append("Kubernetes: the worker's terminationGracePeriodSeconds must exceed WORKER_SHUTDOWN_GRACE")
+for error in errors:
+    print(f"FAIL: {error}", file=sys.stderr)
+sys.exit(1 if errors else 0)
+PYEOF
+
+# --- 5. Static files as `docker build` collects them ---------------------------------------------------
+if [[ "${DEPLOY_CHECK_STATIC:-1}" != "0" ]]; then
+    echo "== collectstatic with production settings, offline"
+    copy="$(mktemp -d)"
+    # The build context: tracked and new files, minus what .dockerignore keeps out of it.
+    git ls-files -co --exclude-standard -z | grep -zvE '^(\.venv|var|staticfiles|test-artifacts)/' \
+        | tar --null -cf - -T - 2>/dev/null | tar -xf - -C "$copy"
+    # The Dockerfile's placeholders: nothing may connect to them (port 1 refuses at once).
+    if (cd "$copy" && env -i PATH="$PATH" HOME="$copy" DEBUG=false \
+        SECRET_KEY=collectstatic-only-throwaway-key-not-used-at-runtime \
+        DATABASE_URL=postgres://build@127.0.0.1:1/build REDIS_URL=redis://127.0.0.1:1/0 \
+        "$PY" manage.py collectstatic --noinput >"$copy/collectstatic.log" 2>&1) \
+        && [[ -s "$copy/staticfiles/staticfiles.json" ]] && compgen -G "$copy/staticfiles/*/*.gz" >/dev/null; then
+        :
+    else
+        tail -20 "$copy/collectstatic.log" >&2 || true
+        fail "collectstatic did not write the compressed manifest"
+    fi
+    rm -rf "$copy"
+else
+    skipped+=("collectstatic (DEPLOY_CHECK_STATIC=0)")
+fi
 
 for item in "${skipped[@]}"; do echo "SKIPPED: $item"; done
 if ((failures)); then

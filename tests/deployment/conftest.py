@@ -36,7 +36,7 @@ def production_web_command(port):
 
 
 def celery(*args):
-    return [sys.executable, "-m", "celery", "-A", "orchestrator_project", *args]
+    return [sys.executable, "-m", "celery", "-A", "orchestrator_project", "--quiet", *args]
 
 
 class Deployment:

@@ -32,6 +32,19 @@ def create_tasks(web, token, count, **fields):
     return ids
 
 
+def create_in_bulk(web, token, count, **fields):
+    """One request for `count` tasks, so that their calls all start within moments of each other."""
+    task = {"type": CAPABILITY, "required_capabilities": [CAPABILITY]} | fields
+    response = httpx.post(
+        f"{web.url}/api/v1/tasks/bulk",
+        json={"tasks": [task | {"input_data": {"n": n}} for n in range(count)]},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=15,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["task_ids"]
+
+
 def start(deployment):
     web_a, web_b = deployment.web("web-a"), deployment.web("web-b")
     workers = [deployment.worker("worker-1"), deployment.worker("worker-2")]
@@ -109,9 +122,10 @@ def test_killing_a_worker_and_a_web_instance_mid_call_loses_nothing(deployment, 
     operator = issue_token("olivia-operator", "operators")
     web_a, web_b, workers = start(deployment)
     # A short timeout makes the lease (timeout + LEASE_GRACE_SECONDS) of the killed worker's calls
-    # expire in seconds; beat's sweep then hands those tasks out again.
-    everything = create_tasks(web_b, operator, 6, timeout_seconds=2) + create_tasks(
-        web_a, operator, 6, timeout_seconds=2
+    # expire in seconds; beat's sweep then hands those tasks out again. The calls the survivor holds
+    # must not time out before the gate opens: one request per instance starts them all at once.
+    everything = create_in_bulk(web_b, operator, 6, timeout_seconds=4) + create_in_bulk(
+        web_a, operator, 6, timeout_seconds=4
     )
     held = held_calls(agents, workers, 9)
     doomed = max(workers, key=lambda worker: len(held[worker]))

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # Touched after a complete install; a changed requirements file (or a failed install) redoes it.
 STAMP := $(VENV)/.installed
 
-.PHONY: help run dev test lint format deploy-check services services-stop clean
+.PHONY: help run dev test lint format deploy-check services services-stop clean bench bench-quick
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## /  make /'
@@ -40,6 +40,14 @@ lint: $(STAMP)
 ## deploy-check: validate Dockerfile, Compose file and Kubernetes manifests offline (deploy/validate.sh)
 deploy-check: $(STAMP)
 	bash deploy/validate.sh
+
+## bench: the benchmark of issue 6 against the real stack (~15 min); writes docs/benchmarks.md and .json
+bench: $(STAMP)
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+## bench-quick: the same at a small size in under a minute (CI smoke test); writes var/bench/benchmarks-quick.md
+bench-quick: $(STAMP)
+	$(PY) -m bench.run --quick $(BENCH_ARGS)
 
 ## services: start the embedded PostgreSQL and Redis (and print their URLs)
 services: $(STAMP)

@@ -1,0 +1,423 @@
+"""The real stack for the benchmark: Daphne, Celery worker(s) and beat as child processes, fast fake
+agents, a fresh migrated database, and a sampler of every process's memory and CPU.
+
+Postgres and Redis come from DATABASE_URL / REDIS_URL when set, else the project's embedded servers.
+The benchmark never touches the project's own database: it drops and recreates `orchestrator_bench`
+(BENCH_DATABASE to change) on the same server, uses its own Redis database number (BENCH_REDIS_DB,
+default 5, flushed at start) and its own Celery queues.
+
+This module is imported before Django is set up: `configure()` decides the URLs and sets the
+environment that both the children and this process's own Django use.
+"""
+
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER_CONCURRENCY = os.environ.get("BENCH_WORKER_CONCURRENCY", "8")
+QUEUE = "orchestrator-bench"
+NOOP_QUEUE = "bench-noop"
+
+
+def _with_path(url, path):
+    return urlunsplit(urlsplit(url)._replace(path=path))
+
+
+def configure():
+    """Pick the servers, recreate the bench database, and export the environment. Returns a dict."""
+    from orchestrator_project import embedded
+
+    base_db = os.environ.get("DATABASE_URL") or embedded.ensure_postgres()
+    base_redis = os.environ.get("REDIS_URL") or embedded.ensure_redis()
+    db_name = os.environ.get("BENCH_DATABASE", "orchestrator_bench")
+    database_url = _with_path(base_db, f"/{db_name}")
+    redis_url = _with_path(base_redis, f"/{os.environ.get('BENCH_REDIS_DB', '5')}")
+    env = {
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        # Production settings (DEBUG off: no query log kept in memory, no debug toolbar of any kind),
+        # loosened only where loopback agents and plain HTTP need it.
+        "DEBUG": "false",
+        "ORCHESTRATOR_TESTING": "false",
+        "SECRET_KEY": "bench-" + secrets.token_urlsafe(40),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+        "AGENT_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "CELERY_QUEUE": QUEUE,
+        "BENCH_NOOP_QUEUE": NOOP_QUEUE,
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+    os.environ.update(env)
+    _recreate_database(base_db, db_name)
+    _flush_redis(redis_url)
+    return {"database_url": database_url, "redis_url": redis_url, "db_name": db_name, "env": env}
+
+
+def _recreate_database(base_db, name):
+    import psycopg
+
+    admin = _with_path(base_db, "/postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _flush_redis(url):
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+
+
+def migrate(log_dir):
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+        cwd=ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    (Path(log_dir) / "migrate.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise RuntimeError(f"migrate failed:\n{result.stderr[-3000:]}")
+    return time.monotonic() - started
+
+
+def _die_with_parent():
+    # Runs in the child before exec: if the benchmark is killed outright, the kernel stops its children.
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Child:
+    """A child process in its own session, logging to a file (like tests/processes.Child)."""
+
+    def __init__(self, name, args, log_dir, env=None):
+        self.name = name
+        self.log_path = Path(log_dir) / f"{name}.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=dict(os.environ, **(env or {})),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def output(self):
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_output(self, text, timeout=30):
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.output()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} never printed {text!r}:\n{self.output()[-3000:]}")
+            time.sleep(0.05)
+
+    def stop(self, timeout=20):
+        import signal
+
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+            except ProcessLookupError:
+                pass
+        self.log.close()
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(child, port, timeout=30):
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if child.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{child.name} did not start:\n{child.output()[-3000:]}")
+            time.sleep(0.05)
+
+
+def start_web(log_dir, port):
+    args = [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "orchestrator_project.asgi:application",
+    ]
+    child = Child(
+        "web", args, log_dir, {"SERVICE_PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    )
+    wait_for_port(child, port)
+    return child
+
+
+def _celery_worker_args(app, name, queue):
+    return [
+        sys.executable, "-m", "celery", "-A", app, "worker",
+        "--loglevel", "WARNING", "--pool", "threads", "--concurrency", WORKER_CONCURRENCY,
+        "-n", f"{name}@%h", "-Q", queue, "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+
+
+def start_worker(log_dir, port, name="worker"):
+    # Same flags as `make run` (orchestrator_project/runstack.py), logging at WARNING.
+    child = Child(
+        name,
+        _celery_worker_args("orchestrator_project", name, QUEUE),
+        log_dir,
+        {"SERVICE_PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"},
+    )
+    _wait_for_celery(child, name)
+    return child
+
+
+def start_noop_worker(log_dir):
+    child = Child("noop-worker", _celery_worker_args("bench.celery_noop", "noop", NOOP_QUEUE), log_dir)
+    _wait_for_celery(child, "noop")
+    return child
+
+
+def _wait_for_celery(child, node, timeout=40):
+    # At WARNING Celery prints no "ready." line; ask it over the broker instead.
+    from celery import Celery
+
+    probe = Celery(broker=os.environ["REDIS_URL"])
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if child.proc.poll() is not None:
+                raise RuntimeError(f"{child.name} exited:\n{child.output()[-3000:]}")
+            try:
+                replies = probe.control.ping(timeout=0.5) or []
+            except Exception:
+                replies = []
+            if any(name.split("@")[0] == node for reply in replies for name in reply):
+                return
+            time.sleep(0.2)
+    finally:
+        probe.close()
+    raise RuntimeError(f"{child.name} did not answer a ping:\n{child.output()[-3000:]}")
+
+
+def start_beat(log_dir, port):
+    args = [
+        sys.executable, "-m", "celery", "-A", "orchestrator_project", "beat", "--loglevel", "WARNING",
+        "--schedule", str(Path(log_dir) / "celerybeat-schedule"),
+    ]  # fmt: skip
+    child = Child("beat", args, log_dir, {"SERVICE_PORT": str(port)})
+    time.sleep(0.5)
+    if child.proc.poll() is not None:
+        raise RuntimeError(f"beat exited:\n{child.output()[-3000:]}")
+    return child
+
+
+def start_agents(log_dir):
+    child = Child("agents", [sys.executable, "-m", "bench.agent_server", "--port", "0"], log_dir)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        for line in child.output().splitlines():
+            if line.startswith("port "):
+                child.port = int(line.split()[1])
+                return child
+        if child.proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"agent server did not start:\n{child.output()[-3000:]}")
+
+
+class Sampler(threading.Thread):
+    """Samples RSS (process plus its children) and CPU of the named processes every `interval` seconds.
+
+    `mark(label)` starts a new window; `window(label)` gives each process's peak RSS and mean CPU there.
+    """
+
+    def __init__(self, interval=0.2):
+        super().__init__(name="bench-sampler", daemon=True)
+        self.interval = interval
+        self.processes = {}
+        self.peak = {}
+        self.windows = {}
+        self.current = None
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+        psutil.cpu_percent(None)
+
+    def watch(self, name, pid):
+        with self._lock:
+            self.processes[name] = psutil.Process(pid)
+
+    def unwatch(self, name):
+        with self._lock:
+            self.processes.pop(name, None)
+
+    def mark(self, label):
+        with self._lock:
+            self.current = label
+            cpu = {name: self._cpu_time(proc) for name, proc in self.processes.items()}
+            self.windows[label] = {
+                "rss": {},
+                "start": time.monotonic(),
+                "cpu_start": cpu,
+                "sys_cpu": [],
+                "loadavg_start": os.getloadavg()[0],
+            }
+            psutil.cpu_percent(None)
+
+    def end(self):
+        with self._lock:
+            if self.current is None:
+                return
+            window = self.windows[self.current]
+            elapsed = max(1e-6, time.monotonic() - window["start"])
+            window["cpu_percent"] = {
+                name: round(100 * (self._cpu_time(proc) - window["cpu_start"].get(name, 0.0)) / elapsed, 1)
+                for name, proc in self.processes.items()
+                if name in window["cpu_start"]
+            }
+            window["cpu_percent"]["machine"] = (
+                round(sum(window["sys_cpu"]) / len(window["sys_cpu"]), 1)
+                if window["sys_cpu"]
+                else psutil.cpu_percent(None)
+            )
+            window["elapsed_s"] = round(elapsed, 2)
+            window["loadavg"] = [round(window["loadavg_start"], 2), round(os.getloadavg()[0], 2)]
+            self.current = None
+
+    @staticmethod
+    def _tree(proc):
+        try:
+            return [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def _cpu_time(self, proc):
+        total = 0.0
+        for p in self._tree(proc):
+            try:
+                times = p.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
+    def _rss(self, proc):
+        total = 0
+        for p in self._tree(proc):
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def run(self):
+        # Bounded: a sampler nobody stops gives up after two hours.
+        deadline = time.monotonic() + 7200
+        while not self._halt.wait(self.interval) and time.monotonic() < deadline:
+            with self._lock:
+                window = self.windows.get(self.current) if self.current else None
+                if window is not None:
+                    window["sys_cpu"].append(psutil.cpu_percent(None))
+                for name, proc in self.processes.items():
+                    rss = self._rss(proc)
+                    if rss:
+                        self.peak[name] = max(self.peak.get(name, 0), rss)
+                        if window is not None:
+                            window["rss"][name] = max(window["rss"].get(name, 0), rss)
+
+    def stop(self):
+        self._halt.set()
+
+    def window(self, label):
+        window = self.windows.get(label, {})
+        return {
+            "peak_rss_mb": {name: round(rss / 2**20, 1) for name, rss in window.get("rss", {}).items()},
+            "cpu_percent": window.get("cpu_percent", {}),
+            "loadavg_1min_start_end": window.get("loadavg"),
+        }
+
+
+class Stack:
+    """Starts and stops the service processes; `restart_service()` gives a scenario a clean slate."""
+
+    def __init__(self, log_dir):
+        self.log_dir = Path(log_dir)
+        self.port = free_port()
+        self.children = {}
+        self.sampler = Sampler()
+
+    def _add(self, child):
+        self.children[child.name] = child
+        self.sampler.watch(child.name, child.pid)
+        return child
+
+    def start(self, *, beat=True):
+        self.sampler.start()
+        self._add(start_agents(self.log_dir))
+        self.agents_port = self.children["agents"].port
+        self._add(start_web(self.log_dir, self.port))
+        self._add(start_worker(self.log_dir, self.port))
+        if beat:
+            self._add(start_beat(self.log_dir, self.port))
+
+    def stop_child(self, name):
+        child = self.children.pop(name, None)
+        if child is not None:
+            self.sampler.unwatch(name)
+            child.stop()
+
+    def start_noop_worker(self):
+        return self._add(start_noop_worker(self.log_dir))
+
+    def start_worker(self):
+        return self._add(start_worker(self.log_dir, self.port))
+
+    def start_beat(self):
+        return self._add(start_beat(self.log_dir, self.port))
+
+    def stop(self):
+        for name in list(self.children):
+            self.stop_child(name)
+        self.sampler.stop()

@@ -65,8 +65,10 @@ def commands(settings, *, reload):
         [python, "manage.py", "runserver", f"{settings.SERVICE_HOST}:{settings.SERVICE_PORT}"]
         if reload
         else [
-            python, "-m", "daphne", "-b", settings.SERVICE_HOST, "-p", str(settings.SERVICE_PORT),
-            "--proxy-headers", "orchestrator_project.asgi:application",
+            # No --proxy-headers: X-Forwarded-For from any client would pass for its address (throttles,
+            # the /metrics allow-list). -v 0: the JSON access line of RequestIdMiddleware replaces Daphne's.
+            python, "-m", "daphne", "-b", settings.SERVICE_HOST, "-p", str(settings.SERVICE_PORT), "-v", "0",
+            "orchestrator_project.asgi:application",
         ]
     )  # fmt: skip
     celery = [python, "-m", "celery", "-A", "orchestrator_project"]

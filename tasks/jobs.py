@@ -8,6 +8,7 @@ from celery.signals import worker_shutting_down
 from django.conf import settings
 
 from monitoring.beat import record_sweep
+from orchestrator_project.logging import log_context
 
 from . import dispatch, sweeps
 from .runner import current_runner, get_runner, load_specs
@@ -25,9 +26,10 @@ def dispatch_due():
 @shared_task(name="tasks.send_assigned", ignore_result=True)
 def send_assigned(task_id, attempt):
     """Send a task that was assigned outside a dispatch round (an operator's assign, or execute)."""
-    dispatch.start_lease(task_id, attempt)
-    specs = load_specs([dispatch.Assignment(task_id=task_id, attempt=attempt, agent_id=None)])
-    return get_runner().submit(specs)
+    with log_context(task_id=str(task_id), attempt=attempt):
+        dispatch.start_lease(task_id, attempt)
+        specs = load_specs([dispatch.Assignment(task_id=task_id, attempt=attempt, agent_id=None)])
+        return get_runner().submit(specs)
 
 
 @shared_task(name="tasks.sweep", ignore_result=True)

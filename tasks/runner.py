@@ -23,6 +23,7 @@ from django.db.utils import InterfaceError
 from django.utils import timezone
 
 from agents import egress
+from orchestrator_project.logging import log_context
 
 from . import agent_client
 from .dispatch import claim
@@ -260,10 +261,12 @@ class Runner:
             self._in_flight.pop(key, None)
 
     async def _call(self, spec):
-        async with self.semaphore:
-            self.writer.put(SentMark(spec.task_id, spec.attempt, time.time()))
-            outcome = await agent_client.call(self.client, spec)
-            self.writer.put(outcome)
+        # Each call runs in its own asyncio task, so the log context stays with this call only.
+        with log_context(task_id=str(spec.task_id), attempt=spec.attempt):
+            async with self.semaphore:
+                self.writer.put(SentMark(spec.task_id, spec.attempt, time.time()))
+                outcome = await agent_client.call(self.client, spec)
+                self.writer.put(outcome)
 
     def shutdown(self, grace):
         """Stop taking work; let calls in flight finish for up to `grace` seconds, hand back the rest."""

@@ -1,6 +1,7 @@
 """Nothing is lost when processes die: real worker processes, killed, stalled and stopped."""
 
 import signal
+from collections import Counter
 import threading
 import time
 import uuid
@@ -92,9 +93,10 @@ def test_two_workers_never_dispatch_a_task_twice(processes, fake_agents, registe
     processes("w2")
     tasks = create_tasks(300)
     wait_until(lambda: Task.objects.filter(status="completed").count() == 300, timeout=60, message="300 done")
-    assert [(c.path, c.headers) for fake in fakes for c in fake.calls if "task_id" not in c.body] == []
-    calls = [c.body["task_id"] for fake in fakes for c in fake.calls]
-    assert len(calls) == 300 and set(calls) == {str(t.task_id) for t in tasks}
+    ours = {str(t.task_id) for t in tasks}
+    # Only calls for this test's tasks: a concurrent test run on the machine may reuse a port of ours.
+    calls = Counter(c.body["task_id"] for fake in fakes for c in fake.calls if c.body.get("task_id") in ours)
+    assert set(calls) == ours and set(calls.values()) == {1}
     assert set(Task.objects.values_list("attempts", flat=True)) == {1}
     assert TaskEvent.objects.filter(kind="assigned").count() == 300
 

@@ -1,10 +1,10 @@
 """Nothing is lost when processes die: real worker processes, killed, stalled and stopped."""
 
 import signal
-from collections import Counter
 import threading
 import time
 import uuid
+from collections import Counter
 from datetime import timedelta
 
 import pytest

@@ -223,3 +223,8 @@ class CapabilitySerializer(serializers.Serializer):
     capability = serializers.CharField()
     online_agents = serializers.IntegerField()
     total_agents = serializers.IntegerField()
+
+
+class CapabilityListSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    results = CapabilitySerializer(many=True)

@@ -16,6 +16,7 @@ from .permissions import AgentRegistryAccess
 from .serializers import (
     AgentRegistrationSerializer,
     AgentSerializer,
+    CapabilityListSerializer,
     CapabilitySerializer,
     HeartbeatResponseSerializer,
     HeartbeatSerializer,
@@ -108,7 +109,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 class CapabilityListView(APIView):
     """Every capability offered by a registered agent, with how many of those agents are online."""
 
-    @extend_schema(responses=CapabilitySerializer(many=True))
+    @extend_schema(responses=CapabilityListSerializer)
     def get(self, request):
         results = services.capability_counts()
         return Response({"count": len(results), "results": CapabilitySerializer(results, many=True).data})

@@ -13,5 +13,8 @@ class Conflict(exceptions.APIException):
 
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+        # Always an object: a bare list of messages (a malformed UUID, say) becomes `detail`.
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"detail": " ".join(exc.messages)}
+        )
     return drf_exception_handler(exc, context)

@@ -1,5 +1,7 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.http import JsonResponse
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from orchestrator_project.accounts.views import TokenView
@@ -7,6 +9,13 @@ from orchestrator_project.accounts.views import TokenView
 admin.site.site_header = "Agent Orchestrator"
 admin.site.site_title = "Agent Orchestrator"
 admin.site.index_title = "Operations"
+
+
+@csrf_exempt
+def api_not_found(request, *args, **kwargs):
+    """An unknown API URL (a malformed id, say) answers JSON like the rest of the API, not an HTML page."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
 
 api_v1 = [
     path("auth/token", TokenView.as_view(), name="auth-token"),
@@ -22,4 +31,5 @@ urlpatterns = [
     path("redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api-auth/", include("rest_framework.urls")),
     path("", include("monitoring.urls")),
+    re_path(r"^api/", api_not_found),
 ]

@@ -3,7 +3,7 @@ from rest_framework.routers import SimpleRouter
 
 from .views import UUID_PATTERN, TaskViewSet, execute_task
 
-router = SimpleRouter(trailing_slash=False)
+router = SimpleRouter(trailing_slash=False, use_regex_path=False)
 router.register("tasks", TaskViewSet, basename="task")
 
 urlpatterns = [

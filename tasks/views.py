@@ -53,7 +53,7 @@ class IsOperatorOrAssignedAgent(IsOperator):
 class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = Task.objects.all()
     lookup_field = "task_id"
-    lookup_value_regex = UUID_PATTERN
+    lookup_value_converter = "uuid"  # a malformed id is an unknown URL (404), like an agent's
     filterset_class = TaskFilter
     pagination_class = KeysetPagination
     search_fields = []

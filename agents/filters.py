@@ -5,6 +5,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import filters
 from rest_framework.exceptions import ValidationError
 
+from orchestrator_project.filters import StrictFilterSet
+
 from .discovery import CAPABILITY_PATTERN
 from .models import Agent, AgentStatus
 
@@ -21,7 +23,7 @@ class CapabilitiesFilter(django_filters.MultipleChoiceFilter):
     field_class = _CapabilitiesField
 
 
-class AgentFilter(django_filters.FilterSet):
+class AgentFilter(StrictFilterSet):
     status = django_filters.ChoiceFilter(choices=AgentStatus.choices)
     type = django_filters.CharFilter(max_length=100)
     # Repeatable, and the agent must have all of them: `capabilities @> ARRAY[...]`, served by the GIN index.

@@ -271,11 +271,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["orchestrator_project.accounts.permissions.IsOperatorOrReadOnly"],
-    "DEFAULT_PARSER_CLASSES": [
-        "orchestrator_project.parsers.BoundedJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # JSON only: the API takes no uploads, and a form body (which a malformed multipart payload turns into
+    # an empty one) would be read as "no fields" instead of being refused with 415.
+    "DEFAULT_PARSER_CLASSES": ["orchestrator_project.parsers.BoundedJSONParser"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.SearchFilter",

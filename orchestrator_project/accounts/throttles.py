@@ -1,3 +1,5 @@
+import hashlib
+
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -25,4 +27,6 @@ class TokenUsernameThrottle(TokenEndpointThrottle):
         username = str(data.get("username", ""))[:150].lower() if hasattr(data, "get") else ""
         if not username:
             return None
-        return self.cache_format % {"scope": f"{self.scope}-user", "ident": username}
+        # Hashed: a username is arbitrary text, a cache key should not be (control characters, length).
+        ident = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()
+        return self.cache_format % {"scope": f"{self.scope}-user", "ident": ident}

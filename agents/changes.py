@@ -59,6 +59,9 @@ def apply(*, where, assignments, params=None, reason, now=None, skip_locked=Fals
     """
     agents, history = Agent._meta.db_table, AgentStatusChange._meta.db_table
     lock = "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
+    # Several agents are locked in id order, the order task outcomes and dispatch rounds lock them in:
+    # a probe round locking them in scan order deadlocked against those (see tests/chaos).
+    order_limit = order_limit or "ORDER BY agent_id"
     sql = f"""
         WITH old AS (
             SELECT agent_id, status FROM {agents} WHERE {where} {order_limit} {lock}

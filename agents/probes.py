@@ -45,12 +45,19 @@ def _claim(now):
         with connection.cursor() as cursor:
             # Half the interval, not all of it: a beat that fires a hair early must not skip a round.
             # No index: the agent table is small and this runs every AGENT_PROBE_INTERVAL seconds.
+            # SKIP LOCKED, in id order: an agent whose row a dispatch round or a batch of outcomes holds
+            # is probed next round; locking rows in scan order deadlocked against those (tests/chaos).
             cursor.execute(
-                f"""UPDATE {Agent._meta.db_table} SET last_probe_at = {CLOCK}
-                    WHERE (status IN ('online', 'unhealthy') OR (status = 'offline' AND probe_heartbeats))
-                      AND (last_probe_at IS NULL
-                           OR last_probe_at <= {CLOCK} - make_interval(secs => %(gap)s))
-                    RETURNING agent_id, endpoint""",
+                f"""WITH due AS (
+                        SELECT agent_id FROM {Agent._meta.db_table}
+                        WHERE (status IN ('online', 'unhealthy') OR (status = 'offline' AND probe_heartbeats))
+                          AND (last_probe_at IS NULL
+                               OR last_probe_at <= {CLOCK} - make_interval(secs => %(gap)s))
+                        ORDER BY agent_id FOR UPDATE SKIP LOCKED
+                    )
+                    UPDATE {Agent._meta.db_table} a SET last_probe_at = {CLOCK}
+                    FROM due WHERE a.agent_id = due.agent_id
+                    RETURNING a.agent_id, a.endpoint""",
                 {"now": now, "gap": settings.AGENT_PROBE_INTERVAL / 2},
             )
             return cursor.fetchall()

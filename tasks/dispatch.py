@@ -111,7 +111,8 @@ def _reserve_slots(plan, now):
         wanted.setdefault(candidate.agent_id, [candidate, 0])[1] += 1
     accepted = set()
     with connection.cursor() as cursor:
-        for agent_id, (candidate, count) in wanted.items():
+        # In agent id order, as outcomes lock them (outcomes._lock_agents): two rounds cannot deadlock.
+        for agent_id, (candidate, count) in sorted(wanted.items(), key=lambda item: str(item[0])):
             if candidate.probe:
                 # Open -> half-open exactly once: whoever flips it owns the single probe.
                 cursor.execute(

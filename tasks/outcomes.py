@@ -285,17 +285,37 @@ def _notify_failure(task, reason, error):
 _APPLIERS = {"completed": _complete, "accepted": _accept, "retry": _fail_or_retry, "fail": _fail_or_retry}
 
 
+def _lock_agents(outcomes):
+    """Lock the batch's agents before any of its tasks, in id order, as a dispatch round takes slots.
+
+    A worker's batch and a lease sweep can hold outcomes for the same task (a late answer, an expired
+    lease); taking task rows before agent rows, each in its own order, deadlocked them under load (see
+    tests/chaos). With the agents first, one waits for the other and then finds the task already moved.
+    """
+    agent_ids = sorted({str(o.agent_id) for o in outcomes if o.agent_id})
+    if agent_ids:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT 1 FROM agents_agent WHERE agent_id = ANY(%s::uuid[]) ORDER BY agent_id FOR UPDATE",
+                [agent_ids],
+            )
+
+
 def apply_outcomes(outcomes, *, now=None):
     """Apply a batch in one transaction; if anything in it fails, fall back to one by one."""
     now = now or timezone.now()
     try:
         with transaction.atomic():
+            _lock_agents(outcomes)
             log = TransitionLog()
             applied = [_APPLIERS[o.kind](o, now, log) for o in outcomes]
             log.flush()
         return applied
     except Exception:
-        if len(outcomes) == 1:
+        # Inside a caller's transaction (the sweep's), rolling back our savepoint releases none of the
+        # locks taken so far: one-by-one retries would wait on the very transactions that wait on us and
+        # deadlock again at every outcome, a second each. Let the caller's transaction fail instead.
+        if len(outcomes) == 1 or connection.in_atomic_block:
             raise
         logger.exception("applying a batch of %d outcomes failed; retrying one by one", len(outcomes))
     results = []

@@ -184,7 +184,36 @@ def request_sync(method, url, *, headers=None, content=None, timeout, max_bytes=
     return AgentResponse(response.status_code, response.headers, bytes(body))
 
 
+class PoolPerAddress(httpx.AsyncBaseTransport):
+    """One connection pool per agent address (requests go to the checked IP, so that is per agent).
+
+    httpcore's pool walks all of its connections, with a syscall each, whenever a request starts or ends.
+    One pool shared by hundreds of connections to many agents spent seconds of CPU per burst of answers
+    and starved the event loop until leases expired (tests/chaos, 1,000 tasks); per address, a pool
+    holds one agent's connections only.
+    """
+
+    def __init__(self, limits):
+        self._limits = limits
+        # Shared by every pool: building an SSL context (loading the CA bundle) takes about 0.1 s.
+        self._ssl_context = httpx.create_ssl_context()
+        self._pools = {}
+
+    async def handle_async_request(self, request):
+        address = (request.url.scheme, request.url.host, request.url.port)
+        pool = self._pools.get(address)
+        if pool is None:
+            pool = self._pools[address] = httpx.AsyncHTTPTransport(
+                verify=self._ssl_context, limits=self._limits, trust_env=False
+            )
+        return await pool.handle_async_request(request)
+
+    async def aclose(self):
+        for pool in self._pools.values():
+            await pool.aclose()
+
+
 def new_async_client(max_connections):
     # trust_env=False: proxies from the environment must not reroute calls around the address check.
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    return httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False)
+    return httpx.AsyncClient(transport=PoolPerAddress(limits), follow_redirects=False, trust_env=False)

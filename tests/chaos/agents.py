@@ -191,7 +191,6 @@ def register(fake, *, endpoint=None, capabilities=(CAPABILITY,), max_concurrency
         max_concurrency=max_concurrency,
         token_hash=hash_token(token),
         signing_secret=fake.signing_secret,
-        last_heartbeat=None,
-        **fields,
+        **{"last_heartbeat": None, **fields},
     )
     return agent, token

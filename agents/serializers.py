@@ -7,6 +7,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rest_framework import serializers
 
+from orchestrator_project.validation import unstorable_text
+
 from . import egress
 from .discovery import CAPABILITY_PATTERN, MAX_CAPABILITIES
 from .models import Agent, AgentStatus
@@ -19,17 +21,6 @@ MAX_CONCURRENCY = 10_000
 MAX_WEIGHT = 1_000
 MAX_HEARTBEAT_TIMEOUT = 3_600
 MAX_REPORTED_LOAD = 1_000_000
-
-
-def unstorable_text(value):
-    """Why Postgres could not store `value`, or None: NUL characters and lone surrogates."""
-    if "\x00" in value:
-        return "must not contain NUL characters"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "must be valid Unicode text"
-    return None
 
 
 def check_json_object(value, *, max_bytes, what):

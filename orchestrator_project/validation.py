@@ -7,16 +7,27 @@ from rest_framework import serializers
 MAX_JSON_DEPTH = 32
 
 
+def unstorable_text(value):
+    """Why Postgres could not store `value`, or None: NUL characters and lone surrogates."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text"
+    return None
+
+
 def _walk(value, depth, path):
     if depth > MAX_JSON_DEPTH:
         raise serializers.ValidationError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError(f"NUL characters are not allowed (at {path or 'top level'})")
+        if problem := unstorable_text(value):
+            raise serializers.ValidationError(f"Text {problem} (at {path or 'top level'}).")
     elif isinstance(value, dict):
         for key, item in value.items():
-            if "\x00" in key:
-                raise serializers.ValidationError("NUL characters are not allowed in keys")
+            if problem := unstorable_text(key):
+                raise serializers.ValidationError(f"Keys {problem}.")
             _walk(item, depth + 1, f"{path}.{key}" if path else key)
     elif isinstance(value, list):
         for index, item in enumerate(value):
@@ -63,6 +74,24 @@ class StrictStringMixin:
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """Integers only: DRF would accept "5", 5.0 and (as a string) other spellings of a number."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false: DRF would also take 1, "yes", "on" and "0"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
 
 
 class NoNulCharField(StrictStringMixin, serializers.CharField):

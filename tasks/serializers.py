@@ -3,7 +3,14 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from orchestrator_project.validation import NoNulCharField, StrictFieldsMixin, StrictRegexField, check_json
+from orchestrator_project.validation import (
+    NoNulCharField,
+    StrictBooleanField,
+    StrictFieldsMixin,
+    StrictIntegerField,
+    StrictRegexField,
+    check_json,
+)
 
 from .models import Task, TaskEvent, TaskStatus
 from .strategies import STRATEGIES
@@ -23,11 +30,11 @@ class TaskCreateSerializer(StrictFieldsMixin, serializers.Serializer):
     required_capabilities = serializers.ListField(
         child=capability_field(), min_length=1, max_length=50, required=False
     )
-    priority = serializers.IntegerField(min_value=1, max_value=10, default=5)
-    max_retries = serializers.IntegerField(min_value=0, max_value=100, required=False)
-    timeout_seconds = serializers.IntegerField(min_value=1, max_value=86400, required=False)
+    priority = StrictIntegerField(min_value=1, max_value=10, default=5)
+    max_retries = StrictIntegerField(min_value=0, max_value=100, required=False)
+    timeout_seconds = StrictIntegerField(min_value=1, max_value=86400, required=False)
     deadline = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    auto_dispatch = serializers.BooleanField(default=True)
+    auto_dispatch = StrictBooleanField(default=True)
     strategy = serializers.ChoiceField(
         choices=sorted(STRATEGIES), required=False, allow_blank=True, default=""
     )
@@ -179,9 +186,7 @@ class ResultReportSerializer(StrictFieldsMixin, serializers.Serializer):
     status = serializers.ChoiceField(choices=[TaskStatus.COMPLETED, TaskStatus.FAILED])
     result = serializers.JSONField(required=False, allow_null=True, default=None)
     error = serializers.JSONField(required=False, allow_null=True, default=None)
-    retryable = serializers.BooleanField(
-        default=False, help_text="For failures: may another attempt succeed?"
-    )
+    retryable = StrictBooleanField(default=False, help_text="For failures: may another attempt succeed?")
 
     def validate_result(self, value):
         return check_json(value, max_bytes=settings.AGENT_RESPONSE_MAX_BYTES)

@@ -1,3 +1,5 @@
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -11,7 +13,15 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = 413
+    default_code = "payload_too_large"
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        # Django would answer its HTML "Bad Request (400)" page; say what is wrong, in JSON.
+        exc = PayloadTooLarge(f"The request body exceeds {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
     if isinstance(exc, DjangoValidationError):
         # Always an object: a bare list of messages (a malformed UUID, say) becomes `detail`.
         exc = exceptions.ValidationError(

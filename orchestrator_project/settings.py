@@ -89,6 +89,9 @@ AGENT_ALLOWED_NETWORKS = env_networks(
 )
 AGENT_RESPONSE_MAX_BYTES = env_int("AGENT_RESPONSE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 AGENT_CONNECT_TIMEOUT = env_float("AGENT_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+# The largest request body the API reads: an agent's result report (a result of up to
+# AGENT_RESPONSE_MAX_BYTES, as a synchronous answer may be) plus its envelope. Larger ones get 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = AGENT_RESPONSE_MAX_BYTES + 1024 * 1024
 
 # --- Tasks and dispatch -------------------------------------------------------------------------
 TASK_MAX_INPUT_BYTES = env_int("TASK_MAX_INPUT_BYTES", 1024 * 1024, minimum=1)

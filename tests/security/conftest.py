@@ -4,6 +4,9 @@ import ipaddress
 import socket
 
 import pytest
+from rest_framework.test import APIClient
+
+from tests.agents.conftest import make_agent
 
 LOOPBACK_ONLY = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
 
@@ -47,3 +50,41 @@ def hermetic_dns(monkeypatch):
     resolver.asked = []
     monkeypatch.setattr(socket, "getaddrinfo", resolver.getaddrinfo)
     return resolver
+
+
+def make_task(status="pending", *, agent=None, attempts=None, **fields):
+    """A task in any state, written directly (the engine that would get it there is tested elsewhere)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tasks.models import Task
+
+    in_flight = status in ("assigned", "running")
+    finished = status in ("completed", "failed", "cancelled")
+    fields = {"type": "summarize", "required_capabilities": ["summarize"], **fields}
+    return Task.objects.create(
+        status=status,
+        assigned_agent=agent,
+        attempts=attempts if attempts is not None else (1 if agent or finished else 0),
+        lease_expires_at=timezone.now() + timedelta(hours=1) if in_flight else None,
+        finished_at=timezone.now() if finished else None,
+        **fields,
+    )
+
+
+@pytest.fixture
+def agent_a(db):
+    return make_agent("agent-a")
+
+
+@pytest.fixture
+def agent_b(db):
+    return make_agent("agent-b")
+
+
+def bearer_client(token):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    client.raw_token = token
+    return client

@@ -1,9 +1,9 @@
 """Fan-out of state changes to WebSocket clients and to the shared metrics, called after the commit.
 
 Whichever process made the change (web or worker) publishes to the Redis channel layer, so clients
-connected to any web instance receive it. One call is one batch: one channel-layer message per group and
-one Redis pipeline for the metrics, whatever the number of transitions. Both are best effort: the
-database already holds the truth, and a client that reconnects gets a fresh snapshot.
+connected to any web instance receive it. Calls only queue: every 20 ms a background thread sends what
+gathered as one channel-layer message per group and one Redis pipeline for the metrics. Both are best
+effort: the database already holds the truth, and a client that reconnects gets a fresh snapshot.
 
 Message shapes (what callers pass):
 - task transition: task_id, status, agent_id, attempt, priority, timestamp, kind, type (the task's
@@ -13,6 +13,9 @@ Message shapes (what callers pass):
 
 import asyncio
 import logging
+import os
+import threading
+import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -21,39 +24,105 @@ from . import recorder
 
 TASKS_GROUP = "tasks"
 AGENTS_GROUP = "agents"
-# A stuck Redis must not hold a request or a worker thread for long after its commit.
+# A stuck Redis must not hold the publisher for long.
 SEND_TIMEOUT_SECONDS = 1.0
+# How long the publisher gathers events before sending them as one message: short against the 250 ms
+# delivery budget, long enough that a burst of commits becomes one channel-layer send.
+FLUSH_INTERVAL_SECONDS = 0.02
+# Beyond this many waiting events (Redis down for a long time) the oldest are dropped: live updates are
+# best effort, and a reconnecting client gets a fresh snapshot anyway.
+MAX_BUFFERED = 50_000
 
 logger = logging.getLogger(__name__)
+
+
+async def _await(coroutine):
+    return await coroutine
 
 
 async def _group_send(layer, group, message):
     await asyncio.wait_for(layer.group_send(group, message), SEND_TIMEOUT_SECONDS)
 
 
-def _send(group, message):
+def _send(group, message, run):
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(_group_send)(layer, group, message)
+        run(_group_send(layer, group, message))
     except Exception:  # live updates are best effort; the database already holds the truth
         logger.warning("could not publish to %s", group, exc_info=True)
 
 
+def _deliver(tasks, agents, run):
+    if tasks:
+        try:
+            recorder.record_task_transitions(tasks)
+        except Exception:  # never let metrics stop the live updates
+            logger.warning("could not record task metrics", exc_info=True)
+        _send(TASKS_GROUP, {"type": "task.batch", "events": tasks}, run)
+    if agents:
+        _send(AGENTS_GROUP, {"type": "agent.batch", "events": agents}, run)
+
+
+class _Publisher:
+    """The process's outbox: callers append and return at once; one daemon thread sends what gathered.
+
+    Publishing used to cost each commit several Redis round trips on the committing thread (under Daphne,
+    the one thread all sync views share). Now a burst of N commits costs one metrics pipeline and one
+    group_send, and nobody waits for Redis.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._tasks, self._agents = [], []
+        self._pending = threading.Event()
+        self._owner_pid = None
+
+    def add(self, tasks=(), agents=()):
+        with self._lock:
+            self._tasks.extend(tasks)
+            self._agents.extend(agents)
+            del self._tasks[:-MAX_BUFFERED], self._agents[:-MAX_BUFFERED]
+            if self._owner_pid != os.getpid():  # first use in this process (or after a fork)
+                self._owner_pid = os.getpid()
+                threading.Thread(target=self._run, name="orchestrator-publisher", daemon=True).start()
+        self._pending.set()
+
+    def _take(self):
+        with self._lock:
+            tasks, agents = self._tasks, self._agents
+            self._tasks, self._agents = [], []
+        return tasks, agents
+
+    def _run(self):
+        # Its own event loop: channels-redis keeps its connections per loop.
+        loop = asyncio.new_event_loop()
+        while True:
+            self._pending.wait()
+            time.sleep(FLUSH_INTERVAL_SECONDS)
+            self._pending.clear()
+            _deliver(*self._take(), loop.run_until_complete)
+
+    def flush(self):
+        """Send what is waiting now, from the calling thread (tests, and before a process exits)."""
+        _deliver(*self._take(), async_to_sync(_await))
+
+
+_publisher = _Publisher()
+
+
 def publish_task_transitions(transitions):
-    """Send a batch of task transitions to the `tasks` group and count them in the shared metrics."""
-    if not transitions:
-        return
-    transitions = list(transitions)
-    try:
-        recorder.record_task_transitions(transitions)
-    except Exception:  # never let metrics break the caller's on_commit chain
-        logger.warning("could not record task metrics", exc_info=True)
-    _send(TASKS_GROUP, {"type": "task.batch", "events": transitions})
+    """Queue a batch of task transitions for the `tasks` group and the shared metrics. Never blocks."""
+    if transitions:
+        _publisher.add(tasks=transitions)
 
 
 def publish_agent_changes(changes):
-    """Send a batch of agent changes (status, load, circuit) to the `agents` group."""
+    """Queue a batch of agent changes (status, load, circuit) for the `agents` group. Never blocks."""
     if changes:
-        _send(AGENTS_GROUP, {"type": "agent.batch", "events": list(changes)})
+        _publisher.add(agents=changes)
+
+
+def flush():
+    _publisher.flush()

@@ -2,7 +2,7 @@
 
 from celery.signals import worker_ready, worker_shutdown
 
-from . import workers
+from . import events, workers
 
 
 @worker_ready.connect
@@ -13,3 +13,4 @@ def _announce(sender, **_):
 @worker_shutdown.connect
 def _withdraw(sender, **_):
     workers.withdraw(sender.hostname)
+    events.flush()  # the last transitions of a stopping worker still reach the dashboards

@@ -10,6 +10,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents.models import AgentStatus, CircuitState
+from monitoring import events
 from monitoring.events import publish_task_transitions
 from tasks.models import Task, TaskStatus
 
@@ -87,6 +88,7 @@ def test_counters_and_histograms_sum_what_was_published(client):
             transition(task_ids[2], "pending", kind="retrying", agent_call_outcome="timeout"),
         ]
     )
+    events.flush()
     samples = scrape(client)
     assert samples[("orchestrator_tasks_total", (("status", "pending"),))] == 4
     assert samples[("orchestrator_tasks_total", (("status", "completed"),))] == 1
@@ -109,6 +111,7 @@ def test_without_redis_gauges_remain_and_the_store_is_reported_down(client):
     dead = f"redis://127.0.0.1:{free_port()}/0"
     with override_settings(REDIS_URL=dead):
         publish_task_transitions([transition(uuid.uuid4(), "completed")])  # must not raise
+        events.flush()  # nor may sending it
         samples = scrape(client)
     assert samples[("orchestrator_metrics_store_up", ())] == 0
     assert samples[("orchestrator_tasks", (("status", "pending"),))] == 1

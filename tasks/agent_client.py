@@ -3,6 +3,7 @@
 The protocol is documented for agent authors in docs/agent-protocol.md.
 """
 
+import asyncio
 import email.utils
 import json
 import time
@@ -149,14 +150,18 @@ async def call(client, spec):
     base = {"task_id": spec.task_id, "attempt": spec.attempt, "agent_id": spec.agent_id}
     started = time.monotonic()
     try:
-        response = await egress.request(
-            client,
-            "POST",
-            f"{spec.endpoint.rstrip('/')}/execute",
-            headers=headers,
-            content=body,
-            timeout=timeout,
-        )
+        # httpx's timeouts bound each read, not the whole answer: an agent trickling its body a byte at a
+        # time held the call (and its slot) until the lease sweep stepped in (tests/chaos). The task's
+        # timeout bounds the whole call.
+        async with asyncio.timeout(spec.timeout_seconds):
+            response = await egress.request(
+                client,
+                "POST",
+                f"{spec.endpoint.rstrip('/')}/execute",
+                headers=headers,
+                content=body,
+                timeout=timeout,
+            )
     except egress.EgressRefused as exc:
         return Outcome(
             kind="fail",
@@ -173,7 +178,7 @@ async def call(client, spec):
             latency_ms=(time.monotonic() - started) * 1000,
             **base,
         )
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, TimeoutError):  # before OSError, of which TimeoutError is one
         return Outcome(
             kind="retry",
             reason=f"agent did not answer within {spec.timeout_seconds} s",

@@ -37,9 +37,10 @@ def answers_after(low, high, answer=echo):
 
 @dataclass
 class Streamed:
-    """A response body written lazily: `chunks()` yields it piece by piece (never built in memory)."""
+    """A response body written lazily: `chunks()` yields it piece by piece (never built in memory).
 
-    status: int
+    A behaviour answers `(status, Streamed(...))`."""
+
     content_length: int
     chunks: Callable[[], Iterator[bytes]]
 
@@ -53,7 +54,7 @@ def huge_body(megabytes):
         for _ in range(megabytes):
             yield chunk
 
-    return Streamed(200, megabytes * 2**20 + 12, chunks)
+    return Streamed(megabytes * 2**20 + 12, chunks)
 
 
 def trickled_body(seconds, pieces=40):
@@ -65,7 +66,7 @@ def trickled_body(seconds, pieces=40):
             time.sleep(seconds / len(body))
             yield bytes([byte])
 
-    return Streamed(200, len(body), chunks)
+    return Streamed(len(body), chunks)
 
 
 class ChaosAgent(FakeAgent):
@@ -99,7 +100,7 @@ class ChaosAgent(FakeAgent):
                 if not isinstance(body, Streamed):
                     return super()._send(status, body, headers)
                 self.close_connection = True
-                self.send_response(body.status)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(body.content_length))
                 self.end_headers()

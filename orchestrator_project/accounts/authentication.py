@@ -1,5 +1,7 @@
 from datetime import timedelta
 
+from django.contrib.postgres.aggregates import ArrayAgg
+from django.db.models import Value
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
@@ -30,9 +32,17 @@ def resolve_token(raw):
         return (AgentPrincipal(agent), agent) if agent else None
     if raw.startswith(USER_TOKEN_PREFIX):
         now = timezone.now()
-        token = ApiToken.objects.active(now).select_related("user").filter(key_hash=hash_token(raw)).first()
+        # One query for the token, its user and the user's role names, which every permission check needs.
+        token = (
+            ApiToken.objects.active(now)
+            .select_related("user")
+            .annotate(role_names=ArrayAgg("user__groups__name", default=Value([])))
+            .filter(key_hash=hash_token(raw))
+            .first()
+        )
         if token is None or not token.user.is_active:
             return None
+        token.user._orchestrator_groups = {name for name in token.role_names if name}
         if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         return token.user, token

@@ -1,19 +1,13 @@
-from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
-
 from orchestrator_project.accounts.models import ApiToken
 from orchestrator_project.accounts.roles import is_agent
+from orchestrator_project.accounts.throttles import AtomicRateThrottle
 
 
-class HeartbeatThrottle(SimpleRateThrottle):
+class HeartbeatThrottle(AtomicRateThrottle):
     """Per credential, not per address: many agents may sit behind one NAT, and one agent cannot spend
-    another's budget. Counters live in the shared Redis cache, so the limit holds across web processes."""
+    another's budget. Counted atomically in Redis, so the limit holds across web processes."""
 
     scope = "heartbeat"
-
-    def get_rate(self):
-        # Read per request, not copied at import: a changed HEARTBEAT_RATE (or a test override) applies.
-        return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
 
     def get_cache_key(self, request, view):
         user = request.user

@@ -32,6 +32,10 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## chaos: the fault-injection suite (kills, restarts, stalls) on its own throwaway PostgreSQL and Redis
+chaos: $(STAMP)
+	$(PY) -m pytest -p tests.chaos.plugin tests/chaos $(PYTEST_ARGS)
+
 ## lint: ruff check and ruff format --check over the repository
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

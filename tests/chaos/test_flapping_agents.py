@@ -94,10 +94,15 @@ def test_flapping_agents_hand_work_back_and_no_task_is_lost_or_doubled(stack, ch
     books = check_books(fakes)
     assert books.completed == TASKS
     assert books.hand_backs >= 1, "no agent went offline with work in flight"
-    # Each silence was noticed once, and left exactly one offline row.
-    offline = Counter(
-        AgentStatusChange.objects.filter(new_status="offline").values_list("agent_id", flat=True)
-    )
-    assert offline == flaps
+    # Each silence was noticed, and recorded once: an agent's status rows alternate, never offline twice
+    # in a row. (On a loaded machine a late heartbeat may add a flap of its own; that is fine.)
+    for agent_id, flapped in flaps.items():
+        statuses = list(
+            AgentStatusChange.objects.filter(agent_id=agent_id)
+            .order_by("created_at", "id")
+            .values_list("new_status", flat=True)
+        )
+        assert statuses.count("offline") >= flapped
+        assert all(a != b for a, b in zip(statuses, statuses[1:], strict=False)), statuses
     assert all(set(h.answers) == {200} for h in heartbeats.values()), [h.answers for h in heartbeats.values()]
     record("5. flapping agents", books, seconds=clock.seconds, flaps=sum(flaps.values()))

@@ -14,7 +14,7 @@ from .harness import Stopwatch, submit
 pytestmark = pytest.mark.slow
 
 TASKS = 40
-TIMEOUT = 2
+TIMEOUT = 3
 RSS_LIMIT = 300 * 2**20
 CAP = 10 * 2**20
 
@@ -64,15 +64,18 @@ def test_hanging_slow_and_huge_agents_cost_retries_not_tasks_or_memory(stack, ch
     assert peak < RSS_LIMIT, f"worker RSS peaked at {peak / 2**20:.0f} MB"
     # Each bad agent was tried, and the worker itself gave up on it: a timeout or the size cap, never
     # the lease sweep (which would mean a call outlived its timeout).
+    timed_out, too_large = f"agent did not answer within {TIMEOUT} s", "response body exceeds"
     for name, agent_id in bad.items():
         reasons = list(
             TaskEvent.objects.filter(kind="retrying", agent_id=agent_id).values_list("reason", flat=True)
         )
         assert reasons, f"the {name} agent was never tried"
-        expected = "response body exceeds" if name == "huge" else f"agent did not answer within {TIMEOUT} s"
+        # Reading up to the cap can itself take longer than the timeout on a loaded machine.
+        expected = (too_large, timed_out) if name == "huge" else (timed_out,)
         assert all(reason.startswith(expected) for reason in reasons), (name, set(reasons))
     # The worker hung up at the cap: the huge agent never got to send its 500 MB.
     assert huge.bytes_sent and max(huge.bytes_sent) < 4 * CAP
+    assert TaskEvent.objects.filter(kind="retrying", reason__startswith=too_large).exists()
     record(
         "4. hanging, slow and 500 MB agents",
         books,

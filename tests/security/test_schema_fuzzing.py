@@ -31,7 +31,7 @@ from tasks.models import Task, TaskStatus
 from tests.actors import make_user
 from tests.security.conftest import LOOPBACK_ONLY
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 20
 ARTIFACT = Path(__file__).resolve().parents[2] / "test-artifacts" / "security-fuzzing.json"
 
 # Known objects, so that generated requests reach more than "404 unknown id".

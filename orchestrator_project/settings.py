@@ -211,15 +211,10 @@ CACHES = {
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            # channels-redis waits on Redis with 5 s blocking reads; redis-py's default socket timeout
-            # (5 s) would break every idle WebSocket, so the read timeout must be longer.
-            "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 10}],
-            "prefix": "orchestrator:asgi",
-            "capacity": 1000,
-            "expiry": 30,
-        },
+        # Redis pub/sub: a group send is one PUBLISH, and each web process delivers it to its own sockets.
+        # The list-based layer would push one copy per connected client into Redis instead.
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "orchestrator:asgi"},
     }
 }
 

@@ -199,6 +199,11 @@ def _database_config(url):
 
 
 DATABASES = {"default": _database_config(DATABASE_URL)}
+if TESTING:
+    # The test process starts and drops threads by the hundred (in-process workers, concurrency tests);
+    # a thread that ends without closing would keep its pool slot until the pool runs dry. Processes the
+    # tests start (workers, web servers, the benchmark) run with the pool as in production.
+    DATABASES["default"]["OPTIONS"].pop("pool")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {

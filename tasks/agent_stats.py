@@ -112,6 +112,46 @@ def release(agent_id, *, now, outcome, latency_ms=None, counts_for_circuit=True)
         transaction.on_commit(lambda: wake_dispatch_later(recovery))
 
 
+def release_successes(outcomes, *, now):
+    """`release(..., outcome="success")` for many calls at once: one UPDATE for all their agents.
+
+    n successes fold into the moving averages as n steps would: the success rate becomes
+    1 - (1 - rate) * (1 - a)^n, and the latency moves towards the batch's mean by 1 - (1 - a)^n.
+    """
+    per_agent = {}
+    for outcome in outcomes:
+        if outcome.agent_id is None:
+            continue
+        count, latencies = per_agent.setdefault(outcome.agent_id, [0, []])
+        per_agent[outcome.agent_id][0] = count + 1
+        if outcome.latency_ms is not None:
+            latencies.append(outcome.latency_ms)
+    if not per_agent:
+        return
+    agent_ids = sorted(per_agent, key=str)  # the order every path locks agents in
+    counts = [per_agent[a][0] for a in agent_ids]
+    means = [sum(per_agent[a][1]) / len(per_agent[a][1]) if per_agent[a][1] else None for a in agent_ids]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE agents_agent AS a SET
+                    current_load = GREATEST(a.current_load - v.n, 0),
+                    success_count = a.success_count + v.n,
+                    consecutive_failures = 0,
+                    circuit_state = 'closed', circuit_opened_at = NULL, circuit_retry_at = NULL,
+                    success_rate = 1 - (1 - a.success_rate) * power(1 - {SUCCESS_ALPHA}, v.n),
+                    avg_latency_ms = CASE WHEN v.latency IS NULL THEN a.avg_latency_ms
+                                          WHEN a.avg_latency_ms IS NULL THEN v.latency
+                                          ELSE a.avg_latency_ms * power(1 - {LATENCY_ALPHA}, v.n)
+                                               + v.latency * (1 - power(1 - {LATENCY_ALPHA}, v.n)) END,
+                    updated_at = %s
+                FROM unnest(%s::uuid[], %s::int[], %s::float8[]) AS v(agent_id, n, latency)
+                WHERE a.agent_id = v.agent_id
+                RETURNING a.{_RETURNING.replace(", ", ", a.")}""",
+            [now, agent_ids, counts, means],
+        )
+        _publish(cursor.fetchall(), now)
+
+
 def note_accepted(agent_id, *, now, latency_ms):
     """The agent took the task (202): it is healthy, but the slot stays held until it reports."""
     with connection.cursor() as cursor:

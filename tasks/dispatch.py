@@ -6,13 +6,15 @@ taken with a guarded increment (`current_load + n <= max_concurrency`), so two d
 overfill an agent either; what does not fit stays pending for the next round.
 """
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, FloatField, Q
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from agents.models import Agent, AgentStatus, CircuitState
@@ -65,39 +67,60 @@ _TASK_FIELDS = (
 )
 
 
-def _candidates(capabilities, now):
-    """Agents that could take work now, for any of the given capabilities, in one query."""
+# A round reads at most this many candidate agents per task waiting for a capability set (plus a few):
+# placing 200 tasks must not mean reading 10,000 agents. The least loaded come first, so every strategy
+# chooses among the agents with the most room.
+CANDIDATES_PER_TASK = 2
+CANDIDATES_MIN = 8
+
+
+def _candidates(demand, now):
+    """{capability set: agents able to serve it now}, one query per distinct set of the round.
+
+    `demand` maps each required capability set to how many tasks of the round need it. An agent that
+    serves several sets is one Candidate object in all of them, so the round's bookkeeping of its load
+    stays right.
+    """
     eligible = Q(circuit_state=CircuitState.CLOSED, current_load__lt=F("max_concurrency")) | Q(
         circuit_state=CircuitState.OPEN, circuit_retry_at__lte=now, current_load=0
     )
-    rows = Agent.objects.filter(
-        eligible, status=AgentStatus.ONLINE, capabilities__overlap=list(capabilities)
-    ).values_list(
-        "agent_id",
-        "capabilities",
-        "current_load",
-        "max_concurrency",
-        "weight",
-        "avg_latency_ms",
-        "success_rate",
-        "circuit_state",
-    )
-    return [
-        Candidate(r[0], frozenset(r[1]), r[2], r[3], r[4], r[5], r[6], r[7] == CircuitState.OPEN)
-        for r in rows
-    ]
+    by_id, per_set = {}, {}
+    for needed, count in demand.items():
+        rows = (
+            Agent.objects.filter(eligible, status=AgentStatus.ONLINE, capabilities__contains=sorted(needed))
+            .annotate(fill=Cast("current_load", FloatField()) / F("max_concurrency"))
+            .order_by("fill", "agent_id")
+            .values_list(
+                "agent_id",
+                "capabilities",
+                "current_load",
+                "max_concurrency",
+                "weight",
+                "avg_latency_ms",
+                "success_rate",
+                "circuit_state",
+            )
+        )[: count * CANDIDATES_PER_TASK + CANDIDATES_MIN]
+        per_set[needed] = [
+            by_id.setdefault(
+                r[0],
+                Candidate(r[0], frozenset(r[1]), r[2], r[3], r[4], r[5], r[6], r[7] == CircuitState.OPEN),
+            )
+            for r in rows
+        ]
+    return per_set
 
 
 def _plan(tasks, candidates):
     """Pick an agent for each task (in claim order) with the tasks' strategies; in memory only."""
     plan = []
     for task in tasks:
-        needed = set(task.required_capabilities)
-        able = [c for c in candidates if c.free > 0 and needed <= c.capabilities]
+        able = [c for c in candidates[frozenset(task.required_capabilities)] if c.free > 0]
         if not able:
             continue
         # Retries prefer an agent that has not failed this task yet, when there is one.
-        fresh = [c for c in able if c.agent_id not in set(task.avoid_agents)] or able
+        avoid = set(task.avoid_agents)
+        fresh = [c for c in able if c.agent_id not in avoid] or able
         chosen = get_strategy(task.strategy).choose(task, fresh)
         chosen.load += 1
         plan.append((task, chosen))
@@ -192,8 +215,8 @@ def claim(*, limit=None, task_ids=None, now=None):
         tasks = list(queue.order_by("priority", "created_at").only(*_TASK_FIELDS)[:limit])
         if not tasks:
             return []
-        capabilities = {cap for task in tasks for cap in task.required_capabilities}
-        plan = _plan(tasks, _candidates(capabilities, now))
+        demand = Counter(frozenset(task.required_capabilities) for task in tasks)
+        plan = _plan(tasks, _candidates(demand, now))
         if not plan:
             return []
         accepted = _reserve_slots(plan, now)

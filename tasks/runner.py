@@ -117,8 +117,9 @@ MAX_ROUNDS_PER_KICK = 50
 
 
 class Dispatcher(threading.Thread):
-    """Runs dispatch rounds in this worker whenever it is kicked: by a wake-up message, or by the writer
-    right after it freed agent slots, so a completion leads to the next dispatch without a broker hop."""
+    """Runs dispatch rounds in this worker whenever it is kicked (by a wake-up message, or by the writer
+    right after it freed agent slots, so a completion leads to the next dispatch without a broker hop)
+    and at least every SWEEP_INTERVAL_SECONDS."""
 
     def __init__(self, runner):
         super().__init__(name="orchestrator-dispatcher", daemon=True)
@@ -131,7 +132,9 @@ class Dispatcher(threading.Thread):
 
     def run(self):
         while True:
-            self._kicked.wait()
+            # Kicks make dispatch immediate; the timeout makes it independent of the broker: should this
+            # worker's Celery consumer be wedged (seen after Redis was lost), it still claims due work.
+            self._kicked.wait(timeout=settings.SWEEP_INTERVAL_SECONDS)
             self._kicked.clear()
             try:
                 close_old_connections()

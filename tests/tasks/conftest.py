@@ -42,6 +42,12 @@ def celery_worker_session(django_db_setup, django_db_blocker):
         ),
     ):
         yield app
+    # The runner lives on in this process; stopped, its dispatcher claims nothing for later modules.
+    from tasks import runner
+
+    if runner.current_runner() is not None:
+        runner.current_runner().shutdown(grace=10)
+        runner._runner = None
 
 
 @pytest.fixture

@@ -321,7 +321,10 @@ SPECTACULAR_SETTINGS = {
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ACKS_LATE = True
+# Messages only wake workers and every job is idempotent: a lost one costs latency, never a task (the
+# sweep finds the work). Acking late would add Redis bookkeeping per message for nothing, and its
+# restore-on-disconnect path is where kombu crashed the worker when Redis vanished (tests/chaos).
+CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}

@@ -6,15 +6,17 @@ closed, with a free slot; `slots` already accounts for this round's earlier pick
 
 import itertools
 import random
+from abc import ABC, abstractmethod
 
 from django.conf import settings
 
 
-class Strategy:
+class Strategy(ABC):
     name = ""
 
+    @abstractmethod
     def choose(self, task, candidates):
-        raise NotImplementedError
+        """One of `candidates` (never empty) for `task`."""
 
 
 class LeastConnections(Strategy):

@@ -18,7 +18,7 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_database_url():
+def children_database_url():
     db = connection.settings_dict
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
@@ -27,7 +27,7 @@ def child_env(**extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.pop("ORCHESTRATOR_TESTING", None)
     env.update(
-        DATABASE_URL=test_database_url(),
+        DATABASE_URL=children_database_url(),
         REDIS_URL=settings.REDIS_URL,
         CELERY_QUEUE=settings.CELERY_TASK_DEFAULT_QUEUE,
         DEBUG="true",

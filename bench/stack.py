@@ -210,16 +210,12 @@ def wait_for_port(child, port, timeout=30):
 
 
 def start_web(log_dir, port):
-    args = [
-        sys.executable,
-        "-m",
-        "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "orchestrator_project.asgi:application",
-    ]
+    # The very command `make run` uses (orchestrator_project/runstack.py), on the benchmark's port.
+    from types import SimpleNamespace
+
+    from orchestrator_project.runstack import commands
+
+    args = commands(SimpleNamespace(SERVICE_HOST="127.0.0.1", SERVICE_PORT=port), reload=False)["web"]
     child = Child(
         "web", args, log_dir, {"SERVICE_PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
     )

@@ -2,10 +2,14 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator_project.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from orchestrator_project.http_handler import OneHopASGIHandler  # noqa: E402  (needs Django set up)
+
+django_asgi_app = OneHopASGIHandler()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up)
 

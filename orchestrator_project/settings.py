@@ -24,6 +24,9 @@ VERSION = "0.1.0"
 # --- Service ---------------------------------------------------------------------------------------
 SERVICE_HOST = env_str("SERVICE_HOST", "0.0.0.0")
 SERVICE_PORT = env_int("SERVICE_PORT", 8006, minimum=1, maximum=65535)
+# Threads per web process serving sync API views (orchestrator_project/http_handler.py); each holds at
+# most one database connection while it serves a request.
+WEB_THREADS = env_int("WEB_THREADS", 4, minimum=1, maximum=64)
 
 # --- Backing services: from the environment, or the embedded development servers -------------------
 _DATABASE_URL = env_url(

@@ -7,9 +7,10 @@ it happened, so concurrent requests and workers can never both win.
 import hashlib
 import json
 import uuid
+from contextlib import nullcontext
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from monitoring.events import publish_task_transitions
@@ -82,15 +83,17 @@ def create_task(*, data, user=None, idempotency_key=None):
     task.idempotency_key = idempotency_key
     task.request_fingerprint = fingerprint
     try:
-        with transaction.atomic():
-            Task.objects.bulk_create([task])
-            _announce_created([task])
+        # One statement: in autocommit (the API) it commits by itself, without BEGIN/COMMIT round
+        # trips; inside a caller's transaction a savepoint keeps a duplicate key from aborting it.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            task.save(force_insert=True)  # bulk_create would wrap its INSERT in a transaction
     except IntegrityError:
         # Two requests with the same key raced; the other one won.
         existing = Task.objects.filter(idempotency_key=idempotency_key).first()
         if idempotency_key and existing is not None:
             return _replay(existing, fingerprint), False
         raise
+    _announce_created([task])
     return task, True
 
 

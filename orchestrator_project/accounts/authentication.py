@@ -1,7 +1,8 @@
 from datetime import timedelta
+from functools import cache
 
-from django.contrib.postgres.aggregates import ArrayAgg
-from django.db.models import Value
+from django.contrib.auth import get_user_model
+from django.db import connection
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
@@ -23,29 +24,74 @@ def parse_bearer(header_value):
     return parts[1]
 
 
+def _columns(model, alias):
+    fields = [field.attname for field in model._meta.concrete_fields]
+    return fields, ", ".join(f'{alias}."{model._meta.get_field(name).column}"' for name in fields)
+
+
+@cache
+def _agent_lookup():
+    from agents.models import Agent
+
+    fields, columns = _columns(Agent, "a")
+    return fields, f'SELECT {columns} FROM "{Agent._meta.db_table}" a WHERE a."token_hash" = %s'
+
+
+@cache
+def _user_token_lookup():
+    # One statement for the token, its user and the user's role names, which every permission check
+    # needs. Written as SQL because every API request runs it: compiling the equivalent ORM query cost
+    # more than the whole rest of a trivial request.
+    user_model = get_user_model()
+    token_fields, token_columns = _columns(ApiToken, "t")
+    user_fields, user_columns = _columns(user_model, "u")
+    groups = user_model._meta.get_field("groups")
+    through = groups.remote_field.through._meta
+    group_table = groups.related_model._meta.db_table
+    sql = f"""
+        SELECT {token_columns}, {user_columns},
+               ARRAY(SELECT g."name" FROM "{through.db_table}" ug
+                     JOIN "{group_table}" g ON g."id" = ug."group_id"
+                     WHERE ug."{through.get_field("user").column}" = u."id")
+        FROM "{ApiToken._meta.db_table}" t JOIN "{user_model._meta.db_table}" u ON u."id" = t."user_id"
+        WHERE t."key_hash" = %s AND t."revoked_at" IS NULL AND (t."expires_at" IS NULL OR t."expires_at" > %s)
+    """
+    return token_fields, user_fields, sql
+
+
+def _fetch_row(sql, params):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
 def resolve_token(raw):
     """The user (or AgentPrincipal) a raw token stands for, or None."""
     if raw.startswith(AGENT_TOKEN_PREFIX):
         from agents.models import Agent
 
-        agent = Agent.objects.filter(token_hash=hash_token(raw)).first()
-        return (AgentPrincipal(agent), agent) if agent else None
+        fields, sql = _agent_lookup()
+        row = _fetch_row(sql, [hash_token(raw)])
+        if row is None:
+            return None
+        agent = Agent.from_db(connection.alias, fields, row)
+        return AgentPrincipal(agent), agent
     if raw.startswith(USER_TOKEN_PREFIX):
         now = timezone.now()
-        # One query for the token, its user and the user's role names, which every permission check needs.
-        token = (
-            ApiToken.objects.active(now)
-            .select_related("user")
-            .annotate(role_names=ArrayAgg("user__groups__name", default=Value([])))
-            .filter(key_hash=hash_token(raw))
-            .first()
-        )
-        if token is None or not token.user.is_active:
+        token_fields, user_fields, sql = _user_token_lookup()
+        row = _fetch_row(sql, [hash_token(raw), now])
+        if row is None:
             return None
-        token.user._orchestrator_groups = {name for name in token.role_names if name}
+        split = len(token_fields)
+        token = ApiToken.from_db(connection.alias, token_fields, row[:split])
+        user = get_user_model().from_db(connection.alias, user_fields, row[split:-1])
+        if not user.is_active:
+            return None
+        token.user = user
+        user._orchestrator_groups = set(row[-1])
         if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        return token.user, token
+        return user, token
     return None
 
 

@@ -1,0 +1,52 @@
+"""Django's ASGI handler, with sync views served through a sync middleware chain in one thread hop.
+
+Django's own ASGIHandler runs the middleware chain in async mode. Every sync-only middleware in it then
+needs an async->sync adapter, and every MiddlewareMixin in async mode calls its process_request /
+process_response through sync_to_async: a trivial API request crossed between the event loop and the
+sync thread sixteen times, which cost more than the view itself (docs/benchmarks.md, "Where the time
+goes"). Here a sync view gets the whole chain, view included, in a single sync_to_async call.
+
+Those calls run on a small pool of threads (WEB_THREADS) rather than Django's single shared one, so one
+request's database round trip or commit no longer idles the process while others wait their turn.
+Each call closes its thread's database connection at the end (returning it to the pool), as Django's
+request_finished would if it ran on that thread.
+
+Async views (execute's long wait, /health/detailed) keep Django's async path, so waiting on an agent
+never holds a thread.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.base import BaseHandler
+from django.db import close_old_connections
+from django.urls import Resolver404, resolve
+
+
+class OneHopASGIHandler(ASGIHandler):
+    def __init__(self):
+        super().__init__()  # the async chain, for async views
+        self._sync_handler = BaseHandler()
+        self._sync_handler.load_middleware(is_async=False)
+        self._executor = ThreadPoolExecutor(max_workers=settings.WEB_THREADS, thread_name_prefix="http")
+        self._serve_in_thread = sync_to_async(self._serve, thread_sensitive=False, executor=self._executor)
+
+    def _serve(self, request):
+        try:
+            return self._sync_handler.get_response(request)
+        finally:
+            close_old_connections()
+
+    async def get_response_async(self, request):
+        if _is_async_view(request.path_info):
+            return await super().get_response_async(request)
+        return await self._serve_in_thread(request)
+
+
+def _is_async_view(path):
+    try:
+        return iscoroutinefunction(resolve(path).func)
+    except Resolver404:
+        return False

@@ -1,0 +1,87 @@
+"""The hand-written task representation must say exactly what DRF's generic one would.
+
+TaskSerializer builds its JSON straight from the row for speed; here DRF's own field-by-field path
+(`serializers.Serializer.to_representation`, which the declared fields drive) is the reference.
+"""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework import serializers
+
+from agents.models import Agent
+from tasks.models import Task, TaskEvent, TaskStatus
+from tasks.serializers import TaskDetailSerializer, TaskListSerializer, TaskSerializer
+
+pytestmark = pytest.mark.django_db
+
+
+def _generic(serializer_class, task):
+    serializer = serializer_class(task)
+    return serializers.Serializer.to_representation(serializer, task)
+
+
+def _sparse_task():
+    return Task.objects.create(type="summarize", required_capabilities=["summarize"])
+
+
+def _full_task():
+    agent = Agent.objects.create(
+        name="a", type="t", endpoint="http://127.0.0.1:9/x", capabilities=["summarize"], token_hash="h" * 64
+    )
+    now = timezone.now()
+    task = Task.objects.create(
+        type="summarize",
+        description="naïve ünïcode",
+        input_data={"nested": [1, 2.5, None, {"k": "v"}]},
+        required_capabilities=["summarize", "ocr"],
+        priority=9,
+        status=TaskStatus.COMPLETED,
+        assigned_agent=agent,
+        result={"ok": True},
+        error={"message": "earlier failure"},
+        attempts=2,
+        max_retries=4,
+        timeout_seconds=30,
+        deadline=now + timedelta(hours=1, microseconds=7),
+        auto_dispatch=False,
+        strategy="round_robin",
+        idempotency_key="key-1",
+        assigned_at=now,
+        started_at=now,
+        finished_at=now + timedelta(seconds=1),
+        next_attempt_at=None,
+        lease_expires_at=now + timedelta(minutes=5),
+    )
+    TaskEvent.objects.create(
+        task=task, kind="assigned", status="assigned", attempt=1, agent_id=agent.pk, created_at=now
+    )
+    TaskEvent.objects.create(
+        task=task, kind="completed", status="completed", attempt=1, agent_id=agent.pk, created_at=now
+    )
+    return task
+
+
+@pytest.mark.parametrize("make_task", [_sparse_task, _full_task], ids=["sparse", "full"])
+@pytest.mark.parametrize("serializer_class", [TaskSerializer, TaskListSerializer], ids=["task", "list"])
+def test_fast_representation_equals_drfs(make_task, serializer_class):
+    task = Task.objects.get(pk=make_task().pk)
+    assert serializer_class(task).data == _generic(serializer_class, task)
+    assert list(serializer_class(task).data) == serializer_class.Meta.fields
+
+
+@pytest.mark.parametrize("make_task", [_sparse_task, _full_task], ids=["sparse", "full"])
+def test_detail_representation_equals_drfs(make_task):
+    task = Task.objects.get(pk=make_task().pk)
+    fast = TaskDetailSerializer(task).data
+    assert fast == _generic(TaskDetailSerializer, Task.objects.get(pk=task.pk))
+    assert list(fast) == TaskDetailSerializer.Meta.fields
+
+
+def test_unknown_agent_id_and_uuid_rendering_are_text():
+    task = Task.objects.get(pk=_full_task().pk)
+    data = TaskSerializer(task).data
+    assert data["task_id"] == str(task.task_id) and uuid.UUID(data["agent_id"])
+    assert data["created_at"].endswith("Z")

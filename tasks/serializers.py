@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.db import models
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -83,17 +84,9 @@ _OUTPUT = {
     "agent_id": ("assigned_agent_id", _uuid_text),
     "required_capabilities": ("required_capabilities", list),
     **{
-        name: (name, _datetime_text)
-        for name in (
-            "deadline",
-            "created_at",
-            "assigned_at",
-            "started_at",
-            "finished_at",
-            "updated_at",
-            "next_attempt_at",
-            "lease_expires_at",
-        )
+        field.name: (field.name, _datetime_text)
+        for field in Task._meta.concrete_fields
+        if isinstance(field, models.DateTimeField)
     },
 }
 

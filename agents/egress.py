@@ -185,12 +185,14 @@ def request_sync(method, url, *, headers=None, content=None, timeout, max_bytes=
 
 
 class PoolPerAddress(httpx.AsyncBaseTransport):
-    """One connection pool per agent address (requests go to the checked IP, so that is per agent).
+    """One connection pool per agent URL (checked IP, port and path: an agent's endpoint).
 
     httpcore's pool walks all of its connections, with a syscall each, whenever a request starts or ends.
     One pool shared by hundreds of connections to many agents spent seconds of CPU per burst of answers
-    and starved the event loop until leases expired (tests/chaos, 1,000 tasks); per address, a pool
-    holds one agent's connections only.
+    and starved the event loop until leases expired (tests/chaos, 1,000 tasks). Keyed by address alone,
+    agents behind one host (a gateway, the benchmark's agents) still shared a pool of hundreds, and the
+    walk took 30 % of a worker's CPU (docs/benchmarks.md); an agent's own pool holds at most its
+    max_concurrency connections.
     """
 
     def __init__(self, limits):
@@ -200,7 +202,7 @@ class PoolPerAddress(httpx.AsyncBaseTransport):
         self._pools = {}
 
     async def handle_async_request(self, request):
-        address = (request.url.scheme, request.url.host, request.url.port)
+        address = (request.url.scheme, request.url.host, request.url.port, request.url.path)
         pool = self._pools.get(address)
         if pool is None:
             pool = self._pools[address] = httpx.AsyncHTTPTransport(

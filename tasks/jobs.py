@@ -4,7 +4,7 @@ Messages only wake workers; what to do is always read from Postgres.
 """
 
 from celery import shared_task
-from celery.signals import worker_shutting_down
+from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
 
 from monitoring.beat import record_sweep
@@ -12,15 +12,18 @@ from orchestrator_project.logging import log_context
 
 from . import dispatch, sweeps
 from .runner import current_runner, get_runner, load_specs
-from .wake import clear_wake_flag
 
 
 @shared_task(name="tasks.dispatch_due", ignore_result=True)
 def dispatch_due():
-    # Clear first: a task committed after this point is either seen by the round this kick starts
-    # (which begins after the clear) or raises the flag again.
-    clear_wake_flag()
+    """A delayed wake-up (retries falling due); immediate ones ring the doorbell instead (wake.py)."""
     get_runner().dispatcher.kick()
+
+
+@worker_ready.connect
+def _start_runner(**_):
+    # The runner's doorbell must be listening before the first wake-up, not after the first Celery job.
+    get_runner()
 
 
 @shared_task(name="tasks.send_assigned", ignore_result=True)

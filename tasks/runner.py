@@ -30,6 +30,7 @@ from .dispatch import claim
 from .models import EventKind, Task, TaskStatus
 from .outcomes import Outcome, apply_outcomes
 from .transitions import TransitionLog
+from .wake import clear_wake_flag, doorbell_channel
 
 logger = logging.getLogger(__name__)
 WRITE_BATCH_MAX = 500
@@ -147,16 +148,55 @@ class Dispatcher(threading.Thread):
 
     def dispatch_rounds(self):
         """Claim and hand over work until nothing more can be dispatched now."""
+        if not self.runner.accepting:
+            return 0
+        # Clear first: a task committed after this point is either seen by the rounds below (which begin
+        # after the clear) or raises the flag again and rings the doorbell.
+        clear_wake_flag()
         dispatched = 0
         for _ in range(MAX_ROUNDS_PER_KICK):
             if not self.runner.accepting:
                 break  # shutting down: claiming now would strand tasks until their leases expire
             assignments = claim()
             self.rounds += 1
-            if not assignments:
+            if assignments:
+                dispatched += self.runner.submit(load_specs(assignments))
+            if len(assignments) < settings.DISPATCH_BATCH_SIZE:
+                # A short round took everything it could: the rest is waiting for capacity (freed
+                # capacity kicks again) or is locked by another dispatcher.
                 break
-            dispatched += self.runner.submit(load_specs(assignments))
         return dispatched
+
+
+class Doorbell(threading.Thread):
+    """Kicks the dispatcher whenever wake_dispatch() rings (Redis pub/sub, tasks/wake.py).
+
+    After every (re)subscription it kicks once more: rings sent while it was not listening are gone,
+    and whatever they announced is still waiting in Postgres.
+    """
+
+    def __init__(self, dispatcher):
+        super().__init__(name="orchestrator-doorbell", daemon=True)
+        self.dispatcher = dispatcher
+
+    def run(self):
+        import redis
+
+        delay = 0.1
+        while True:
+            try:
+                client = redis.Redis.from_url(
+                    settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=10
+                )
+                with client.pubsub() as pubsub:
+                    pubsub.subscribe(doorbell_channel())
+                    for _message in pubsub.listen():  # the subscribe confirmation included
+                        delay = 0.1
+                        self.dispatcher.kick()
+            except Exception:
+                logger.warning("doorbell lost its Redis subscription; retrying in %.1f s", delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
 
 class Writer(threading.Thread):
@@ -219,6 +259,7 @@ class Runner:
     def __init__(self):
         self.loop = asyncio.new_event_loop()
         self.dispatcher = Dispatcher(self)
+        self.doorbell = Doorbell(self.dispatcher)
         self.writer = Writer(on_capacity_freed=self.dispatcher.kick)
         self._in_flight = {}
         self._lock = threading.Lock()
@@ -229,6 +270,7 @@ class Runner:
     def start(self):
         self.writer.start()
         self.dispatcher.start()
+        self.doorbell.start()
         self._thread.start()
         self._ready.wait()
         return self

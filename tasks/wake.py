@@ -1,9 +1,14 @@
 """Waking dispatch: the broker only wakes workers; Postgres says what there is to do.
 
-A burst of task creations must cost one Celery message, not one each: a Redis flag (set with NX)
-marks that a wake-up is already on its way, and the dispatch round clears it before it claims, so a
-task committed after the clear either is seen by that round or sets the flag again. If Redis is down
-we publish anyway, and if a message is lost the beat sweep finds the work a few seconds later.
+A wake-up is one Redis PUBLISH on a doorbell channel that every worker's runner listens to
+(runner.Doorbell); a Celery message per wake-up cost the web and the worker a millisecond of CPU each
+and tens of milliseconds of latency at 100 tasks/s (docs/benchmarks.md). A burst of task creations
+rings once: a Redis flag (set with NX) marks that a ring is on its way, and the dispatch round clears it
+before it claims, so a task committed after the clear either is seen by that round or sets the flag
+again. Nothing is lost when nobody listens (a worker restarting, Redis down): every dispatcher also
+runs on a timer and after (re)subscribing, and the beat sweep remains.
+
+Retries that fall due later are woken by delayed Celery messages (`wake_dispatch_later`).
 """
 
 import logging
@@ -15,6 +20,14 @@ from redis.exceptions import RedisError
 from orchestrator_project.redis_client import get_redis
 
 WAKE_FLAG = "orchestrator:dispatch:wake"
+
+
+def doorbell_channel():
+    # Pub/sub channels ignore Redis database numbers; naming the number keeps a test run, the benchmark
+    # and `make run` sharing one Redis from ringing each other's workers.
+    return f"orchestrator:dispatch:doorbell:{get_redis().connection_pool.connection_kwargs.get('db', 0)}"
+
+
 # If the message carrying a wake-up is lost, the flag expires and the next change wakes dispatch again.
 WAKE_FLAG_TTL_MS = 5000
 
@@ -23,18 +36,15 @@ logger = logging.getLogger(__name__)
 
 def wake_dispatch():
     try:
-        if not get_redis().set(WAKE_FLAG, 1, nx=True, px=WAKE_FLAG_TTL_MS):
-            return False
+        redis = get_redis()
+        if redis.set(WAKE_FLAG, 1, nx=True, px=WAKE_FLAG_TTL_MS):
+            redis.publish(doorbell_channel(), b"1")
+            return True
     except RedisError:
-        logger.warning("Redis unavailable while waking dispatch; publishing anyway")
-    from .jobs import dispatch_due
-
-    try:
-        dispatch_due.delay()
-    except Exception:  # the broker is down: the beat sweep will find the work
-        logger.warning("could not publish a dispatch wake-up; the sweep will pick the work up", exc_info=True)
-        return False
-    return True
+        logger.warning(
+            "Redis unavailable while waking dispatch; the dispatchers' timers will pick the work up"
+        )
+    return False
 
 
 def clear_wake_flag():

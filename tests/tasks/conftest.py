@@ -41,6 +41,10 @@ def celery_worker_session(django_db_setup, django_db_blocker):
             shutdown_timeout=30,
         ),
     ):
+        # The testing worker sends no worker_ready, which starts a real worker's runner (tasks/jobs.py).
+        from tasks.runner import get_runner
+
+        get_runner()
         yield app
     # The runner lives on in this process; stopped, its dispatcher claims nothing for later modules.
     from tasks import runner

@@ -235,6 +235,9 @@ def _details(run, data):
         "live events: clients connected, events measured / expected": ""
         f"{_get(run, 'live_events.connected')}, "
         f"{_fmt(_get(run, 'live_events.events'))} / {_fmt(_get(run, 'live_events.expected_deliveries'))}",
+        "live events: CPU % of the client process (all sockets) while measuring": _fmt(
+            _get(run, "live_events.client_cpu_percent")
+        ),
         "peak RSS MB over the whole run": ", ".join(
             f"{k} {v}" for k, v in data.get("peak_rss_mb", {}).items()
         ),

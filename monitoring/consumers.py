@@ -6,15 +6,14 @@ Protocol (both endpoints): every frame is one JSON object.
 - Then `{"type": "batch", "events": [...]}`, where each event is
   `{"type": "task.status", "task_id", "status", "agent_id", "attempt", "priority", "timestamp", ...}`
   (or `{"type": "agent.status", "agent_id", "status", "current_load", "max_concurrency",
-  "circuit_state", "timestamp", ...}`), oldest first. Events arriving within FLUSH_INTERVAL_SECONDS of
-  each other share one frame, so hundreds of transitions per second cost a browser ~20 frames.
+  "circuit_state", "timestamp", ...}`), oldest first. Events arriving within
+  fanout.FLUSH_INTERVAL_SECONDS of each other share one frame, so hundreds of transitions per second
+  cost a browser ~10 frames; the frames are built once per process and filter (monitoring/fanout.py).
 
 Filters, from the query string: `task_id` / `agent_id` and `status`, each repeatable or comma-separated.
 Close codes: 4401 not authenticated, 4403 not allowed (agents, users without a role), 4400 bad filter.
 """
 
-import asyncio
-import time
 import uuid
 from urllib.parse import parse_qs
 
@@ -28,10 +27,7 @@ from tasks.models import TaskStatus
 
 from . import queries
 from .events import AGENTS_GROUP, TASKS_GROUP
-
-FLUSH_INTERVAL_SECONDS = 0.05
-# A client that cannot keep up must not make us hold every transition: past this, keep the latest per id.
-MAX_BUFFERED_EVENTS = 5000
+from .fanout import hub_for
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -58,10 +54,7 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
     snapshot_query = None
 
     async def connect(self):
-        self._buffer = []
-        self._flush_task = None
-        self._last_flush = 0.0
-        self._joined = False
+        self._hub = None
         user = self.scope.get("user")
         if not user or not user.is_authenticated:
             return await self._refuse(CLOSE_UNAUTHENTICATED)
@@ -71,14 +64,16 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
             self.ids, self.wanted_statuses = self._parse_filters()
         except ValueError:
             return await self._refuse(CLOSE_BAD_FILTER)
+        self.filter_key = (frozenset(self.ids), frozenset(self.wanted_statuses))
         # Join before reading the snapshot: a change committed meanwhile arrives after it, never lost.
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        self._joined = True
+        self._hub = hub_for(self.group)
+        await self._hub.join(self)
         await self.accept()
         items = await database_sync_to_async(self.snapshot)()
         await self.send_json(
             {"type": "snapshot", self.items_key: items, "timestamp": timezone.now().isoformat()}
         )
+        await self._hub.ready(self)
 
     async def _refuse(self, code):
         # Accept then close, so that the client sees why (a refused handshake only says 403).
@@ -94,10 +89,8 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
         return ids, statuses
 
     async def disconnect(self, code):
-        if self._flush_task is not None:
-            self._flush_task.cancel()
-        if self._joined:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if self._hub is not None:
+            self._hub.leave(self)
 
     def snapshot(self):
         return self.snapshot_query(ids=self.ids, statuses=self.wanted_statuses)
@@ -107,35 +100,10 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
         message["type"] = self.event_type
         return message
 
-    def _matches(self, event):
+    def matches(self, event):
         if self.ids and str(event.get(self.id_key)) not in self.ids:
             return False
         return not self.wanted_statuses or event.get("status") in self.wanted_statuses
-
-    async def on_batch(self, message):
-        await self._buffer_events(message["events"])
-
-    async def _buffer_events(self, events):
-        self._buffer.extend(self.to_message(event) for event in events if self._matches(event))
-        if len(self._buffer) > MAX_BUFFERED_EVENTS:
-            latest = {}
-            for message in self._buffer:
-                latest.pop(message[self.id_key], None)
-                latest[message[self.id_key]] = message
-            self._buffer = list(latest.values())
-        if self._buffer and self._flush_task is None:
-            # The first event after a quiet spell goes out at once; a burst waits for the next tick.
-            delay = max(0.0, self._last_flush + FLUSH_INTERVAL_SECONDS - time.monotonic())
-            self._flush_task = asyncio.ensure_future(self._flush_after(delay))
-
-    async def _flush_after(self, delay):
-        if delay:
-            await asyncio.sleep(delay)
-        self._flush_task = None
-        self._last_flush = time.monotonic()
-        events, self._buffer = self._buffer, []
-        if events:
-            await self.send_json({"type": "batch", "events": events})
 
 
 class TaskStatusConsumer(_LiveConsumer):
@@ -153,9 +121,6 @@ class TaskStatusConsumer(_LiveConsumer):
         message["type"] = self.event_type
         return message
 
-    # Channels routes a group message of type "task.batch" to `task_batch`.
-    task_batch = _LiveConsumer.on_batch
-
 
 class AgentStatusConsumer(_LiveConsumer):
     group = AGENTS_GROUP
@@ -164,4 +129,3 @@ class AgentStatusConsumer(_LiveConsumer):
     event_type = "agent.status"
     statuses = tuple(AgentStatus.values)
     snapshot_query = staticmethod(queries.agent_snapshot)
-    agent_batch = _LiveConsumer.on_batch

@@ -11,6 +11,7 @@ hold up the transition that produced the event.
 import logging
 import math
 import time
+from collections import Counter
 from functools import lru_cache
 
 import redis
@@ -62,25 +63,25 @@ def _counter_field(metric, label):
 
 
 def record_task_transitions(transitions):
-    """Count a batch of transitions in one round trip."""
+    """Count a batch of transitions in one round trip, summed per field first: a batch of 500 events
+    becomes a dozen HINCRBYs, not 2,500."""
     if not transitions or time.monotonic() < _skip_until.get(settings.REDIS_URL, 0.0):
         return
-    pipe = client().pipeline(transaction=False)
     now = time.time()
     rate_key = f"{PREFIX}:rate:{int(now // RATE_BUCKET_SECONDS) * RATE_BUCKET_SECONDS}"
-    rate_touched = False
+    counts = Counter()  # (key, field) -> increment
+    sums = Counter()  # histogram key -> sum of observed values
     for event in transitions:
         status, kind = event.get("status"), event.get("kind")
         if status:
-            pipe.hincrby(COUNTERS_KEY, _counter_field("tasks_total", status), 1)
+            counts[COUNTERS_KEY, _counter_field("tasks_total", status)] += 1
         if kind:
-            pipe.hincrby(COUNTERS_KEY, _counter_field("task_events_total", kind), 1)
+            counts[COUNTERS_KEY, _counter_field("task_events_total", kind)] += 1
             if kind in RATE_KINDS:
-                pipe.hincrby(rate_key, kind, 1)
-                rate_touched = True
+                counts[rate_key, kind] += 1
         outcome = event.get("agent_call_outcome")
         if outcome:
-            pipe.hincrby(COUNTERS_KEY, _counter_field("agent_calls_total", outcome), 1)
+            counts[COUNTERS_KEY, _counter_field("agent_calls_total", outcome)] += 1
         for name, field in (
             ("task_duration_seconds", "duration_seconds"),
             ("dispatch_latency_seconds", "dispatch_latency_seconds"),
@@ -88,10 +89,15 @@ def record_task_transitions(transitions):
             value = event.get(field)
             if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
                 key = HISTOGRAM_KEYS[name]
-                pipe.hincrby(key, f"b{bucket_index(name, value)}", 1)
-                pipe.hincrbyfloat(key, "sum", value)
-                pipe.hincrby(key, "count", 1)
-    if rate_touched:
+                counts[key, f"b{bucket_index(name, value)}"] += 1
+                counts[key, "count"] += 1
+                sums[key] += value
+    pipe = client().pipeline(transaction=False)
+    for (key, field), increment in counts.items():
+        pipe.hincrby(key, field, increment)
+    for key, total in sums.items():
+        pipe.hincrbyfloat(key, "sum", total)
+    if any(key == rate_key for key, _ in counts):
         pipe.expire(rate_key, RATE_KEEP_SECONDS)
     _execute(pipe)
 

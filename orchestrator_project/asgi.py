@@ -1,4 +1,4 @@
-"""One ASGI application for HTTP and WebSockets, served by Daphne on SERVICE_PORT."""
+"""One ASGI application for HTTP and WebSockets, served by Uvicorn on SERVICE_PORT (runstack.web_command)."""
 
 import os
 

@@ -124,7 +124,6 @@ METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", _LOOPBACK_NE
 
 # --- Django ----------------------------------------------------------------------------------------
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -359,9 +358,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "httpx": {"level": "WARNING"},
-        "daphne": {"level": "WARNING"},
-        # One line per request with its id, status and duration (RequestIdMiddleware). It replaces
-        # Daphne's plain-text access log, which production turns off with `daphne -v 0`.
+        # Uvicorn's own lines (start, stop, errors) in our format; its access log is off (runstack.py).
+        "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # One line per request with its id, status and duration (RequestIdMiddleware).
         "orchestrator.access": {"level": "INFO"},
     },
 }

@@ -13,8 +13,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, FloatField, Q
-from django.db.models.functions import Cast
+from django.db.models import Q
 from django.utils import timezone
 
 from agents.models import Agent, AgentStatus, CircuitState
@@ -74,6 +73,20 @@ CANDIDATES_PER_TASK = 2
 CANDIDATES_MIN = 8
 
 
+# Agents able to take work now, least filled first: a closed circuit with room, or an open circuit whose
+# retry time has come (its single probe). Plain SQL: it runs once per capability set in every round.
+_CANDIDATES_SQL = """
+    SELECT agent_id, capabilities, current_load, max_concurrency, weight, avg_latency_ms, success_rate,
+           circuit_state
+    FROM agents_agent
+    WHERE status = 'online' AND capabilities @> %s::varchar[]
+      AND ((circuit_state = 'closed' AND current_load < max_concurrency)
+           OR (circuit_state = 'open' AND circuit_retry_at <= %s AND current_load = 0))
+    ORDER BY current_load::double precision / max_concurrency, agent_id
+    LIMIT %s
+"""
+
+
 def _candidates(demand, now):
     """{capability set: agents able to serve it now}, one query per distinct set of the round.
 
@@ -81,33 +94,18 @@ def _candidates(demand, now):
     serves several sets is one Candidate object in all of them, so the round's bookkeeping of its load
     stays right.
     """
-    eligible = Q(circuit_state=CircuitState.CLOSED, current_load__lt=F("max_concurrency")) | Q(
-        circuit_state=CircuitState.OPEN, circuit_retry_at__lte=now, current_load=0
-    )
     by_id, per_set = {}, {}
-    for needed, count in demand.items():
-        rows = (
-            Agent.objects.filter(eligible, status=AgentStatus.ONLINE, capabilities__contains=sorted(needed))
-            .annotate(fill=Cast("current_load", FloatField()) / F("max_concurrency"))
-            .order_by("fill", "agent_id")
-            .values_list(
-                "agent_id",
-                "capabilities",
-                "current_load",
-                "max_concurrency",
-                "weight",
-                "avg_latency_ms",
-                "success_rate",
-                "circuit_state",
-            )
-        )[: count * CANDIDATES_PER_TASK + CANDIDATES_MIN]
-        per_set[needed] = [
-            by_id.setdefault(
-                r[0],
-                Candidate(r[0], frozenset(r[1]), r[2], r[3], r[4], r[5], r[6], r[7] == CircuitState.OPEN),
-            )
-            for r in rows
-        ]
+    with connection.cursor() as cursor:
+        for needed, count in demand.items():
+            limit = count * CANDIDATES_PER_TASK + CANDIDATES_MIN
+            cursor.execute(_CANDIDATES_SQL, [sorted(needed), now, limit])
+            per_set[needed] = [
+                by_id.setdefault(
+                    r[0],
+                    Candidate(r[0], frozenset(r[1]), r[2], r[3], r[4], r[5], r[6], r[7] == CircuitState.OPEN),
+                )
+                for r in cursor.fetchall()
+            ]
     return per_set
 
 

@@ -10,11 +10,13 @@ hands them out again; the attempt number fences off anything the dead process mi
 """
 
 import asyncio
+import json
 import logging
 import queue
 import threading
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from uuid import UUID
 
 from django.conf import settings
@@ -27,7 +29,7 @@ from orchestrator_project.logging import log_context
 
 from . import agent_client
 from .dispatch import claim
-from .models import EventKind, Task, TaskStatus
+from .models import EventKind, TaskStatus
 from .outcomes import Outcome, apply_outcomes
 from .transitions import TransitionLog
 from .wake import clear_wake_flag, doorbell_channel
@@ -43,40 +45,44 @@ class SentMark:
     at: float  # time.time() when the request went out
 
 
+_SPECS_SQL = """
+    SELECT t.task_id, t.attempts, t.assigned_agent_id, t.type, t.description, t.input_data,
+           t.required_capabilities, t.priority, t.deadline, t.timeout_seconds, a.endpoint, a.signing_secret
+    FROM tasks_task t JOIN agents_agent a ON a.agent_id = t.assigned_agent_id
+    WHERE t.task_id = ANY(%s::uuid[]) AND t.status = 'assigned'
+"""
+
+
 def load_specs(assignments):
     """CallSpecs for fresh assignments, in one query (agent endpoint and secret joined in)."""
-    by_id = {str(a.task_id): a for a in assignments}
-    tasks = (
-        Task.objects.filter(task_id__in=list(by_id), status=TaskStatus.ASSIGNED)
-        .select_related("assigned_agent")
-        .only(
-            "task_id",
-            "type",
-            "description",
-            "input_data",
-            "required_capabilities",
-            "priority",
-            "deadline",
-            "timeout_seconds",
-            "attempts",
-            "assigned_agent__endpoint",
-            "assigned_agent__signing_secret",
-        )
-    )
+    wanted = {UUID(str(a.task_id)): a.attempt for a in assignments}  # Celery hands ids over as text
+    with connection.cursor() as cursor:
+        cursor.execute(_SPECS_SQL, [list(wanted)])
+        rows = cursor.fetchall()
     specs = []
-    for task in tasks:
-        wanted = by_id[str(task.task_id)]
-        if task.attempts != wanted.attempt or task.assigned_agent is None:
-            continue
+    for row in rows:
+        task_id, attempt, agent_id, task_type, description, input_data, capabilities = row[:7]
+        priority, deadline, timeout_seconds, endpoint, signing_secret = row[7:]
+        if wanted.get(task_id) != attempt:
+            continue  # superseded since it was claimed
+        task = SimpleNamespace(
+            task_id=task_id,
+            type=task_type,
+            description=description,
+            input_data=json.loads(input_data),  # Django leaves jsonb as text
+            required_capabilities=capabilities,
+            priority=priority,
+            deadline=deadline,
+        )
         specs.append(
             agent_client.CallSpec(
-                task_id=task.task_id,
-                attempt=task.attempts,
-                agent_id=task.assigned_agent_id,
-                endpoint=task.assigned_agent.endpoint,
-                signing_secret=task.assigned_agent.signing_secret,
-                timeout_seconds=task.timeout_seconds,
-                body=agent_client.build_body(task, task.attempts),
+                task_id=task_id,
+                attempt=attempt,
+                agent_id=agent_id,
+                endpoint=endpoint,
+                signing_secret=signing_secret,
+                timeout_seconds=timeout_seconds,
+                body=agent_client.build_body(task, attempt),
             )
         )
     return specs

@@ -54,8 +54,9 @@ class Change:
 def apply(*, where, assignments, params=None, reason, now=None, skip_locked=False, order_limit=""):
     """Run `UPDATE agents SET <assignments> WHERE <where>` and record every status that moved.
 
-    Returns one Change per updated agent (moved or not). Must run inside a transaction; the
-    announcements are queued with transaction.on_commit.
+    Returns one Change per updated agent (moved or not). The statement is atomic by itself; inside a
+    transaction the announcements wait for its commit (transaction.on_commit), in autocommit they go out
+    at once.
     """
     agents, history = Agent._meta.db_table, AgentStatusChange._meta.db_table
     lock = "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"

@@ -75,16 +75,24 @@ CANDIDATES_MIN = 8
 
 # Agents able to take work now, least filled first: a closed circuit with room, or an open circuit whose
 # retry time has come (its single probe). Plain SQL: it runs once per capability set in every round.
-_CANDIDATES_SQL = """
+_ELIGIBLE_SQL = """
+    status = 'online' AND ((circuit_state = 'closed' AND current_load < max_concurrency)
+                           OR (circuit_state = 'open' AND circuit_retry_at <= %s AND current_load = 0))
+"""
+_CANDIDATES_SQL = f"""
     SELECT agent_id, capabilities, current_load, max_concurrency, weight, avg_latency_ms, success_rate,
            circuit_state
     FROM agents_agent
-    WHERE status = 'online' AND capabilities @> %s::varchar[]
-      AND ((circuit_state = 'closed' AND current_load < max_concurrency)
-           OR (circuit_state = 'open' AND circuit_retry_at <= %s AND current_load = 0))
+    WHERE {_ELIGIBLE_SQL} AND capabilities @> %s::varchar[]
     ORDER BY current_load::double precision / max_concurrency, agent_id
     LIMIT %s
 """
+
+
+def _any_capacity(now):
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM agents_agent WHERE {_ELIGIBLE_SQL})", [now])
+        return cursor.fetchone()[0]
 
 
 def _candidates(demand, now):
@@ -98,7 +106,7 @@ def _candidates(demand, now):
     with connection.cursor() as cursor:
         for needed, count in demand.items():
             limit = count * CANDIDATES_PER_TASK + CANDIDATES_MIN
-            cursor.execute(_CANDIDATES_SQL, [sorted(needed), now, limit])
+            cursor.execute(_CANDIDATES_SQL, [now, sorted(needed), limit])
             per_set[needed] = [
                 by_id.setdefault(
                     r[0],
@@ -202,6 +210,10 @@ def claim(*, limit=None, task_ids=None, now=None):
     """
     now = now or timezone.now()
     limit = limit or settings.DISPATCH_BATCH_SIZE
+    if task_ids is None and not _any_capacity(now):
+        # Every agent is full, tripped or gone: locking a batch of tasks (a write per row) only to put
+        # them back would make each wake-up during a backlog cost as much as a real round.
+        return []
     with transaction.atomic():
         queue = Task.objects.select_for_update(skip_locked=True).filter(status=TaskStatus.PENDING)
         if task_ids is not None:

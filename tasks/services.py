@@ -8,6 +8,7 @@ import hashlib
 import json
 import uuid
 from contextlib import nullcontext
+from functools import cache
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -71,6 +72,24 @@ def _announce_created(tasks):
         transaction.on_commit(wake_dispatch)
 
 
+@cache
+def _insert_statement():
+    fields = Task._meta.concrete_fields
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    return fields, f"INSERT INTO {Task._meta.db_table} ({columns}) VALUES ({placeholders})"
+
+
+def _insert(task):
+    """INSERT one task as Model.save(force_insert=True) would (auto_now fields, value preparation),
+    without building the query each time: on the create path that cost as much as the round trip."""
+    fields, sql = _insert_statement()
+    values = [field.get_db_prep_save(field.pre_save(task, True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+    task._state.adding = False
+
+
 def create_task(*, data, user=None, idempotency_key=None):
     """Returns (task, created). A repeated Idempotency-Key returns the first task instead of a second."""
     fingerprint = _fingerprint(data) if idempotency_key else ""
@@ -86,7 +105,7 @@ def create_task(*, data, user=None, idempotency_key=None):
         # One statement: in autocommit (the API) it commits by itself, without BEGIN/COMMIT round
         # trips; inside a caller's transaction a savepoint keeps a duplicate key from aborting it.
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            task.save(force_insert=True)  # bulk_create would wrap its INSERT in a transaction
+            _insert(task)
     except IntegrityError:
         # Two requests with the same key raced; the other one won.
         existing = Task.objects.filter(idempotency_key=idempotency_key).first()

@@ -14,6 +14,7 @@ Retries that fall due later are woken by delayed Celery messages (`wake_dispatch
 import logging
 import math
 import time
+from functools import lru_cache
 
 from redis.exceptions import RedisError
 
@@ -34,12 +35,24 @@ WAKE_FLAG_TTL_MS = 5000
 logger = logging.getLogger(__name__)
 
 
+# Raise the flag and ring in one round trip: this runs after every task creation.
+_RING = """
+if redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then
+    redis.call('PUBLISH', KEYS[2], '1')
+    return 1
+end
+return 0
+"""
+
+
+@lru_cache(maxsize=1)
+def _ring_script():
+    return get_redis().register_script(_RING)
+
+
 def wake_dispatch():
     try:
-        redis = get_redis()
-        if redis.set(WAKE_FLAG, 1, nx=True, px=WAKE_FLAG_TTL_MS):
-            redis.publish(doorbell_channel(), b"1")
-            return True
+        return bool(_ring_script()(keys=[WAKE_FLAG, doorbell_channel()], args=[WAKE_FLAG_TTL_MS]))
     except RedisError:
         logger.warning(
             "Redis unavailable while waking dispatch; the dispatchers' timers will pick the work up"

@@ -125,3 +125,17 @@ def test_every_registered_strategy_is_accepted_by_the_settings_check():
     from orchestrator_project.settings import _STRATEGIES
 
     assert set(_STRATEGIES) == set(STRATEGIES)
+
+
+def test_a_round_without_any_free_agent_touches_no_task(db):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    queue(5)
+    full = agent("full", max_concurrency=1, current_load=1)
+    with CaptureQueriesContext(connection) as queries:
+        assert dispatch.claim() == []
+    assert len(queries) == 1 and "FOR UPDATE" not in queries[0]["sql"]
+    # Room again: the same round claims.
+    Agent.objects.filter(pk=full.pk).update(current_load=0)
+    assert len(dispatch.claim()) == 1

@@ -104,8 +104,20 @@ def resolve_sync(url):
     return parts, port, _checked(infos, parts.hostname)
 
 
+def _ip_literal(hostname):
+    try:
+        return str(ipaddress.ip_address(hostname))
+    except ValueError:
+        return None
+
+
 async def resolve(url):
     parts, port = _split(url)
+    literal = _ip_literal(parts.hostname)
+    if literal is not None:
+        # Nothing to look up; getaddrinfo would cost a thread-pool round trip on every agent call.
+        # Other spellings of an address ("127.1", "0x7f.0.0.1") are not literals and are looked up.
+        return parts, port, check_address(literal)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
@@ -184,15 +196,47 @@ def request_sync(method, url, *, headers=None, content=None, timeout, max_bytes=
     return AgentResponse(response.status_code, response.headers, bytes(body))
 
 
-class PoolPerAddress(httpx.AsyncBaseTransport):
-    """One connection pool per agent URL (checked IP, port and path: an agent's endpoint).
+# Connections per pool. httpcore walks all of a pool's connections, with a syscall each, whenever a
+# request starts or ends; small pools keep that walk short whatever an agent's concurrency.
+POOL_SHARD_CONNECTIONS = 8
 
-    httpcore's pool walks all of its connections, with a syscall each, whenever a request starts or ends.
+
+class _Shard:
+    def __init__(self, transport):
+        self.transport = transport
+        self.in_flight = 0
+
+
+class _ReleasingStream(httpx.AsyncByteStream):
+    """The response body; closing it frees the shard's slot (the connection is busy until then)."""
+
+    def __init__(self, stream, shard):
+        self._stream = stream
+        self._shard = shard
+        self._open = True
+
+    async def __aiter__(self):
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self):
+        try:
+            await self._stream.aclose()
+        finally:
+            if self._open:
+                self._open = False
+                self._shard.in_flight -= 1
+
+
+class PoolPerAddress(httpx.AsyncBaseTransport):
+    """Connection pools per agent URL (checked IP, port and path: an agent's endpoint), in shards of
+    POOL_SHARD_CONNECTIONS; a request goes to the least busy shard, and a new shard opens when all are
+    full.
+
     One pool shared by hundreds of connections to many agents spent seconds of CPU per burst of answers
-    and starved the event loop until leases expired (tests/chaos, 1,000 tasks). Keyed by address alone,
-    agents behind one host (a gateway, the benchmark's agents) still shared a pool of hundreds, and the
-    walk took 30 % of a worker's CPU (docs/benchmarks.md); an agent's own pool holds at most its
-    max_concurrency connections.
+    in httpcore's per-request walk over its connections, and starved the event loop until leases
+    expired (tests/chaos, 1,000 tasks). A pool per agent still held 50 connections for an agent with
+    max_concurrency 50, and the walk took 17 % of a busy worker's CPU (docs/benchmarks.md).
     """
 
     def __init__(self, limits):
@@ -201,18 +245,39 @@ class PoolPerAddress(httpx.AsyncBaseTransport):
         self._ssl_context = httpx.create_ssl_context()
         self._pools = {}
 
-    async def handle_async_request(self, request):
-        address = (request.url.scheme, request.url.host, request.url.port, request.url.path)
-        pool = self._pools.get(address)
-        if pool is None:
-            pool = self._pools[address] = httpx.AsyncHTTPTransport(
-                verify=self._ssl_context, limits=self._limits, trust_env=False
+    def _shard_for(self, request):
+        url = request.url
+        shards = self._pools.setdefault((url.scheme, url.host, url.port, url.path), [])
+        shard = min(shards, key=lambda candidate: candidate.in_flight, default=None)
+        if shard is None or shard.in_flight >= POOL_SHARD_CONNECTIONS:
+            limits = httpx.Limits(
+                max_connections=POOL_SHARD_CONNECTIONS,
+                max_keepalive_connections=POOL_SHARD_CONNECTIONS,
+                keepalive_expiry=self._limits.keepalive_expiry,
             )
-        return await pool.handle_async_request(request)
+            shard = _Shard(httpx.AsyncHTTPTransport(verify=self._ssl_context, limits=limits, trust_env=False))
+            shards.append(shard)
+        return shard
+
+    async def handle_async_request(self, request):
+        shard = self._shard_for(request)
+        shard.in_flight += 1
+        try:
+            response = await shard.transport.handle_async_request(request)
+        except BaseException:
+            shard.in_flight -= 1
+            raise
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=response.headers,
+            stream=_ReleasingStream(response.stream, shard),
+            extensions=response.extensions,
+        )
 
     async def aclose(self):
-        for pool in self._pools.values():
-            await pool.aclose()
+        for shards in self._pools.values():
+            for shard in shards:
+                await shard.transport.aclose()
 
 
 def new_async_client(max_connections):

@@ -89,9 +89,17 @@ _CANDIDATES_SQL = f"""
 """
 
 
-def _any_capacity(now):
+_WORTH_A_ROUND_SQL = f"""
+    SELECT EXISTS (SELECT 1 FROM agents_agent WHERE {_ELIGIBLE_SQL})
+       AND EXISTS (SELECT 1 FROM tasks_task WHERE status = 'pending' AND auto_dispatch
+                   AND (next_attempt_at IS NULL OR next_attempt_at <= %s))
+"""
+
+
+def _worth_a_round(now):
+    """Whether some agent has room and some task is due: one read, no locks, no transaction."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM agents_agent WHERE {_ELIGIBLE_SQL})", [now])
+        cursor.execute(_WORTH_A_ROUND_SQL, [now, now])
         return cursor.fetchone()[0]
 
 
@@ -138,26 +146,35 @@ def _reserve_slots(plan, now):
     wanted = {}
     for _, candidate in plan:
         wanted.setdefault(candidate.agent_id, [candidate, 0])[1] += 1
+    probes = sorted((agent_id for agent_id, (c, _) in wanted.items() if c.probe), key=str)
+    regular = sorted((agent_id for agent_id, (c, _) in wanted.items() if not c.probe), key=str)
     accepted = set()
     with connection.cursor() as cursor:
-        # In agent id order, as outcomes lock them (outcomes._lock_agents): two rounds cannot deadlock.
-        for agent_id, (candidate, count) in sorted(wanted.items(), key=lambda item: str(item[0])):
-            if candidate.probe:
-                # Open -> half-open exactly once: whoever flips it owns the single probe.
-                cursor.execute(
-                    """UPDATE agents_agent SET circuit_state = 'half_open', current_load = current_load + 1,
-                           updated_at = %s
-                       WHERE agent_id = %s AND circuit_state = 'open' AND circuit_retry_at <= %s
-                         AND status = 'online'""",
-                    [now, agent_id, now],
-                )
-            else:
-                cursor.execute(
-                    """UPDATE agents_agent SET current_load = current_load + %s, updated_at = %s
-                       WHERE agent_id = %s AND current_load + %s <= max_concurrency
-                         AND status = 'online' AND circuit_state = 'closed'""",
-                    [count, now, agent_id, count],
-                )
+        # Locked in agent id order first, as outcomes lock them (outcomes._lock_agents): two rounds
+        # cannot deadlock. Then one guarded UPDATE for all of them, not one statement per agent.
+        cursor.execute(
+            "SELECT 1 FROM agents_agent WHERE agent_id = ANY(%s::uuid[]) ORDER BY agent_id FOR UPDATE",
+            [sorted(wanted, key=str)],
+        )
+        if regular:
+            cursor.execute(
+                """UPDATE agents_agent AS a SET current_load = a.current_load + v.n, updated_at = %s
+                   FROM unnest(%s::uuid[], %s::int[]) AS v(agent_id, n)
+                   WHERE a.agent_id = v.agent_id AND a.current_load + v.n <= a.max_concurrency
+                     AND a.status = 'online' AND a.circuit_state = 'closed'
+                   RETURNING a.agent_id""",
+                [now, regular, [wanted[agent_id][1] for agent_id in regular]],
+            )
+            accepted.update(row[0] for row in cursor.fetchall())
+        for agent_id in probes:
+            # Open -> half-open exactly once: whoever flips it owns the single probe.
+            cursor.execute(
+                """UPDATE agents_agent SET circuit_state = 'half_open', current_load = current_load + 1,
+                       updated_at = %s
+                   WHERE agent_id = %s AND circuit_state = 'open' AND circuit_retry_at <= %s
+                     AND status = 'online'""",
+                [now, agent_id, now],
+            )
             if cursor.rowcount == 1:
                 accepted.add(agent_id)
     return accepted
@@ -210,9 +227,10 @@ def claim(*, limit=None, task_ids=None, now=None):
     """
     now = now or timezone.now()
     limit = limit or settings.DISPATCH_BATCH_SIZE
-    if task_ids is None and not _any_capacity(now):
-        # Every agent is full, tripped or gone: locking a batch of tasks (a write per row) only to put
-        # them back would make each wake-up during a backlog cost as much as a real round.
+    if task_ids is None and not _worth_a_round(now):
+        # Every agent is full, tripped or gone, or nothing is due. Locking a batch of tasks (a write per
+        # row) only to put them back made each wake-up during a backlog cost as much as a real round,
+        # and every freed slot with an empty queue cost a transaction.
         return []
     with transaction.atomic():
         queue = Task.objects.select_for_update(skip_locked=True).filter(status=TaskStatus.PENDING)

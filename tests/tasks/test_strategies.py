@@ -1,6 +1,7 @@
 """Load-balancing strategies, each through a real claim against Postgres."""
 
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -139,3 +140,18 @@ def test_a_round_without_any_free_agent_touches_no_task(db):
     # Room again: the same round claims.
     Agent.objects.filter(pk=full.pk).update(current_load=0)
     assert len(dispatch.claim()) == 1
+
+
+def test_a_round_with_nothing_due_touches_no_task(db):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    agent("idle")
+    Task.objects.create(
+        type="document_analysis",
+        required_capabilities=["document_analysis"],
+        next_attempt_at=timezone.now() + timedelta(minutes=5),  # backing off
+    )
+    with CaptureQueriesContext(connection) as queries:
+        assert dispatch.claim() == []
+    assert len(queries) == 1 and "FOR UPDATE" not in queries[0]["sql"]

@@ -6,6 +6,7 @@ each frame appears (inclusive) and in which it is the innermost frame (self).
 """
 
 import collections
+import os
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ def start(stack, scenario, out_dir):
         path = out_dir / f"{scenario}-{name}.txt"
         proc = subprocess.Popen(
             [_py_spy(), "record", "--pid", str(child.pid), "--rate", "200", "--duration", "300",
-             "--format", "raw", "--output", str(path), "--nonblocking", "--subprocesses"],
+             "--format", "raw", "--output", str(path), "--nonblocking", "--subprocesses", "--threads"] + (["--idle"] if os.environ.get("BENCH_PROFILE_IDLE") else []),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         running.append((f"{scenario}/{name}", proc, path))

@@ -89,3 +89,22 @@ def test_sync_views_run_on_the_pool_and_give_their_connection_back(monkeypatch):
     assert status == 400 and "type" in body
     status, _ = asyncio.run(_request(app, "GET", "/api/v1/tasks"))
     assert status == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync_requests_start_no_thread_each(monkeypatch):
+    app = OneHopASGIHandler()
+    asyncio.run(_request(app, "GET", "/api/v1/tasks"))  # the pool's thread and asgiref's shared one
+    started = []
+    original = threading.Thread.start
+
+    def counting(thread):
+        started.append(thread.name)
+        return original(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counting)
+    for _ in range(5):
+        status, _ = asyncio.run(_request(app, "GET", "/api/v1/tasks"))
+        assert status == 401
+    # Django's per-request ThreadSensitiveContext would have started one thread per request.
+    assert started == []

@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
@@ -308,13 +308,20 @@ def _lock_agents(outcomes):
             )
 
 
-def apply_outcomes(outcomes, *, now=None):
-    """Apply a batch in one transaction; if anything in it fails, fall back to one by one."""
+def apply_outcomes(outcomes, *, now=None, before=None):
+    """Apply a batch in one transaction; if anything in it fails, fall back to one by one.
+
+    `before(now, log)`, when given, runs first in the same transaction (the runner's "sent" marks of
+    the same batch: one commit instead of two). On the fallback path it runs in a transaction of its
+    own, and a failure there is logged: a lost mark is superseded by the outcome that follows it.
+    """
     now = now or timezone.now()
     try:
         with transaction.atomic():
             _lock_agents(outcomes)
             log = TransitionLog()
+            if before is not None:
+                before(now, log)
             completed = _complete_many([o for o in outcomes if o.kind == "completed"], now, log)
             applied = [
                 (o.task_id, o.attempt) in completed
@@ -324,13 +331,25 @@ def apply_outcomes(outcomes, *, now=None):
             ]
             log.flush()
         return applied
+    except (OperationalError, InterfaceError):
+        # The database is unavailable: one by one would fail the same way. The caller (the runner's
+        # writer) keeps the batch and tries again.
+        raise
     except Exception:
         # Inside a caller's transaction (the sweep's), rolling back our savepoint releases none of the
         # locks taken so far: one-by-one retries would wait on the very transactions that wait on us and
         # deadlock again at every outcome, a second each. Let the caller's transaction fail instead.
-        if len(outcomes) == 1 or connection.in_atomic_block:
+        if connection.in_atomic_block or (len(outcomes) == 1 and before is None):
             raise
         logger.exception("applying a batch of %d outcomes failed; retrying one by one", len(outcomes))
+    if before is not None:
+        try:
+            with transaction.atomic():
+                log = TransitionLog()
+                before(now, log)
+                log.flush()
+        except Exception:
+            logger.exception("could not record the batch's sent marks; its outcomes supersede them")
     results = []
     for outcome in outcomes:
         try:

@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from types import SimpleNamespace
 from uuid import UUID
 
@@ -89,11 +90,21 @@ def load_specs(assignments):
 
 
 def mark_sent(marks):
-    """assigned -> running for the given attempts, one UPDATE and one INSERT for the whole batch."""
+    """assigned -> running for the given attempts, in a transaction of their own."""
     if not marks:
         return
-    now = timezone.now()
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic():
+        log = TransitionLog()
+        record_sent(marks, timezone.now(), log)
+        log.flush()
+
+
+def record_sent(marks, now, log):
+    """assigned -> running for the given attempts: one UPDATE for the whole batch, events into `log`.
+    Runs inside the caller's transaction."""
+    if not marks:
+        return
+    with connection.cursor() as cursor:
         cursor.execute(
             """UPDATE tasks_task AS t SET status = 'running', started_at = %s, updated_at = %s
                FROM unnest(%s::uuid[], %s::int[]) AS v(task_id, attempt)
@@ -103,21 +114,19 @@ def mark_sent(marks):
             [now, now, [m.task_id for m in marks], [m.attempt for m in marks]],
         )
         rows = cursor.fetchall()
-        log = TransitionLog()
-        for task_id, attempt, agent_id, priority, task_type, capabilities, created_at in rows:
-            log.add(
-                task_id=task_id,
-                kind=EventKind.SENT,
-                status=TaskStatus.RUNNING,
-                attempt=attempt,
-                agent_id=agent_id,
-                at=now,
-                priority=priority,
-                task_type=task_type,
-                capabilities=capabilities,
-                dispatch_latency_seconds=(now - created_at).total_seconds(),
-            )
-        log.flush()
+    for task_id, attempt, agent_id, priority, task_type, capabilities, created_at in rows:
+        log.add(
+            task_id=task_id,
+            kind=EventKind.SENT,
+            status=TaskStatus.RUNNING,
+            attempt=attempt,
+            agent_id=agent_id,
+            at=now,
+            priority=priority,
+            task_type=task_type,
+            capabilities=capabilities,
+            dispatch_latency_seconds=(now - created_at).total_seconds(),
+        )
 
 
 MAX_ROUNDS_PER_KICK = 50
@@ -238,11 +247,13 @@ class Writer(threading.Thread):
         while True:
             try:
                 close_old_connections()
-                # A task's mark is always queued before its outcome, so marks go first.
-                mark_sent(marks)
+                # A task's mark is always queued before its outcome, so marks go first; with outcomes,
+                # in the same transaction.
                 if outcomes:
-                    apply_outcomes(outcomes)
+                    apply_outcomes(outcomes, before=partial(record_sent, marks) if marks else None)
                     self.on_capacity_freed()
+                else:
+                    mark_sent(marks)
                 return
             except (OperationalError, InterfaceError):
                 # Postgres restarting: keep the batch and try again; guarded updates make it idempotent.

@@ -360,6 +360,9 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         # Uvicorn's own lines (start, stop, errors) in our format; its access log is off (runstack.py).
         "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # Configuring "uvicorn" would otherwise re-attach its access logger, which --no-access-log
+        # detached: uvicorn checks for handlers, and a second line per request cost the event loop.
+        "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         # One line per request with its id, status and duration (RequestIdMiddleware).
         "orchestrator.access": {"level": "INFO"},
     },

@@ -56,8 +56,11 @@ def heartbeat(*, agent_id, status=None, reported_load=None, metrics=None, reason
         "metrics": None if metrics is None else json.dumps(metrics),
     }
     # No transaction block: the statement is atomic by itself, and BEGIN/COMMIT would double the round
-    # trips of the busiest write path. The announcements then go out right after it.
-    found = changes.apply(where="agent_id = %(agent)s", assignments=_HEARTBEAT, params=params, reason=reason)
+    # trips of the busiest write path. The announcements then go out right after it. Not durable: see
+    # changes.apply; the heartbeat that follows repeats everything this one says.
+    found = changes.apply(
+        where="agent_id = %(agent)s", assignments=_HEARTBEAT, params=params, reason=reason, durable=False
+    )
     return found[0] if found else None
 
 

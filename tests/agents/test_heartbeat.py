@@ -189,3 +189,27 @@ def test_a_new_registration_of_an_offline_agent_brings_it_back(db):
 
     assert Agent.objects.get(pk=agent.pk).status == AgentStatus.ONLINE
     assert changes_of(agent) == [("offline", "online")]
+
+
+def _synchronous_commit():
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_heartbeat_commits_without_waiting_for_the_disk_and_only_itself():
+    from django.db import transaction
+
+    agent = make_agent("relaxed")
+    with transaction.atomic():
+        services.heartbeat(agent_id=agent.pk)
+        assert _synchronous_commit() == "off"  # for the heartbeat's own transaction
+    assert _synchronous_commit() == "on"  # nothing else on this connection is relaxed
+    services.heartbeat(agent_id=agent.pk)  # autocommit, as the API runs it
+    assert _synchronous_commit() == "on"
+    assert Agent.objects.get(pk=agent.pk).last_heartbeat is not None
+    # Registration, task state and everything else stay durable.
+    with transaction.atomic():
+        services.drain(agent_id=agent.pk)
+        assert _synchronous_commit() == "on"

@@ -1,8 +1,8 @@
 """The scenarios of issue 6 and the three baselines. Each function runs one measurement and returns a dict.
 
 They run in this (the benchmark's) process with Django set up against the bench database: the load goes
-to the real Daphne over loopback, the bookkeeping (truncating tables, reading timestamps) is done here
-directly in SQL. Every loop is bounded by a count and a deadline.
+to the real web server (Uvicorn) over loopback, the bookkeeping (truncating tables, reading timestamps) is
+done here directly in SQL. Every loop is bounded by a count and a deadline.
 """
 
 import asyncio

@@ -1,7 +1,7 @@
 """The project's settings plus the bare-DRF baseline endpoint (bench/baseline_urls.py).
 
 Only the benchmark's processes use this module (DJANGO_SETTINGS_MODULE=bench.settings), so the baseline
-is served by the very same Daphne process and middleware as the product, and by nothing else.
+is served by the very same Uvicorn process and middleware as the product, and by nothing else.
 """
 
 from orchestrator_project.settings import *  # noqa: F403

@@ -1,5 +1,6 @@
-"""The real stack for the benchmark: Daphne, Celery worker(s) and beat as child processes, fast fake
-agents, a fresh migrated database, and a sampler of every process's memory and CPU.
+"""The real stack for the benchmark: the web server (the command `make run` uses), Celery worker(s) and
+beat as child processes, fast fake agents, a fresh migrated database, and a sampler of every process's
+memory and CPU.
 
 Postgres and Redis come from DATABASE_URL / REDIS_URL when set, else the project's embedded servers.
 The benchmark never touches the project's own database: it drops and recreates `orchestrator_bench`

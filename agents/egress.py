@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -201,6 +202,13 @@ def request_sync(method, url, *, headers=None, content=None, timeout, max_bytes=
 POOL_SHARD_CONNECTIONS = 8
 
 
+@lru_cache(maxsize=1)
+def _ssl_context():
+    # Shared by every pool and client of the process: building one (loading the CA bundle) takes about
+    # 0.1 s, and the probe round builds a client each time.
+    return httpx.create_ssl_context()
+
+
 class _Shard:
     def __init__(self, transport):
         self.transport = transport
@@ -241,8 +249,7 @@ class PoolPerAddress(httpx.AsyncBaseTransport):
 
     def __init__(self, limits):
         self._limits = limits
-        # Shared by every pool: building an SSL context (loading the CA bundle) takes about 0.1 s.
-        self._ssl_context = httpx.create_ssl_context()
+        self._ssl_context = _ssl_context()
         self._pools = {}
 
     def _shard_for(self, request):

@@ -10,8 +10,10 @@
 # 2. docker-compose.yml with `docker compose config -q` when the Compose plugin is present; otherwise a
 #    structural check in Python (services, health checks, depends_on, referenced files).
 # 3. The Prometheus and Grafana provisioning files parse as YAML.
-# 4. The process commands agree everywhere (Dockerfile CMD, Compose, Kubernetes), Daphne accepts every
-#    flag of the web command, and each worker's stop grace outlasts WORKER_SHUTDOWN_GRACE.
+# 4. The process commands agree everywhere (Dockerfile CMD, Compose, Kubernetes), the web command is the
+#    canonical one (orchestrator_project/runstack.py: UVICORN_FLAGS, ASGI_APP) and Uvicorn's own command
+#    line parser accepts it, the web's stop grace outlasts its --timeout-graceful-shutdown (plus the
+#    preStop pause on Kubernetes), and each worker's stop grace outlasts WORKER_SHUTDOWN_GRACE.
 # 5. `collectstatic` with production settings, in a copy of the tree with no network (as in `docker
 #    build`): the compressed manifest must be written. DEPLOY_CHECK_STATIC=0 skips it.
 #
@@ -197,13 +199,19 @@ PYEOF
 # --- 4. Commands and shutdown grace --------------------------------------------------------------
 echo "== process commands and shutdown grace"
 "$PY" - <<'PYEOF' || fail "the process commands or shutdown graces disagree"
+import importlib.util
 import json
+import os
 import pathlib
 import re
 import sys
 
+import click
 import yaml
-from daphne.cli import CommandLineInterface
+from uvicorn.main import main as uvicorn_cli
+
+# Seconds a stop grace must leave, beyond the drain it waits for, for the process to exit (more than).
+MARGIN = 5
 
 errors = []
 dockerfile = pathlib.Path("Dockerfile").read_text()
@@ -217,14 +225,31 @@ for path in sorted(pathlib.Path("deploy/kubernetes").glob("*.yaml")):
             for container in document["spec"]["template"]["spec"]["containers"]:
                 k8s[container["name"]] = (container.get("command"), document)
 
-if image_web[0] != "daphne":
-    errors.append(f"Dockerfile CMD must start daphne, got {image_web}")
-try:
-    parser = CommandLineInterface().parser
-    parser.exit = lambda status=0, message=None: (_ for _ in ()).throw(ValueError(message))
-    parser.parse_args(image_web[1:])
-except (ValueError, SystemExit) as error:
-    errors.append(f"daphne rejects the Dockerfile CMD {image_web}: {error}")
+
+def uvicorn_options(argv):
+    """Uvicorn's own reading of a web command: (options, None), or (None, why it refuses it)."""
+    try:
+        with uvicorn_cli.make_context("uvicorn", argv[1:]) as context:
+            return context.params, None
+    except click.ClickException as error:
+        return None, error.format_message()
+    except click.exceptions.Exit:
+        return None, "it would only print something and exit"
+
+
+# The canonical command, as `make run` builds it (loaded by path: importing the package would set up
+# Celery), with the default grace: WEB_SHUTDOWN_GRACE only reaches `make run`; the artifacts spell it out.
+spec = importlib.util.spec_from_file_location("runstack", "orchestrator_project/runstack.py")
+runstack = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runstack)
+os.environ.pop("WEB_SHUTDOWN_GRACE", None)
+canonical = runstack.web_command("0.0.0.0", 8006)
+if image_web[0] != "uvicorn":
+    errors.append(f"Dockerfile CMD must start uvicorn, got {image_web}")
+elif (refusal := uvicorn_options(image_web)[1]) is not None:
+    errors.append(f"uvicorn rejects the Dockerfile CMD {image_web}: {refusal}")
+if image_web != canonical:
+    errors.append(f"Dockerfile CMD {image_web} is not the canonical web command {canonical} (runstack.py)")
 for name in ("web", "worker", "beat", "migrate"):
     in_compose = compose.get(name, {}).get("command")
     in_k8s = k8s.get(name, (None, None))[0]
@@ -247,6 +272,38 @@ configmap = yaml.safe_load(pathlib.Path("deploy/kubernetes/configmap.yaml").read
 worker_pod = k8s["worker"][1]["spec"]["template"]["spec"]
 if float(configmap.get("WORKER_SHUTDOWN_GRACE", 30)) >= worker_pod.get("terminationGracePeriodSeconds", 30):
     errors.append("Kubernetes: the worker's terminationGracePeriodSeconds must exceed WORKER_SHUTDOWN_GRACE")
+
+
+def drain_seconds(argv):
+    """--timeout-graceful-shutdown of a web command Uvicorn accepts; None otherwise (reported above)."""
+    if not argv or argv[0] != "uvicorn":
+        return None
+    return (uvicorn_options(argv)[0] or {}).get("timeout_graceful_shutdown")
+
+
+# On SIGTERM the web drains for up to --timeout-graceful-shutdown: SIGKILL must not come first.
+if (drain := drain_seconds(compose.get("web", {}).get("command"))) is not None:
+    stop_grace = seconds(compose["web"].get("stop_grace_period", "10s"))
+    if stop_grace is None or stop_grace <= drain + MARGIN:
+        errors.append(
+            f"Compose: the web's stop_grace_period must exceed --timeout-graceful-shutdown ({drain}) + {MARGIN} s"
+        )
+if "web" in k8s and (drain := drain_seconds(k8s["web"][0])) is not None:
+    web_pod = k8s["web"][1]["spec"]["template"]["spec"]
+    [web_container] = [c for c in web_pod["containers"] if c["name"] == "web"]
+    pre_stop = ((web_container.get("lifecycle") or {}).get("preStop") or {}).get("exec", {}).get("command")
+    pause = 0
+    if pre_stop:
+        pause = seconds(pre_stop[1]) if len(pre_stop) == 2 and pre_stop[0] == "sleep" else None
+        if pause is None:
+            errors.append(f"Kubernetes: the web's preStop must be a plain `sleep SECONDS`, got {pre_stop}")
+            pause = 0
+    termination = web_pod.get("terminationGracePeriodSeconds", 30)
+    if termination <= pause + drain + MARGIN:
+        errors.append(
+            f"Kubernetes: the web's terminationGracePeriodSeconds ({termination}) must exceed the preStop "
+            f"sleep ({pause}) + --timeout-graceful-shutdown ({drain}) + {MARGIN} s"
+        )
 for error in errors:
     print(f"FAIL: {error}", file=sys.stderr)
 sys.exit(1 if errors else 0)

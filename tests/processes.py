@@ -15,6 +15,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from orchestrator_project.runstack import web_command
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -108,20 +110,19 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def start_web(name, log_dir, *, port=None, **env):
-    port = port or free_port()
-    args = [
-        sys.executable,
-        "-m",
-        "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "orchestrator_project.asgi:application",
-    ]
-    child = Child(name, args, child_env(SERVICE_PORT=port, **env), log_dir)
+def web_server_command(port):
+    """The production web command (orchestrator_project/runstack.py), run from this venv on loopback."""
+    return web_command("127.0.0.1", port, python=sys.executable)
+
+
+def launch_web(name, log_dir, port, env):
+    """The web server on `port` with exactly `env`; returns once it accepts connections.
+
+    Uvicorn imports the application (Django set up, URLs and middleware loaded) before it binds, so an
+    open port means it is ready to serve."""
+    child = Child(name, web_server_command(port), env, log_dir)
     child.port = port
+    child.url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -129,5 +130,10 @@ def start_web(name, log_dir, *, port=None, **env):
                 return child
         except OSError:
             if child.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{name} did not start:\n{child.output()[-3000:]}")
+                raise AssertionError(f"{name} did not start:\n{child.output()[-3000:]}") from None
             time.sleep(0.05)
+
+
+def start_web(name, log_dir, *, port=None, **env):
+    port = port or free_port()
+    return launch_web(name, log_dir, port, child_env(SERVICE_PORT=port, **env))

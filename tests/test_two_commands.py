@@ -61,7 +61,7 @@ class Stack:
             roles = {}
             for proc in psutil.Process(self.make.pid).children(recursive=True):
                 with_args = " ".join(proc.cmdline())
-                if "daphne" in with_args:
+                if "uvicorn" in with_args:
                     roles["web"] = proc
                 elif "celery" in with_args and " worker" in with_args:
                     roles["worker"] = proc

@@ -1,4 +1,4 @@
-"""A deployment on one machine: web instances (Daphne), Celery workers and beat as real processes against
+"""A deployment on one machine: web instances (Uvicorn), Celery workers and beat as real processes against
 the test database and Redis, started with the commands the production image uses, and gated fake agents
 that hold every call until the test lets them answer, so a test can stop a process while it has work
 in flight and know exactly which work that was."""
@@ -28,10 +28,10 @@ def production_web_command(port):
     """The Dockerfile's CMD (the web server as deployed), run from .venv on a loopback port."""
     [line] = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD [")]
     argv = json.loads(line.removeprefix("CMD "))
-    assert argv[0] == "daphne", argv
-    args = [sys.executable, "-m", "daphne", *argv[1:]]
-    args[args.index("-b") + 1] = "127.0.0.1"
-    args[args.index("-p") + 1] = str(port)
+    assert argv[0] == "uvicorn", argv
+    args = [sys.executable, "-m", "uvicorn", *argv[1:]]
+    args[args.index("--host") + 1] = "127.0.0.1"
+    args[args.index("--port") + 1] = str(port)
     return args
 
 

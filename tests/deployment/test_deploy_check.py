@@ -8,16 +8,24 @@ from tests.processes import ROOT
 
 
 def test_the_deploy_check_reports_each_broken_artifact_and_exits_non_zero(tmp_path):
-    for name in ("Dockerfile", "docker-compose.yml"):
+    for name in ("Dockerfile", "docker-compose.yml", "orchestrator_project/runstack.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
-    # A Daphne flag that does not exist (the real one is --websocket_timeout) ...
+    # A Uvicorn flag that does not exist (the real one is --timeout-keep-alive) ...
     dockerfile = tmp_path / "Dockerfile"
-    dockerfile.write_text(dockerfile.read_text().replace('"-v", "0",', '"--websocket-timeout", "60",'))
+    dockerfile.write_text(
+        dockerfile.read_text().replace('"--no-access-log",', '"--keep-alive-timeout", "60",')
+    )
     # ... a worker killed before its own shutdown grace is over ...
     worker = tmp_path / "deploy/kubernetes/worker-deployment.yaml"
     worker.write_text(
         worker.read_text().replace("terminationGracePeriodSeconds: 60", "terminationGracePeriodSeconds: 20")
+    )
+    # ... a web pod killed before its preStop pause and Uvicorn's drain are over ...
+    web = tmp_path / "deploy/kubernetes/web-deployment.yaml"
+    web.write_text(
+        web.read_text().replace("terminationGracePeriodSeconds: 35", "terminationGracePeriodSeconds: 30")
     )
     # ... and a field Kubernetes does not know.
     service = tmp_path / "deploy/kubernetes/service.yaml"
@@ -33,7 +41,9 @@ def test_the_deploy_check_reports_each_broken_artifact_and_exits_non_zero(tmp_pa
         timeout=120,
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "daphne rejects the Dockerfile CMD" in result.stderr
+    [rejected] = [line for line in result.stderr.splitlines() if "uvicorn rejects the Dockerfile CMD" in line]
+    assert "--keep-alive-timeout" in rejected.split("]: ", 1)[1]  # click's message names the bad flag
     assert "terminationGracePeriodSeconds must exceed WORKER_SHUTDOWN_GRACE" in result.stderr
+    assert "the web's terminationGracePeriodSeconds (30) must exceed the preStop sleep (5)" in result.stderr
     assert "service.yaml does not match the Kubernetes schema" in result.stderr
     assert "web: Dockerfile/Compose" in result.stderr  # the image's command no longer matches the others

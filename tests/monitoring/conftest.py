@@ -1,12 +1,10 @@
 """Actors and machinery for the monitoring tests: agents, sessions, WebSocket communicators, and a live
-stack (Daphne + a Celery worker + a fake agent) running against the test database."""
+stack (the production web command + a Celery worker + a fake agent) running against the test database."""
 
 import contextlib
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -18,12 +16,13 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 import redis
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.utils import timezone
 
 from tests.actors import PASSWORD
+from tests.communicator import WebsocketCommunicator
+from tests.processes import Child, free_port, launch_web
 
 LIVE_METRICS_TOKEN = "live-stack-metrics-token-0123456789"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -117,12 +116,6 @@ def transition(task_id, status, *, kind=None, attempt=1, agent_id=None, **extra)
 # --- A live stack --------------------------------------------------------------------------------
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_until(predicate, *, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -139,6 +132,8 @@ def port_open(port):
 
 
 def child_env(**overrides):
+    """Unlike tests.processes.child_env, the children keep the test settings (ORCHESTRATOR_TESTING from
+    this process): the browser test logs in with a password hashed by the test-only hasher."""
     from django.conf import settings
     from django.db import connection
 
@@ -155,40 +150,10 @@ def child_env(**overrides):
     return env
 
 
-def start_daphne(port, env, log_name):
+def start_web_server(port, env, name):
+    """The web server as production runs it (tests/processes.py), its output in test-artifacts/<name>.log."""
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / log_name, "w")  # noqa: SIM115 (closed with the process)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "orchestrator_project.asgi:application",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    process.log = log
-    wait_until(lambda: port_open(port) or process.poll() is not None, timeout=30, what="daphne")
-    assert process.poll() is None, (ARTIFACTS / log_name).read_text()[-3000:]
-    return process
-
-
-def stop(process):
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-    process.log.close()
+    return launch_web(name, ARTIFACTS, port, env)
 
 
 class FakeAgent(BaseHTTPRequestHandler):
@@ -225,7 +190,7 @@ class LiveStack:
 
 @pytest.fixture(scope="module")
 def live_stack(django_db_setup, django_db_blocker):
-    """Daphne and a Celery worker on the test database, and a fake agent, for one test module.
+    """The web server and a Celery worker on the test database, and a fake agent, for one test module.
 
     Not for the whole session: a live worker claims any pending task in the shared test database, so
     it must be gone before other modules' tests (with their own workers and settings) run."""
@@ -233,9 +198,9 @@ def live_stack(django_db_setup, django_db_blocker):
     threading.Thread(target=agent_server.serve_forever, daemon=True).start()
     port = free_port()
     env = child_env(PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", METRICS_TOKEN=LIVE_METRICS_TOKEN)
-    web = start_daphne(port, env, "live-daphne.log")
-    worker_log = open(ARTIFACTS / "live-worker.log", "w")  # noqa: SIM115
-    worker = subprocess.Popen(
+    web = start_web_server(port, env, "live-web")
+    worker = Child(
+        "live-worker",
         [
             sys.executable,
             "-m",
@@ -254,23 +219,20 @@ def live_stack(django_db_setup, django_db_blocker):
             "--without-gossip",
             "--without-mingle",
         ],
-        env=env,
-        stdout=worker_log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        env,
+        ARTIFACTS,
     )
-    worker.log = worker_log
     try:
         from orchestrator_project.celery import app
 
         wait_until(
-            lambda: bool(app.control.ping(timeout=0.5)) or worker.poll() is not None,
+            lambda: bool(app.control.ping(timeout=0.5)) or worker.proc.poll() is not None,
             timeout=60,
             what="the Celery worker",
         )
-        assert worker.poll() is None, (ARTIFACTS / "live-worker.log").read_text()[-3000:]
+        assert worker.proc.poll() is None, worker.output()[-3000:]
         yield LiveStack(port, f"http://127.0.0.1:{agent_server.server_address[1]}")
     finally:
-        stop(worker)
-        stop(web)
+        worker.stop()
+        web.stop()
         agent_server.shutdown()

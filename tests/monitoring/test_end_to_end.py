@@ -1,4 +1,4 @@
-"""Through a running server: Daphne serving the sockets, a Celery worker running the task engine, and a
+"""Through a running server: Uvicorn serving the sockets, a Celery worker running the task engine, and a
 fake agent doing the work. Every event here was published by another process after its commit."""
 
 import uuid

@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from monitoring import beat, recorder, workers
 
-from .conftest import child_env, free_port, port_open, start_daphne, stop, wait_until
+from .conftest import child_env, free_port, port_open, start_web_server, wait_until
 
 
 def checks(response):
@@ -122,7 +122,7 @@ def test_it_is_unhealthy_with_503_when_the_database_is_down():
 
     port = free_port()
     env = child_env(DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/nowhere", DB_POOL_TIMEOUT="1")
-    web = start_daphne(port, env, "health-db-down-daphne.log")
+    web = start_web_server(port, env, "health-db-down-web")
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=15) as http:
             detailed = http.get("/health/detailed")
@@ -131,7 +131,7 @@ def test_it_is_unhealthy_with_503_when_the_database_is_down():
             assert detailed.json()["checks"]["redis"]["status"] == "ok"
             assert http.get("/health").status_code == 200
     finally:
-        stop(web)
+        web.stop()
 
 
 @pytest.mark.django_db

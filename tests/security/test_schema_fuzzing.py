@@ -1,6 +1,6 @@
 """Schemathesis against the published OpenAPI schema, authenticated as an operator.
 
-Every operation of /api/schema/ is called in-process through the real ASGI application (the one Daphne
+Every operation of /api/schema/ is called in-process through the real ASGI application (the one Uvicorn
 serves) with generated valid and invalid data: schemathesis' coverage phase (boundary and type-mutation
 cases) and its fuzzing phase (MAX_EXAMPLES random cases per mode). Each answer must not be a server
 error, must carry a documented status code and content type and match the documented response schema,

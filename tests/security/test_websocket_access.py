@@ -10,11 +10,11 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.utils import timezone
 
 from orchestrator_project.accounts.models import ApiToken
+from tests.communicator import WebsocketCommunicator
 from tests.monitoring.conftest import make_agent, make_watcher, session_cookie
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]

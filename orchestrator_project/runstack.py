@@ -61,8 +61,8 @@ def banner(settings):
 
 # The production web server command after `uvicorn` (Dockerfile, Compose and Kubernetes spell out the
 # same flags; deploy/validate.sh checks they agree). Uvicorn with uvloop and httptools: with Daphne the
-# same app answered 240 instead of 390 bare API requests/s and fanned live events out at 1.5 times the
-# CPU (docs/benchmarks.md).
+# same code answered fewer bare API requests and fanned live events out at 1.5 times the CPU (measured
+# side by side: bench/notes.md, "Where the time went").
 # --no-proxy-headers: X-Forwarded-For from any client would pass for its address (throttles, /metrics
 #   allow-list); uvicorn trusts it from 127.0.0.1 by default.
 # --no-access-log: RequestIdMiddleware writes one JSON line per request, with its id.

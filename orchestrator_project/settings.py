@@ -216,12 +216,15 @@ CACHES = {
     }
 }
 
+_REDIS_DB = urlsplit(REDIS_URL).path.strip("/") or "0"
 CHANNEL_LAYERS = {
     "default": {
         # Redis pub/sub: a group send is one PUBLISH, and each web process delivers it to its own sockets.
         # The list-based layer would push one copy per connected client into Redis instead.
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "orchestrator:asgi"},
+        # Pub/sub channels ignore Redis database numbers: naming the number keeps a test run, the
+        # benchmark and `make run` sharing one Redis server out of each other's live streams.
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"orchestrator:asgi:{_REDIS_DB}"},
     }
 }
 

@@ -31,9 +31,10 @@ def start(stack, scenario, out_dir):
         path = out_dir / f"{scenario}-{name}.txt"
         proc = subprocess.Popen(
             [_py_spy(), "record", "--pid", str(child.pid), "--rate", "200", "--duration", "300",
-             "--format", "raw", "--output", str(path), "--nonblocking", "--subprocesses", "--threads",
-             # BENCH_PROFILE_IDLE=1: also threads that wait (who waits on what, not only who computes).
-             *(["--idle"] if os.environ.get("BENCH_PROFILE_IDLE") else [])],
+             "--format", "raw", "--output", str(path), "--nonblocking", "--subprocesses",
+             # BENCH_PROFILE_IDLE=1: also threads that wait, labelled (who waits on what, not only who
+             # computes); the summaries below then show the thread labels as frames.
+             *(["--idle", "--threads"] if os.environ.get("BENCH_PROFILE_IDLE") else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         running.append((f"{scenario}/{name}", proc, path))

@@ -46,6 +46,9 @@ class Assignment:
     task_id: UUID
     attempt: int
     agent_id: UUID
+    # What the runner needs to call the agent, read by the assigning UPDATE itself (runner.SPEC_COLUMNS
+    # order), so a dispatch round does not read the tasks again; None for other callers.
+    call: tuple | None = None
 
 
 class NoAgentAvailable(Exception):
@@ -65,6 +68,10 @@ _TASK_FIELDS = (
     "auto_dispatch",
 )
 
+
+# Read by the assigning UPDATE for the runner (runner.spec_from_row): the task with its agent's address.
+SPEC_COLUMNS = """t.task_id, t.attempts, t.assigned_agent_id, t.type, t.description, t.input_data,
+    t.required_capabilities, t.priority, t.deadline, t.timeout_seconds, a.endpoint, a.signing_secret"""
 
 # A round reads at most this many candidate agents per task waiting for a capability set (plus a few):
 # placing 200 tasks must not mean reading 10,000 agents. The least loaded come first, so every strategy
@@ -187,22 +194,24 @@ def _assign(plan, accepted, now, log):
     grace = settings.LEASE_GRACE_SECONDS
     with connection.cursor() as cursor:
         cursor.execute(
-            """UPDATE tasks_task AS t SET status = 'assigned', assigned_agent_id = v.agent_id,
+            f"""UPDATE tasks_task AS t SET status = 'assigned', assigned_agent_id = v.agent_id,
                    attempts = t.attempts + 1, assigned_at = %s, next_attempt_at = NULL, updated_at = %s,
                    lease_expires_at = CASE WHEN t.auto_dispatch
                        THEN %s + make_interval(secs => t.timeout_seconds + %s) END
                FROM unnest(%s::uuid[], %s::uuid[]) AS v(task_id, agent_id)
+                    JOIN agents_agent AS a ON a.agent_id = v.agent_id
                WHERE t.task_id = v.task_id AND t.status = 'pending'
-               RETURNING t.task_id, t.attempts, v.agent_id""",
+               RETURNING {SPEC_COLUMNS}""",
             [now, now, now, grace, [t.task_id for t, _ in rows], [c.agent_id for _, c in rows]],
         )
-        done = {r[0]: (r[1], r[2]) for r in cursor.fetchall()}
+        done = {r[0]: r for r in cursor.fetchall()}
     assignments = []
     for task, _ in rows:
-        if task.task_id not in done:
+        call = done.get(task.task_id)
+        if call is None:
             continue
-        attempt, agent_id = done[task.task_id]
-        assignments.append(Assignment(task.task_id, attempt, agent_id))
+        attempt, agent_id = call[1], call[2]
+        assignments.append(Assignment(task.task_id, attempt, agent_id, call))
         log.add(
             task_id=task.task_id,
             kind=EventKind.ASSIGNED,

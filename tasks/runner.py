@@ -29,7 +29,7 @@ from agents import egress
 from orchestrator_project.logging import log_context
 
 from . import agent_client
-from .dispatch import claim
+from .dispatch import SPEC_COLUMNS, claim
 from .models import EventKind, TaskStatus
 from .outcomes import Outcome, apply_outcomes
 from .transitions import TransitionLog
@@ -46,47 +46,46 @@ class SentMark:
     at: float  # time.time() when the request went out
 
 
-_SPECS_SQL = """
-    SELECT t.task_id, t.attempts, t.assigned_agent_id, t.type, t.description, t.input_data,
-           t.required_capabilities, t.priority, t.deadline, t.timeout_seconds, a.endpoint, a.signing_secret
+_SPECS_SQL = f"""
+    SELECT {SPEC_COLUMNS}
     FROM tasks_task t JOIN agents_agent a ON a.agent_id = t.assigned_agent_id
     WHERE t.task_id = ANY(%s::uuid[]) AND t.status = 'assigned'
 """
 
 
+def spec_from_row(row):
+    task_id, attempt, agent_id, task_type, description, input_data, capabilities = row[:7]
+    priority, deadline, timeout_seconds, endpoint, signing_secret = row[7:]
+    task = SimpleNamespace(
+        task_id=task_id,
+        type=task_type,
+        description=description,
+        input_data=json.loads(input_data),  # Django leaves jsonb as text
+        required_capabilities=capabilities,
+        priority=priority,
+        deadline=deadline,
+    )
+    return agent_client.CallSpec(
+        task_id=task_id,
+        attempt=attempt,
+        agent_id=agent_id,
+        endpoint=endpoint,
+        signing_secret=signing_secret,
+        timeout_seconds=timeout_seconds,
+        body=agent_client.build_body(task, attempt),
+    )
+
+
 def load_specs(assignments):
-    """CallSpecs for fresh assignments, in one query (agent endpoint and secret joined in)."""
+    """CallSpecs for fresh assignments: from what the claim read, or else in one query."""
+    if all(a.call is not None for a in assignments):
+        return [spec_from_row(a.call) for a in assignments]
     wanted = {UUID(str(a.task_id)): a.attempt for a in assignments}  # Celery hands ids over as text
     with connection.cursor() as cursor:
         cursor.execute(_SPECS_SQL, [list(wanted)])
         rows = cursor.fetchall()
-    specs = []
-    for row in rows:
-        task_id, attempt, agent_id, task_type, description, input_data, capabilities = row[:7]
-        priority, deadline, timeout_seconds, endpoint, signing_secret = row[7:]
-        if wanted.get(task_id) != attempt:
-            continue  # superseded since it was claimed
-        task = SimpleNamespace(
-            task_id=task_id,
-            type=task_type,
-            description=description,
-            input_data=json.loads(input_data),  # Django leaves jsonb as text
-            required_capabilities=capabilities,
-            priority=priority,
-            deadline=deadline,
-        )
-        specs.append(
-            agent_client.CallSpec(
-                task_id=task_id,
-                attempt=attempt,
-                agent_id=agent_id,
-                endpoint=endpoint,
-                signing_secret=signing_secret,
-                timeout_seconds=timeout_seconds,
-                body=agent_client.build_body(task, attempt),
-            )
-        )
-    return specs
+    # An attempt other than the one asked for was superseded since.
+    return [spec_from_row(row) for row in rows if wanted.get(row[0]) == row[1]]
 
 
 def mark_sent(marks):

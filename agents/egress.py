@@ -247,8 +247,12 @@ class PoolPerAddress(httpx.AsyncBaseTransport):
     max_concurrency 50, and the walk took 17 % of a busy worker's CPU (docs/benchmarks.md).
     """
 
-    def __init__(self, limits):
-        self._limits = limits
+    # Each shard's limits; how many calls are in flight at all is bounded by the callers' semaphores.
+    _SHARD_LIMITS = httpx.Limits(
+        max_connections=POOL_SHARD_CONNECTIONS, max_keepalive_connections=POOL_SHARD_CONNECTIONS
+    )
+
+    def __init__(self):
         self._ssl_context = _ssl_context()
         self._pools = {}
 
@@ -257,12 +261,10 @@ class PoolPerAddress(httpx.AsyncBaseTransport):
         shards = self._pools.setdefault((url.scheme, url.host, url.port, url.path), [])
         shard = min(shards, key=lambda candidate: candidate.in_flight, default=None)
         if shard is None or shard.in_flight >= POOL_SHARD_CONNECTIONS:
-            limits = httpx.Limits(
-                max_connections=POOL_SHARD_CONNECTIONS,
-                max_keepalive_connections=POOL_SHARD_CONNECTIONS,
-                keepalive_expiry=self._limits.keepalive_expiry,
+            transport = httpx.AsyncHTTPTransport(
+                verify=self._ssl_context, limits=self._SHARD_LIMITS, trust_env=False
             )
-            shard = _Shard(httpx.AsyncHTTPTransport(verify=self._ssl_context, limits=limits, trust_env=False))
+            shard = _Shard(transport)
             shards.append(shard)
         return shard
 
@@ -287,7 +289,6 @@ class PoolPerAddress(httpx.AsyncBaseTransport):
                 await shard.transport.aclose()
 
 
-def new_async_client(max_connections):
+def new_async_client():
     # trust_env=False: proxies from the environment must not reroute calls around the address check.
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    return httpx.AsyncClient(transport=PoolPerAddress(limits), follow_redirects=False, trust_env=False)
+    return httpx.AsyncClient(transport=PoolPerAddress(), follow_redirects=False, trust_env=False)

@@ -82,7 +82,7 @@ async def _probe_one(client, semaphore, endpoint):
 async def _probe_all(targets):
     width = max(1, min(len(targets), settings.AGENT_CALL_CONCURRENCY))
     semaphore = asyncio.Semaphore(width)
-    async with egress.new_async_client(width) as client:
+    async with egress.new_async_client() as client:
         return await asyncio.gather(*(_probe_one(client, semaphore, endpoint) for _, endpoint in targets))
 
 

@@ -73,8 +73,6 @@ class Hub:
         while True:
             try:
                 message = await layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
             except Exception:  # the layer reconnects by itself; live updates are best effort
                 logger.warning("live %s stream: receive failed", self.group, exc_info=True)
                 await asyncio.sleep(0.5)

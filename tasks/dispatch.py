@@ -153,15 +153,15 @@ def _reserve_slots(plan, now):
     wanted = {}
     for _, candidate in plan:
         wanted.setdefault(candidate.agent_id, [candidate, 0])[1] += 1
-    probes = sorted((agent_id for agent_id, (c, _) in wanted.items() if c.probe), key=str)
-    regular = sorted((agent_id for agent_id, (c, _) in wanted.items() if not c.probe), key=str)
+    probes = [agent_id for agent_id, (c, _) in wanted.items() if c.probe]
+    regular = [agent_id for agent_id, (c, _) in wanted.items() if not c.probe]
     accepted = set()
     with connection.cursor() as cursor:
         # Locked in agent id order first, as outcomes lock them (outcomes._lock_agents): two rounds
         # cannot deadlock. Then one guarded UPDATE for all of them, not one statement per agent.
         cursor.execute(
             "SELECT 1 FROM agents_agent WHERE agent_id = ANY(%s::uuid[]) ORDER BY agent_id FOR UPDATE",
-            [sorted(wanted, key=str)],
+            [list(wanted)],
         )
         if regular:
             cursor.execute(

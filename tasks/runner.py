@@ -293,7 +293,7 @@ class Runner:
 
     def _run_loop(self):
         asyncio.set_event_loop(self.loop)
-        self.client = egress.new_async_client(settings.AGENT_CALL_CONCURRENCY)
+        self.client = egress.new_async_client()
         self.semaphore = asyncio.Semaphore(settings.AGENT_CALL_CONCURRENCY)
         self.loop.call_soon(self._ready.set)
         self.loop.run_forever()

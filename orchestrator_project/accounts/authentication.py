@@ -25,8 +25,8 @@ def parse_bearer(header_value):
 
 
 def _columns(model, alias):
-    fields = [field.attname for field in model._meta.concrete_fields]
-    return fields, ", ".join(f'{alias}."{model._meta.get_field(name).column}"' for name in fields)
+    fields = model._meta.concrete_fields
+    return [field.attname for field in fields], ", ".join(f'{alias}."{field.column}"' for field in fields)
 
 
 @cache

@@ -63,7 +63,7 @@ def _shards(client):
 async def test_concurrent_calls_spread_over_small_pools_and_free_their_slots(settings):
     server = await SlowServer().start()
     url = f"http://127.0.0.1:{server.port}/agent/execute"
-    async with egress.new_async_client(1000) as client:
+    async with egress.new_async_client() as client:
         calls = [asyncio.ensure_future(_call(client, url)) for _ in range(20)]
         await asyncio.wait_for(server.wait_for_waiting(20), 10)
         shards = _shards(client)
@@ -86,7 +86,7 @@ async def test_a_refused_answer_frees_its_slot_too():
     server = await SlowServer(body=b"x" * 5000).start()
     server.release.set()
     url = f"http://127.0.0.1:{server.port}/agent/execute"
-    async with egress.new_async_client(10) as client:
+    async with egress.new_async_client() as client:
         with pytest.raises(egress.ResponseTooLarge):
             await _call(client, url, max_bytes=100)
         assert [shard.in_flight for shard in _shards(client)] == [0]

@@ -7,30 +7,34 @@ import sys
 from tests.processes import ROOT
 
 
+def _edit(path, old, new):
+    path.write_text(path.read_text().replace(old, new))
+
+
 def test_the_deploy_check_reports_each_broken_artifact_and_exits_non_zero(tmp_path):
     for name in ("Dockerfile", "docker-compose.yml", "orchestrator_project/runstack.py"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
     # A Uvicorn flag that does not exist (the real one is --timeout-keep-alive) ...
-    dockerfile = tmp_path / "Dockerfile"
-    dockerfile.write_text(
-        dockerfile.read_text().replace('"--no-access-log",', '"--keep-alive-timeout", "60",')
-    )
+    _edit(tmp_path / "Dockerfile", '"--no-access-log",', '"--keep-alive-timeout", "60",')
     # ... a worker killed before its own shutdown grace is over ...
-    worker = tmp_path / "deploy/kubernetes/worker-deployment.yaml"
-    worker.write_text(
-        worker.read_text().replace("terminationGracePeriodSeconds: 60", "terminationGracePeriodSeconds: 20")
+    _edit(
+        tmp_path / "deploy/kubernetes/worker-deployment.yaml",
+        "terminationGracePeriodSeconds: 60",
+        "terminationGracePeriodSeconds: 20",
     )
     # ... a web pod killed before its preStop pause and Uvicorn's drain are over ...
-    web = tmp_path / "deploy/kubernetes/web-deployment.yaml"
-    web.write_text(
-        web.read_text().replace("terminationGracePeriodSeconds: 35", "terminationGracePeriodSeconds: 30")
+    _edit(
+        tmp_path / "deploy/kubernetes/web-deployment.yaml",
+        "terminationGracePeriodSeconds: 35",
+        "terminationGracePeriodSeconds: 30",
     )
     # ... and a field Kubernetes does not know.
-    service = tmp_path / "deploy/kubernetes/service.yaml"
-    service.write_text(
-        service.read_text().replace("  type: ClusterIP", "  type: ClusterIP\n  sessionAfinity: None")
+    _edit(
+        tmp_path / "deploy/kubernetes/service.yaml",
+        "  type: ClusterIP",
+        "  type: ClusterIP\n  sessionAfinity: None",
     )
 
     result = subprocess.run(

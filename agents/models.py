@@ -46,6 +46,10 @@ class Agent(models.Model):
     heartbeat_timeout = models.PositiveIntegerField(default=default_heartbeat_timeout)
     # last_heartbeat + heartbeat_timeout, kept as a column so the liveness sweep is one indexed query.
     heartbeat_expires_at = models.DateTimeField(null=True, blank=True)
+    # The heartbeat rate limit's state (GCRA's "theoretical arrival time"): a heartbeat is let through
+    # while this is at most one window ahead of now, and pushes it on by one emission interval. Kept on
+    # the row the heartbeat updates anyway, so limiting costs no extra round trip (agents/pacing.py).
+    heartbeat_tat = models.DateTimeField(null=True, blank=True, editable=False)
     last_metrics = models.JSONField(default=dict, blank=True)
 
     max_concurrency = models.PositiveIntegerField(default=default_max_concurrency)

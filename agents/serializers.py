@@ -7,7 +7,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rest_framework import serializers
 
-from orchestrator_project.validation import unstorable_text
+from orchestrator_project.validation import PrototypeFieldsMixin, unstorable_text
 
 from . import egress
 from .discovery import CAPABILITY_PATTERN, MAX_CAPABILITIES
@@ -192,7 +192,7 @@ class AgentRegistrationSerializer(serializers.Serializer):
         return check_json_object(value, max_bytes=MAX_METADATA_BYTES, what="metadata")
 
 
-class HeartbeatSerializer(serializers.Serializer):
+class HeartbeatSerializer(PrototypeFieldsMixin, serializers.Serializer):
     """Anything else an agent sends (a timestamp, say) is ignored: the server's clock decides."""
 
     status = serializers.ChoiceField(choices=[AgentStatus.ONLINE, AgentStatus.DRAINING], required=False)

@@ -9,9 +9,9 @@ Status rules live in the SQL below (one statement per change, see changes.py); i
 import json
 
 from django.db import IntegrityError, connection, transaction
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import Throttled, ValidationError
 
-from . import changes
+from . import changes, pacing
 from .changes import CLOCK
 from .discovery import DiscoveryFailed, discover_capabilities
 from .models import Agent, AgentStatus, CircuitState
@@ -44,10 +44,11 @@ def hand_back(*, agent_ids, reason):
     hand_back_agent_tasks(agent_ids=list(agent_ids), reason=reason)
 
 
-def heartbeat(*, agent_id, status=None, reported_load=None, metrics=None, reason="heartbeat"):
+def heartbeat(*, agent_id, status=None, reported_load=None, metrics=None, reason="heartbeat", paced=False):
     """Record a heartbeat on the database's clock. Returns the Change, or None if there is no such agent.
 
-    One statement: this runs for every agent every few seconds.
+    One statement: this runs for every agent every few seconds. `paced` (the API) applies the heartbeat
+    rate limit in that same statement (pacing.py) and raises Throttled when the agent is over it.
     """
     params = {
         "agent": agent_id,
@@ -55,13 +56,33 @@ def heartbeat(*, agent_id, status=None, reported_load=None, metrics=None, reason
         "load": reported_load,
         "metrics": None if metrics is None else json.dumps(metrics),
     }
+    where, assignments = "agent_id = %(agent)s", _HEARTBEAT
+    pace = pacing.heartbeat_pace() if paced else None
+    if pace is not None:
+        where, assignments = f"{where} AND {pacing.ALLOWED}", f"{assignments}, {pacing.ADVANCE}"
+        params.update(pace)
     # No transaction block: the statement is atomic by itself, and BEGIN/COMMIT would double the round
     # trips of the busiest write path. The announcements then go out right after it. Not durable: see
     # changes.apply; the heartbeat that follows repeats everything this one says.
-    found = changes.apply(
-        where="agent_id = %(agent)s", assignments=_HEARTBEAT, params=params, reason=reason, durable=False
-    )
-    return found[0] if found else None
+    for _ in range(2):
+        found = changes.apply(
+            where=where, assignments=assignments, params=params, reason=reason, durable=False
+        )
+        if found:
+            return found[0]
+        if pace is None:
+            return None
+        # Refused: by the limit, or because there is no such agent (rare paths, so a second statement).
+        with connection.cursor() as cursor:
+            cursor.execute(pacing.WAIT, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        wait = float(row[0])
+        if wait > 0:
+            break
+        # The budget came back between the two statements: try once more.
+    raise Throttled(wait=max(wait, 0.001))
 
 
 def _discover(endpoint):

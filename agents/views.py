@@ -22,7 +22,6 @@ from .serializers import (
     HeartbeatSerializer,
     RegisteredAgentSerializer,
 )
-from .throttles import HeartbeatThrottle
 
 
 class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -65,7 +64,8 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=HeartbeatSerializer, responses=HeartbeatResponseSerializer)
-    @action(detail=True, methods=["post"], throttle_classes=[HeartbeatThrottle])
+    # Rate-limited per agent inside the heartbeat's own UPDATE (agents/pacing.py), not by a DRF throttle.
+    @action(detail=True, methods=["post"], throttle_classes=[])
     def heartbeat(self, request, agent_id):
         # No get_object(): a heartbeat is the authentication lookup plus one UPDATE, nothing more.
         if is_agent(request.user) and request.user.agent.pk != agent_id:
@@ -78,6 +78,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             status=data.get("status"),
             reported_load=data.get("current_load"),
             metrics=data.get("metrics"),
+            paced=True,
         )
         if change is None:
             raise NotFound()

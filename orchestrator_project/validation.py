@@ -1,5 +1,6 @@
 """Input checks shared by the API's serializers: things Postgres would otherwise reject with a 500."""
 
+import copy
 import json
 
 from rest_framework import serializers
@@ -48,6 +49,33 @@ def no_nul(value):
     if isinstance(value, str) and "\x00" in value:
         raise serializers.ValidationError("NUL characters are not allowed")
     return value
+
+
+class PrototypeFieldsMixin:
+    """Each serializer instance gets its fields as shallow copies of the declared ones.
+
+    DRF deep-copies every declared field per instance, which re-runs each field's __init__ (validators,
+    regexes, choices): on task creation and heartbeats that was a tenth of the request's CPU. A shallow
+    copy is a distinct object that the serializer binds to itself as usual; what it shares with the
+    declared field (validators, error messages, choices) DRF never changes after __init__. A list or
+    dict field's child is copied too and bound to the copy, as its __init__ binds it; nested serializers keep
+    DRF's deep copy.
+    """
+
+    def get_fields(self):
+        return {name: _clone(field) for name, field in self._declared_fields.items()}
+
+
+def _clone(field):
+    if isinstance(field, serializers.BaseSerializer):
+        return copy.deepcopy(field)
+    clone = object.__new__(type(field))
+    clone.__dict__.update(field.__dict__)
+    child = getattr(field, "child", None)
+    if child is not None:
+        clone.child = _clone(child)
+        clone.child.parent = clone  # the rest of the binding (name "", source) is the child's already
+    return clone
 
 
 class StrictFieldsMixin:

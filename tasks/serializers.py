@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from orchestrator_project.validation import (
     NoNulCharField,
+    PrototypeFieldsMixin,
     StrictBooleanField,
     StrictFieldsMixin,
     StrictIntegerField,
@@ -24,7 +25,7 @@ def capability_field():
     return StrictRegexField(NAME_PATTERN, max_length=100, error_messages={"invalid": NAME_MESSAGE})
 
 
-class TaskCreateSerializer(StrictFieldsMixin, serializers.Serializer):
+class TaskCreateSerializer(PrototypeFieldsMixin, StrictFieldsMixin, serializers.Serializer):
     type = StrictRegexField(NAME_PATTERN, max_length=100, error_messages={"invalid": NAME_MESSAGE})
     description = NoNulCharField(max_length=10000, required=False, allow_blank=True, default="")
     input_data = serializers.JSONField(required=False, default=dict)

@@ -2,6 +2,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from agents import services
@@ -179,6 +180,21 @@ def test_heartbeats_are_throttled_per_agent(alice_client, alice, bob, settings):
 
     assert codes == [200, 200, 429]
     assert beat(client_for_agent(bob), bob).status_code == 200
+
+
+def test_the_heartbeat_budget_comes_back_as_time_passes(alice_client, alice, settings):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"auth": "10/min", "heartbeat": "2/min"},
+    }
+    assert [beat(alice_client, alice).status_code for _ in range(3)] == [200, 200, 429]
+
+    # Half a minute later one interval (30 s) has been paid back: one more heartbeat, not two.
+    Agent.objects.filter(pk=alice.pk).update(heartbeat_tat=F("heartbeat_tat") - timedelta(seconds=30))
+    assert [beat(alice_client, alice).status_code for _ in range(2)] == [200, 429]
+    # A full minute later the whole burst is back.
+    Agent.objects.filter(pk=alice.pk).update(heartbeat_tat=F("heartbeat_tat") - timedelta(minutes=1))
+    assert [beat(alice_client, alice).status_code for _ in range(3)] == [200, 200, 429]
 
 
 def test_a_new_registration_of_an_offline_agent_brings_it_back(db):

@@ -15,6 +15,8 @@ from uuid import UUID
 
 from django.db import connection, transaction
 
+from orchestrator_project.prepared import prepared_cursor
+
 from .models import Agent, AgentStatus, AgentStatusChange
 
 # The database's clock, unless a caller (a sweep, a test) passes `now`: liveness never trusts an agent's
@@ -85,7 +87,8 @@ def apply(
                heartbeat_expires_at, at
         FROM moved
     """
-    with connection.cursor() as cursor:
+    # Prepared when it is a heartbeat's: the same text thousands of times a minute.
+    with prepared_cursor() if not durable else connection.cursor() as cursor:
         cursor.execute(sql, {**(params or {}), "now": now, "reason": reason[:500]})
         changes = [Change(*row, reason=reason) for row in cursor.fetchall()]
     announce(changes)

@@ -197,9 +197,17 @@ def _database_config(url):
             "timeout": env_float("DB_POOL_TIMEOUT", 10.0, minimum=0.1),
         },
     }
+    if DB_PREPARED_STATEMENTS:
+        # psycopg prepares nothing while this is None (Django's default). The hot statements ask for it
+        # explicitly (orchestrator_project/prepared.py); Django's own cursors bind on the client and
+        # never prepare, whatever the threshold.
+        config["OPTIONS"]["prepare_threshold"] = 2**31 - 1
     return config
 
 
+# The hot statements (task INSERT, heartbeat, token lookups) are prepared once per connection
+# (orchestrator_project/prepared.py); off for transaction-mode poolers that cannot keep them.
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
 DATABASES = {"default": _database_config(DATABASE_URL)}
 if TESTING:
     # The test process starts and drops threads by the hundred (in-process workers, concurrency tests);

@@ -6,6 +6,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from ..prepared import prepared_cursor
 from .models import USER_TOKEN_PREFIX, ApiToken, hash_token
 from .roles import AgentPrincipal
 
@@ -60,7 +61,7 @@ def _user_token_lookup():
 
 
 def _fetch_row(sql, params):
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
 

@@ -1,0 +1,42 @@
+"""A database cursor for the hot statements: server-side parameters, statement prepared per connection.
+
+Django's psycopg backend binds parameters on the client (every value quoted into the SQL text, which
+the server then parses and plans again) and turns psycopg's prepared statements off, so that
+transaction-mode connection poolers keep working. The few statements that run on every request or
+heartbeat (the task INSERT, the heartbeat UPDATE, the token lookups) use this cursor instead: psycopg
+prepares each on first use on a connection and afterwards sends only the values. The service's own
+connection pool (psycopg_pool) keeps connections, and with them their prepared statements; behind a
+transaction-mode pooler (PgBouncer < 1.21), set DB_PREPARED_STATEMENTS=false.
+
+The cursor is wrapped like any other Django cursor, so execute wrappers, query logging and
+CaptureQueriesContext see these statements too.
+"""
+
+from contextlib import contextmanager
+
+import psycopg
+from django.conf import settings
+from django.db import connection
+
+
+class _PreparingCursor(psycopg.Cursor):
+    prepare = True
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=self.prepare, binary=binary)
+
+
+@contextmanager
+def prepared_cursor():
+    connection.ensure_connection()
+    raw = _PreparingCursor(connection.connection)
+    if connection.queries_logged:
+        # psycopg keeps no query text for a prepared execution, and the log (DEBUG, or a test capturing
+        # queries) wants it: these statements then run unprepared, with the same server-side binding.
+        raw.prepare = False
+        cursor = connection.make_debug_cursor(raw)
+    else:
+        raw.prepare = settings.DB_PREPARED_STATEMENTS
+        cursor = connection.make_cursor(raw)
+    with cursor:
+        yield cursor

@@ -8,9 +8,10 @@ dispatcher flips it to half-open with a guarded update, which lets exactly one p
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
 from monitoring.events import publish_agent_changes
+from orchestrator_project.prepared import prepared_cursor
 
 from .wake import wake_dispatch_later
 
@@ -102,7 +103,7 @@ def release(agent_id, *, now, outcome, latency_ms=None, counts_for_circuit=True)
         "threshold": settings.CIRCUIT_BREAKER_FAILURE_THRESHOLD,
         "retry_at": now + timedelta(seconds=settings.CIRCUIT_BREAKER_RECOVERY_TIMEOUT),
     }
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     _publish(rows, now)
@@ -131,7 +132,7 @@ def release_successes(outcomes, *, now):
     agent_ids = sorted(per_agent, key=str)  # the order every path locks agents in
     counts = [per_agent[a][0] for a in agent_ids]
     means = [sum(per_agent[a][1]) / len(per_agent[a][1]) if per_agent[a][1] else None for a in agent_ids]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"""UPDATE agents_agent AS a SET
                     current_load = GREATEST(a.current_load - v.n, 0),
@@ -154,7 +155,7 @@ def release_successes(outcomes, *, now):
 
 def note_accepted(agent_id, *, now, latency_ms):
     """The agent took the task (202): it is healthy, but the slot stays held until it reports."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"""UPDATE agents_agent SET consecutive_failures = 0,
                     circuit_state = 'closed', circuit_opened_at = NULL, circuit_retry_at = NULL,

@@ -12,11 +12,12 @@ from datetime import timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from agents.models import Agent, AgentStatus, CircuitState
+from orchestrator_project.prepared import prepared_cursor
 
 from .models import EventKind, Task, TaskStatus
 from .strategies import get_strategy
@@ -105,7 +106,7 @@ _WORTH_A_ROUND_SQL = f"""
 
 def _worth_a_round(now):
     """Whether some agent has room and some task is due: one read, no locks, no transaction."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_WORTH_A_ROUND_SQL, [now, now])
         return cursor.fetchone()[0]
 
@@ -118,7 +119,7 @@ def _candidates(demand, now):
     stays right.
     """
     by_id, per_set = {}, {}
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         for needed, count in demand.items():
             limit = count * CANDIDATES_PER_TASK + CANDIDATES_MIN
             cursor.execute(_CANDIDATES_SQL, [now, sorted(needed), limit])
@@ -156,7 +157,7 @@ def _reserve_slots(plan, now):
     probes = [agent_id for agent_id, (c, _) in wanted.items() if c.probe]
     regular = [agent_id for agent_id, (c, _) in wanted.items() if not c.probe]
     accepted = set()
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         # Locked in agent id order first, as outcomes lock them (outcomes._lock_agents): two rounds
         # cannot deadlock. Then one guarded UPDATE for all of them, not one statement per agent.
         cursor.execute(
@@ -192,7 +193,7 @@ def _assign(plan, accepted, now, log):
     if not rows:
         return []
     grace = settings.LEASE_GRACE_SECONDS
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"""UPDATE tasks_task AS t SET status = 'assigned', assigned_agent_id = v.agent_id,
                    attempts = t.attempts + 1, assigned_at = %s, next_attempt_at = NULL, updated_at = %s,
@@ -330,7 +331,7 @@ def capable_agents_exist(required_capabilities, now=None):
 def start_lease(task_id, attempt, now=None):
     """Give an assigned task its lease (manual assignments wait without one until they are sent)."""
     now = now or timezone.now()
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             """UPDATE tasks_task SET lease_expires_at = %s + make_interval(secs => timeout_seconds + %s)
                WHERE task_id = %s AND attempts = %s AND status = 'assigned' AND lease_expires_at IS NULL""",

@@ -17,6 +17,8 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
+from orchestrator_project.prepared import prepared_cursor
+
 from . import agent_stats
 from .models import IN_FLIGHT_STATUSES, EventKind, Task, TaskStatus
 from .transitions import TransitionLog
@@ -64,7 +66,7 @@ def _complete_many(outcomes, now, log):
     """
     if not outcomes:
         return set()
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             """UPDATE tasks_task AS t SET status = 'completed', result = v.result, error = NULL,
                    finished_at = %s, started_at = COALESCE(t.started_at, %s), lease_expires_at = NULL,
@@ -104,7 +106,7 @@ def _complete_many(outcomes, now, log):
 
 
 def _accept(outcome, now, log):
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             """UPDATE tasks_task SET status = 'running', started_at = COALESCE(started_at, %s),
                    lease_expires_at = %s + make_interval(secs => timeout_seconds), updated_at = %s
@@ -301,7 +303,7 @@ def _lock_agents(outcomes):
     """
     agent_ids = sorted({str(o.agent_id) for o in outcomes if o.agent_id})
     if agent_ids:
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(
                 "SELECT 1 FROM agents_agent WHERE agent_id = ANY(%s::uuid[]) ORDER BY agent_id FOR UPDATE",
                 [agent_ids],

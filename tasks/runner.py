@@ -20,6 +20,7 @@ from functools import partial
 from types import SimpleNamespace
 from uuid import UUID
 
+import uvloop
 from django.conf import settings
 from django.db import OperationalError, close_old_connections, connection, transaction
 from django.db.utils import InterfaceError
@@ -27,6 +28,7 @@ from django.utils import timezone
 
 from agents import egress
 from orchestrator_project.logging import log_context
+from orchestrator_project.prepared import prepared_cursor
 
 from . import agent_client
 from .dispatch import SPEC_COLUMNS, claim
@@ -81,7 +83,7 @@ def load_specs(assignments):
     if all(a.call is not None for a in assignments):
         return [spec_from_row(a.call) for a in assignments]
     wanted = {UUID(str(a.task_id)): a.attempt for a in assignments}  # Celery hands ids over as text
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_SPECS_SQL, [list(wanted)])
         rows = cursor.fetchall()
     # An attempt other than the one asked for was superseded since.
@@ -103,7 +105,7 @@ def record_sent(marks, now, log):
     Runs inside the caller's transaction."""
     if not marks:
         return
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             """UPDATE tasks_task AS t SET status = 'running', started_at = %s, updated_at = %s
                FROM unnest(%s::uuid[], %s::int[]) AS v(task_id, attempt)
@@ -273,11 +275,14 @@ class Writer(threading.Thread):
 
 class Runner:
     def __init__(self):
-        self.loop = asyncio.new_event_loop()
+        # uvloop: the loop runs every agent call's I/O, and the stock loop's per-callback cost was a
+        # visible share of a busy worker's CPU.
+        self.loop = uvloop.new_event_loop()
         self.dispatcher = Dispatcher(self)
         self.doorbell = Doorbell(self.dispatcher)
         self.writer = Writer(on_capacity_freed=self.dispatcher.kick)
-        self._in_flight = {}
+        self._in_flight = {}  # (task_id, attempt) -> asyncio.Task; changed on the loop's thread only
+        self._handed_over = 0  # submitted, not yet started by the loop
         self._lock = threading.Lock()
         self._accepting = True
         self._ready = threading.Event()
@@ -304,22 +309,26 @@ class Runner:
 
     @property
     def in_flight(self):
-        return len(self._in_flight)
+        return len(self._in_flight) + self._handed_over
 
     def submit(self, specs):
+        """Start the calls of one claimed batch: a single wake-up of the loop, whatever its size."""
         if not self._accepting:
             return 0
-        for spec in specs:
-            key = (spec.task_id, spec.attempt)
-            future = asyncio.run_coroutine_threadsafe(self._call(spec), self.loop)
+        if specs:
             with self._lock:
-                self._in_flight[key] = future
-            future.add_done_callback(lambda _f, key=key: self._done(key))
+                self._handed_over += len(specs)
+            self.loop.call_soon_threadsafe(self._start_calls, specs)
         return len(specs)
 
-    def _done(self, key):
-        with self._lock:
-            self._in_flight.pop(key, None)
+    def _start_calls(self, specs):
+        for spec in specs:
+            key = (spec.task_id, spec.attempt)
+            task = self.loop.create_task(self._call(spec))
+            self._in_flight[key] = task
+            task.add_done_callback(lambda _t, key=key: self._in_flight.pop(key, None))
+        with self._lock:  # after they count as in flight, so that in_flight never dips meanwhile
+            self._handed_over -= len(specs)
 
     async def _call(self, spec):
         # Each call runs in its own asyncio task, so the log context stays with this call only.
@@ -333,18 +342,21 @@ class Runner:
         """Stop taking work; let calls in flight finish for up to `grace` seconds, hand back the rest."""
         self._accepting = False
         deadline = time.monotonic() + grace
-        while self._in_flight and time.monotonic() < deadline:
+        while self.in_flight and time.monotonic() < deadline:
             time.sleep(0.05)
-        with self._lock:
-            leftover = list(self._in_flight.items())
-        for _, future in leftover:
-            future.cancel()
+        leftover = asyncio.run_coroutine_threadsafe(self._cancel_all(), self.loop).result(timeout=10)
         if leftover:
             from .handback import hand_back_attempts
 
             close_old_connections()
-            hand_back_attempts([key for key, _ in leftover], reason="worker shutting down")
+            hand_back_attempts(leftover, reason="worker shutting down")
         self.writer.wait_idle(max(1.0, deadline - time.monotonic()))
+
+    async def _cancel_all(self):
+        leftover = list(self._in_flight.items())
+        for _, task in leftover:
+            task.cancel()
+        return [key for key, _ in leftover]
 
 
 _runner = None

@@ -6,9 +6,10 @@ transaction in one INSERT and schedules one fan-out message for after the commit
 
 import json
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from monitoring.events import publish_task_transitions
+from orchestrator_project.prepared import prepared_cursor
 
 # Every transition of every task passes here: one statement with arrays, not the ORM's bulk_create
 # (whose query building cost more per batch than the insert itself).
@@ -90,7 +91,7 @@ class TransitionLog:
         """Write the rows now (inside the caller's transaction) and publish after it commits."""
         if not self._events:
             return
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(_INSERT_EVENTS, [list(column) for column in zip(*self._events, strict=True)])
         messages = self._messages
         transaction.on_commit(lambda: publish_task_transitions(messages))

@@ -12,7 +12,7 @@ import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -120,7 +120,11 @@ async def resolve(url):
         # Other spellings of an address ("127.1", "0x7f.0.0.1") are not literals and are looked up.
         return parts, port, check_address(literal)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        # Python's socket.getaddrinfo on a thread, as the stock event loop does, rather than uvloop's
+        # libuv lookup: registration (resolve_sync) and dispatch then resolve through the same function.
+        infos = await asyncio.get_running_loop().run_in_executor(
+            None, partial(socket.getaddrinfo, parts.hostname, port, type=socket.SOCK_STREAM)
+        )
     except (socket.gaierror, UnicodeError):
         raise EgressRefused(f"host {parts.hostname!r} does not resolve") from None
     return parts, port, _checked(infos, parts.hostname)

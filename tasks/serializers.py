@@ -76,7 +76,14 @@ def _uuid_text(value):
 
 
 def _datetime_text(value):
-    return None if value is None else _DATETIME.to_representation(value)
+    """What DRF's DateTimeField writes (ISO 8601 in the current time zone, UTC as "Z"), without its
+    per-call settings lookups; a naive value (never stored here) goes the field's own way."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return _DATETIME.to_representation(value)
+    text = value.astimezone(timezone.get_current_timezone()).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 # How each output field is read off a Task, for the hand-written to_representation below.

@@ -30,12 +30,19 @@ def _columns(model, alias):
     return [field.attname for field in fields], ", ".join(f'{alias}."{field.column}"' for field in fields)
 
 
+# What an agent's request needs of its agent: who it is. The rest (metrics and metadata documents, a
+# dozen timestamps) stays deferred; the heartbeat, an agent's busiest request, never reads it.
+_AGENT_IDENTITY = ("agent_id", "name", "type", "status")
+
+
 @cache
 def _agent_lookup():
     from agents.models import Agent
 
-    fields, columns = _columns(Agent, "a")
-    return fields, f'SELECT {columns} FROM "{Agent._meta.db_table}" a WHERE a."token_hash" = %s'
+    columns = ", ".join(f'a."{Agent._meta.get_field(name).column}"' for name in _AGENT_IDENTITY)
+    return list(
+        _AGENT_IDENTITY
+    ), f'SELECT {columns} FROM "{Agent._meta.db_table}" a WHERE a."token_hash" = %s'
 
 
 @cache

@@ -6,15 +6,13 @@ every outgoing connection the worker's event loop opens is recorded, so "nothing
 not assumed.
 """
 
-import asyncio
 import ipaddress
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings as django_settings
+from httpcore._backends.auto import AutoBackend
 
 from agents.models import Agent
 from tasks.models import Task
@@ -92,18 +90,16 @@ def servers():
 
 @pytest.fixture
 def connections(monkeypatch):
-    """(host, port) of every connection an event loop opens to anything but Postgres and Redis: the
-    worker's agent calls go through one."""
+    """(host, port) of every connection the agent-calling HTTP client opens (httpcore's network
+    backend, whatever event loop runs it)."""
     opened = []
-    original = asyncio.base_events.BaseEventLoop.create_connection
-    backing = {urlsplit(django_settings.REDIS_URL).port, int(django_settings.DATABASES["default"]["PORT"])}
+    original = AutoBackend.connect_tcp
 
-    async def recording(self, protocol_factory, host=None, port=None, *args, **kwargs):
-        if port not in backing:
-            opened.append((host, port))
-        return await original(self, protocol_factory, host, port, *args, **kwargs)
+    async def recording(self, host, port, *args, **kwargs):
+        opened.append((host, port))
+        return await original(self, host, port, *args, **kwargs)
 
-    monkeypatch.setattr(asyncio.base_events.BaseEventLoop, "create_connection", recording)
+    monkeypatch.setattr(AutoBackend, "connect_tcp", recording)
     return opened
 
 

@@ -85,3 +85,22 @@ def test_unknown_agent_id_and_uuid_rendering_are_text():
     data = TaskSerializer(task).data
     assert data["task_id"] == str(task.task_id) and uuid.UUID(data["agent_id"])
     assert data["created_at"].endswith("Z")
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris"])
+def test_timestamps_are_written_as_drf_writes_them(zone):
+    from datetime import UTC, datetime
+    from datetime import timezone as dt_timezone
+
+    from tasks.serializers import _datetime_text
+
+    values = [
+        datetime(2026, 11, 24, 1, 2, 3, tzinfo=UTC),
+        datetime(2026, 11, 24, 1, 2, 3, 456789, tzinfo=UTC),
+        datetime(2026, 6, 1, 23, 59, 59, 1, tzinfo=dt_timezone(timedelta(hours=2))),
+        datetime(2026, 11, 24, 1, 2, 3),  # naive: DRF's own path
+    ]
+    with timezone.override(zone):
+        for value in values:
+            assert _datetime_text(value) == serializers.DateTimeField().to_representation(value)
+    assert _datetime_text(None) is None

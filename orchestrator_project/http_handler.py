@@ -16,12 +16,15 @@ never holds a thread.
 """
 
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
+from django.core.signals import setting_changed
 from django.db import close_old_connections
+from django.dispatch import receiver
 from django.urls import Resolver404, resolve
 
 SYNC_VIEW = "orchestrator.sync_view"  # set in the scope of requests for sync views
@@ -63,8 +66,18 @@ def _path_info(scope):
     return path[len(root) :] if root and path.startswith(root) else path
 
 
+@lru_cache(maxsize=8192)
 def _is_async_view(path):
+    # On the event loop, before every request: resolving a deep API path cost the loop more than
+    # the rest of its share of a request. Paths repeat (the same agents beat, the same list is read),
+    # and which view a path resolves to changes only with the URL configuration (tests swap it).
     try:
         return iscoroutinefunction(resolve(path).func)
     except Resolver404:
         return False
+
+
+@receiver(setting_changed)
+def _forget_views(setting, **kwargs):
+    if setting == "ROOT_URLCONF":
+        _is_async_view.cache_clear()

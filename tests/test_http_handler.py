@@ -108,3 +108,15 @@ def test_sync_requests_start_no_thread_each(monkeypatch):
         assert status == 401
     # Django's per-request ThreadSensitiveContext would have started one thread per request.
     assert started == []
+
+
+def test_which_views_are_async_is_remembered_per_path_until_the_urlconf_changes(settings):
+    _is_async_view.cache_clear()
+    assert not _is_async_view("/api/v1/tasks")
+    assert not _is_async_view("/api/v1/tasks")
+    assert _is_async_view.cache_info().hits == 1
+
+    settings.ROOT_URLCONF = "bench.baseline_urls"
+
+    assert _is_async_view.cache_info().currsize == 0
+    assert _is_async_view("/health/detailed")

@@ -28,6 +28,7 @@ from .serializers import (
     TaskDetailSerializer,
     TaskListSerializer,
     TaskSerializer,
+    plainly_valid_task,
 )
 
 UUID_PATTERN = "[0-9a-fA-F-]{36}"
@@ -98,12 +99,15 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         },
     )
     def create(self, request):
-        body = TaskCreateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        data = plainly_valid_task(request.data)
+        if data is None:
+            body = TaskCreateSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            data = body.validated_data
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
             raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 printable characters."]})
-        task, created = services.create_task(data=body.validated_data, user=request.user, idempotency_key=key)
+        task, created = services.create_task(data=data, user=request.user, idempotency_key=key)
         return Response(
             TaskSerializer(task).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )

@@ -21,6 +21,7 @@ from .serializers import (
     HeartbeatResponseSerializer,
     HeartbeatSerializer,
     RegisteredAgentSerializer,
+    plainly_valid_heartbeat,
 )
 
 
@@ -70,9 +71,11 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         # No get_object(): a heartbeat is the authentication lookup plus one UPDATE, nothing more.
         if is_agent(request.user) and request.user.agent.pk != agent_id:
             raise NotFound()
-        body = HeartbeatSerializer(data=request.data if request.data is not None else {})
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
+        data = plainly_valid_heartbeat(request.data)
+        if data is None:
+            body = HeartbeatSerializer(data=request.data if request.data is not None else {})
+            body.is_valid(raise_exception=True)
+            data = body.validated_data
         change = services.heartbeat(
             agent_id=agent_id,
             status=data.get("status"),

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 
 
 class _PreparingCursor(psycopg.Cursor):
@@ -28,15 +28,16 @@ class _PreparingCursor(psycopg.Cursor):
 
 @contextmanager
 def prepared_cursor():
-    connection.ensure_connection()
-    raw = _PreparingCursor(connection.connection)
-    if connection.queries_logged:
+    db = connections[DEFAULT_DB_ALIAS]  # once: each `connection.x` is a thread-local lookup
+    db.ensure_connection()
+    raw = _PreparingCursor(db.connection)
+    if db.queries_logged:
         # psycopg keeps no query text for a prepared execution, and the log (DEBUG, or a test capturing
         # queries) wants it: these statements then run unprepared, with the same server-side binding.
         raw.prepare = False
-        cursor = connection.make_debug_cursor(raw)
+        cursor = db.make_debug_cursor(raw)
     else:
         raw.prepare = settings.DB_PREPARED_STATEMENTS
-        cursor = connection.make_cursor(raw)
+        cursor = db.make_cursor(raw)
     with cursor:
         yield cursor

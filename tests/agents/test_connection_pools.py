@@ -67,13 +67,14 @@ async def test_concurrent_calls_spread_over_small_pools_and_free_their_slots(set
         calls = [asyncio.ensure_future(_call(client, url)) for _ in range(20)]
         await asyncio.wait_for(server.wait_for_waiting(20), 10)
         shards = _shards(client)
-        # 20 calls in flight at once: three shards of at most eight connections, none waiting.
-        assert len(shards) == 3
-        assert sorted(shard.in_flight for shard in shards) == [4, 8, 8]
+        # 20 calls in flight at once: five shards of at most four connections, none waiting.
+        assert egress.POOL_SHARD_CONNECTIONS == 4
+        assert len(shards) == 5
+        assert sorted(shard.in_flight for shard in shards) == [4, 4, 4, 4, 4]
         server.release.set()
         responses = await asyncio.gather(*calls)
         assert [r.status_code for r in responses] == [200] * 20
-        assert [shard.in_flight for shard in _shards(client)] == [0, 0, 0]
+        assert [shard.in_flight for shard in _shards(client)] == [0] * 5
         # A second wave reuses the kept-alive connections instead of opening new ones.
         assert all(
             r.status_code == 200 for r in await asyncio.gather(*(_call(client, url) for _ in range(20)))

@@ -197,6 +197,13 @@ def _database_config(url):
             "timeout": env_float("DB_POOL_TIMEOUT", 10.0, minimum=0.1),
         },
     }
+    if DB_IDLE_IN_TRANSACTION_TIMEOUT:
+        # A process stopped in the middle of a transaction (SIGSTOP, a debugger, a frozen VM) would hold
+        # its row locks for as long as it stays stopped, and every sweep and worker touching those rows
+        # would wait for it (tests/chaos scenario 6). Postgres ends such a transaction after this long;
+        # the stopped process finds its connection gone when it resumes and redoes its guarded writes.
+        timeout_ms = int(DB_IDLE_IN_TRANSACTION_TIMEOUT * 1000)
+        config["OPTIONS"]["options"] = f"-c idle_in_transaction_session_timeout={timeout_ms}"
     if DB_PREPARED_STATEMENTS:
         # psycopg prepares nothing while this is None (Django's default). The hot statements ask for it
         # explicitly (orchestrator_project/prepared.py); Django's own cursors bind on the client and
@@ -208,6 +215,8 @@ def _database_config(url):
 # The hot statements (task INSERT, heartbeat, token lookups) are prepared once per connection
 # (orchestrator_project/prepared.py); off for transaction-mode poolers that cannot keep them.
 DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
+# Seconds a transaction may sit idle (its process stopped) before Postgres ends it; 0 turns it off.
+DB_IDLE_IN_TRANSACTION_TIMEOUT = env_float("DB_IDLE_IN_TRANSACTION_TIMEOUT", 10.0, minimum=0)
 DATABASES = {"default": _database_config(DATABASE_URL)}
 if TESTING:
     # The test process starts and drops threads by the hundred (in-process workers, concurrency tests);

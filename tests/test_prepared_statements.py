@@ -43,3 +43,10 @@ def test_nothing_is_prepared_when_turned_off(operator_client, settings):
     _hot_path(operator_client, agent)
 
     assert _prepared("") == []
+
+
+def test_connections_end_transactions_left_idle_by_a_stopped_process(settings):
+    # What tests/chaos scenario 6 (a worker SIGSTOPped mid-transaction) relies on; set per connection.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW idle_in_transaction_session_timeout")
+        assert cursor.fetchone()[0] == f"{int(settings.DB_IDLE_IN_TRANSACTION_TIMEOUT)}s"

@@ -170,6 +170,26 @@ def test_a_heartbeat_is_one_statement_after_authentication(alice_client, alice):
     assert statements[1].lstrip().startswith("WITH old AS")
 
 
+def _updates_of_agents():
+    """(updates, HOT updates) of the agents table in this transaction so far."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_stat_get_xact_tuples_updated('agents_agent'::regclass),"
+            " pg_stat_get_xact_tuples_hot_updated('agents_agent'::regclass)"
+        )
+        return cursor.fetchone()
+
+
+def test_a_heartbeat_writes_no_index(alice):
+    """A HOT update: nothing a heartbeat writes is indexed, so no index gets a new entry (Agent.Meta)."""
+    updates, hot = _updates_of_agents()
+    for beat_number in range(1, 4):
+        services.heartbeat(
+            agent_id=alice.pk, reported_load=beat_number, metrics={"n": beat_number}, paced=True
+        )
+        assert _updates_of_agents() == (updates + beat_number, hot + beat_number)
+
+
 def test_heartbeats_are_throttled_per_agent(alice_client, alice, bob, settings):
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,

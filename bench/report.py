@@ -140,6 +140,11 @@ def _fmt(value):
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _ratio(value):
+    # Three decimals: a target is judged on the unrounded ratio, and 0.697 must not read as 0.70.
+    return "-" if value is None else f"{value:.3f}"
+
+
 def markdown(data):
     size = data["size"]
     lines = [
@@ -151,7 +156,8 @@ def markdown(data):
         f"{data['machine']['python']}. Everything (one Uvicorn process, one Celery worker with 8 threads, "
         "beat, Postgres, Redis, fake agents, load generator, WebSocket clients) shares these CPUs.",
         "",
-        "Ratios are computed within each run (figure / that run's baseline), then the median is taken.",
+        "Ratios are computed within each run (figure / that run's baseline), then the median is taken;"
+        " a target is met when that median, unrounded, is.",
         "",
         "| figure | value | baseline | ratio | target | met? |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -159,7 +165,7 @@ def markdown(data):
     for row in data["figures"]:
         base = f"{_fmt(row['baseline'])} ({row['baseline_name']})" if row["baseline_name"] else "-"
         lines.append(
-            f"| {row['figure']} | {_fmt(row['value'])} {row['unit']} | {base} | {_fmt(row['ratio'])} | "
+            f"| {row['figure']} | {_fmt(row['value'])} {row['unit']} | {base} | {_ratio(row['ratio'])} | "
             f"{row['target']} | {'yes' if row['met'] else '**no**'} |"
         )
     lines += ["", "## Baselines (same run)", "", "| baseline | value | per run |", "| --- | --- | --- |"]

@@ -24,6 +24,17 @@ def env_str(name, default=None):
     return default if value in (None, "") else value
 
 
+def env_rate(name, default):
+    """A rate in DRF's syntax, "N/period" with the period starting s, m, h or d ("6000/min")."""
+    value = env_str(name, default)
+    count, _, period = value.partition("/")
+    if not (count.isdigit() and int(count) > 0 and period[:1] in ("s", "m", "h", "d")):
+        raise ImproperlyConfigured(
+            f"{name} must be a rate like 6000/min (a positive count per s, min, hour or day), got {value!r}"
+        )
+    return value
+
+
 def env_bool(name, default=False):
     value = _raw(name)
     if value is None:

@@ -14,6 +14,7 @@ from .config import (
     env_int,
     env_list,
     env_networks,
+    env_rate,
     env_str,
     env_url,
 )
@@ -308,8 +309,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {
-        "auth": env_str("AUTH_TOKEN_RATE", "10/min"),
-        "heartbeat": env_str("HEARTBEAT_RATE", "6000/min"),
+        "auth": env_rate("AUTH_TOKEN_RATE", "10/min"),
+        "heartbeat": env_rate("HEARTBEAT_RATE", "6000/min"),
     },
     "EXCEPTION_HANDLER": "orchestrator_project.exceptions.exception_handler",
     "NUM_PROXIES": env_int("NUM_PROXIES", 0, minimum=0),

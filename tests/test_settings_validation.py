@@ -39,6 +39,9 @@ def boot_with(*, unset=(), **env):
         ("TASK_MAX_RETRIES", "-1", "TASK_MAX_RETRIES must be >= 0"),
         ("LOAD_BALANCING_STRATEGY", "telepathy", "LOAD_BALANCING_STRATEGY must be one of"),
         ("WORKER_SHUTDOWN_GRACE", "soon", "WORKER_SHUTDOWN_GRACE must be a number"),
+        ("HEARTBEAT_RATE", "lots", "HEARTBEAT_RATE must be a rate like 6000/min"),
+        ("HEARTBEAT_RATE", "0/min", "HEARTBEAT_RATE must be a rate like 6000/min"),
+        ("AUTH_TOKEN_RATE", "10/fortnight", "AUTH_TOKEN_RATE must be a rate like 6000/min"),
     ],
 )
 def test_it_refuses_to_start_with_a_bad_value_naming_the_variable(variable, value, message):
@@ -48,7 +51,7 @@ def test_it_refuses_to_start_with_a_bad_value_naming_the_variable(variable, valu
 
 
 def test_it_boots_with_good_values():
-    result = boot_with(SERVICE_PORT="9000", RAG_SERVICE_URL="http://rag:8000")
+    result = boot_with(SERVICE_PORT="9000", RAG_SERVICE_URL="http://rag:8000", HEARTBEAT_RATE="50/s")
     assert result.returncode == 0, result.stderr
     assert "booted" in result.stdout
 

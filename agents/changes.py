@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from orchestrator_project.prepared import prepared_cursor
 
@@ -87,8 +87,7 @@ def apply(
                heartbeat_expires_at, at
         FROM moved
     """
-    # Prepared when it is a heartbeat's: the same text thousands of times a minute.
-    with prepared_cursor() if not durable else connection.cursor() as cursor:
+    with prepared_cursor() as cursor:  # each caller's text is fixed; heartbeats run it all the time
         cursor.execute(sql, {**(params or {}), "now": now, "reason": reason[:500]})
         changes = [Change(*row, reason=reason) for row in cursor.fetchall()]
     announce(changes)

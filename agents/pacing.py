@@ -8,11 +8,9 @@ no extra round trip (a Redis sliding window cost a tenth of a heartbeat), one bu
 every web process, and the row lock makes concurrent heartbeats take turns, so exactly N get through.
 """
 
-from rest_framework.settings import api_settings
+from orchestrator_project.accounts.throttles import AtomicRateThrottle
 
 from .changes import CLOCK
-
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 # In the statement's WHERE (on the agents table) and SET (agent aliased `a`), see changes.apply.
 ALLOWED = f"(heartbeat_tat IS NULL OR heartbeat_tat <= {CLOCK} + make_interval(secs => %(pace_window)s))"
@@ -22,13 +20,19 @@ WAIT = """SELECT COALESCE(EXTRACT(EPOCH FROM heartbeat_tat - statement_timestamp
           FROM agents_agent WHERE agent_id = %(agent)s"""
 
 
+class _HeartbeatRate(AtomicRateThrottle):
+    """HEARTBEAT_RATE as DRF's throttles read it (parsed by DRF, read per call); never asked to allow a
+    request itself."""
+
+    scope = "heartbeat"
+
+
 def heartbeat_pace():
     """{"pace_interval": seconds, "pace_window": seconds} for the configured rate, or None if unlimited.
 
     Read per call, like DRF's throttles, so a changed setting (a test's override) takes effect."""
-    rate = api_settings.DEFAULT_THROTTLE_RATES.get("heartbeat")
-    if rate is None:
+    rate = _HeartbeatRate()
+    if rate.rate is None:
         return None
-    count, period = rate.split("/")
-    interval = _SECONDS[period[0]] / int(count)
-    return {"pace_interval": interval, "pace_window": _SECONDS[period[0]] - interval}
+    interval = rate.duration / rate.num_requests
+    return {"pace_interval": interval, "pace_window": rate.duration - interval}

@@ -7,7 +7,7 @@ overfill an agent either; what does not fit stays pending for the next round.
 """
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from uuid import UUID
 
@@ -56,24 +56,10 @@ class NoAgentAvailable(Exception):
     pass
 
 
-_TASK_FIELDS = (
-    "task_id",
-    "type",
-    "priority",
-    "required_capabilities",
-    "avoid_agents",
-    "strategy",
-    "timeout_seconds",
-    "attempts",
-    "created_at",
-    "auto_dispatch",
-)
-
-
 @dataclass(slots=True)
 class QueuedTask:
-    """What a dispatch round needs of a pending task (_TASK_FIELDS, in order): a round reads up to
-    DISPATCH_BATCH_SIZE of them, and building model instances was half of the dispatcher's CPU."""
+    """What a dispatch round needs of a pending task: a round reads up to DISPATCH_BATCH_SIZE of them,
+    and building model instances was half of the dispatcher's CPU."""
 
     task_id: UUID
     type: str
@@ -87,11 +73,13 @@ class QueuedTask:
     auto_dispatch: bool
 
 
+_TASK_FIELDS = tuple(field.name for field in fields(QueuedTask))
 _QUEUED_COLUMNS = ", ".join(_TASK_FIELDS)
+# Pending, auto-dispatched and due: what a round may take.
+_DUE_SQL = "status = 'pending' AND auto_dispatch AND (next_attempt_at IS NULL OR next_attempt_at <= %s)"
 # The queue in dispatch order, locked row by row; rows another round holds are skipped, not waited for.
 _QUEUE_SQL = f"""
-    SELECT {_QUEUED_COLUMNS} FROM tasks_task
-    WHERE status = 'pending' AND auto_dispatch AND (next_attempt_at IS NULL OR next_attempt_at <= %s)
+    SELECT {_QUEUED_COLUMNS} FROM tasks_task WHERE {_DUE_SQL}
     ORDER BY priority, created_at LIMIT %s FOR UPDATE SKIP LOCKED
 """
 # The same for tasks named by the caller (a fresh bulk, say), due or not, auto-dispatched or not.
@@ -131,8 +119,7 @@ _CANDIDATES_SQL = f"""
 
 _WORTH_A_ROUND_SQL = f"""
     SELECT EXISTS (SELECT 1 FROM agents_agent WHERE {_ELIGIBLE_SQL})
-       AND EXISTS (SELECT 1 FROM tasks_task WHERE status = 'pending' AND auto_dispatch
-                   AND (next_attempt_at IS NULL OR next_attempt_at <= %s))
+       AND EXISTS (SELECT 1 FROM tasks_task WHERE {_DUE_SQL})
 """
 
 

@@ -40,9 +40,8 @@ def _agent_lookup():
     from agents.models import Agent
 
     columns = ", ".join(f'a."{Agent._meta.get_field(name).column}"' for name in _AGENT_IDENTITY)
-    return list(
-        _AGENT_IDENTITY
-    ), f'SELECT {columns} FROM "{Agent._meta.db_table}" a WHERE a."token_hash" = %s'
+    sql = f'SELECT {columns} FROM "{Agent._meta.db_table}" a WHERE a."token_hash" = %s'
+    return list(_AGENT_IDENTITY), sql
 
 
 @cache

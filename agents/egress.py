@@ -1,21 +1,24 @@
 """SSRF-safe outbound HTTP to agents.
 
-The orchestrator sends requests to URLs that API users typed in, so every request is checked twice:
-once when an endpoint is registered (`validate_endpoint`) and again at connection time, on the address
-the name resolves to *then* (a name may resolve to a harmless address at registration and to loopback
-or a metadata service later: DNS rebinding). The connection goes to the checked IP itself, with the
-original Host header and TLS server name, so no second lookup can slip in between check and connect.
-Redirects are never followed and response bodies are capped.
+The orchestrator sends requests to URLs that API users typed in, so destinations are checked twice:
+once when an endpoint is registered (`validate_endpoint`) and again whenever a connection is opened, on
+the address the name resolves to *then* (a name may resolve to a harmless address at registration and
+to loopback or a metadata service later: DNS rebinding). The connection goes to the checked IP itself,
+with the original Host header and TLS server name, so no second lookup can slip in between check and
+connect. Redirects are never followed, cookies are never kept and response bodies are capped.
 """
 
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver
 from django.conf import settings
 
 # Refused whatever AGENT_ALLOWED_NETWORKS says: link-local and cloud metadata, multicast, unspecified.
@@ -46,7 +49,7 @@ class ResponseTooLarge(Exception):
 @dataclass
 class AgentResponse:
     status_code: int
-    headers: httpx.Headers
+    headers: Mapping[str, str]  # case-insensitive (httpx's or aiohttp's)
     body: bytes
 
     def json(self):
@@ -97,11 +100,11 @@ def _split(url):
 
 
 def _checked(infos, host):
+    """The addresses of a lookup, each checked, in order and without repeats."""
     if not infos:
         raise EgressRefused(f"host {host!r} does not resolve")
-    addresses = [info[4][0] for info in infos]
     # Every address must pass: a name that also resolves to a forbidden one is refused outright.
-    return [check_address(address) for address in addresses][0]
+    return list(dict.fromkeys(check_address(info[4][0]) for info in infos))
 
 
 def resolve_sync(url):
@@ -110,7 +113,7 @@ def resolve_sync(url):
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise EgressRefused(f"host {parts.hostname!r} does not resolve") from None
-    return parts, port, _checked(infos, parts.hostname)
+    return parts, port, _checked(infos, parts.hostname)[0]
 
 
 @lru_cache(maxsize=4096)
@@ -119,24 +122,6 @@ def _ip_literal(hostname):
         return str(ipaddress.ip_address(hostname))
     except ValueError:
         return None
-
-
-async def resolve(url):
-    parts, port = _split(url)
-    literal = _ip_literal(parts.hostname)
-    if literal is not None:
-        # Nothing to look up; getaddrinfo would cost a thread-pool round trip on every agent call.
-        # Other spellings of an address ("127.1", "0x7f.0.0.1") are not literals and are looked up.
-        return parts, port, check_address(literal)
-    try:
-        # Python's socket.getaddrinfo on a thread, as the stock event loop does, rather than uvloop's
-        # libuv lookup: registration (resolve_sync) and dispatch then resolve through the same function.
-        infos = await asyncio.get_running_loop().run_in_executor(
-            None, partial(socket.getaddrinfo, parts.hostname, port, type=socket.SOCK_STREAM)
-        )
-    except (socket.gaierror, UnicodeError):
-        raise EgressRefused(f"host {parts.hostname!r} does not resolve") from None
-    return parts, port, _checked(infos, parts.hostname)
 
 
 def validate_endpoint(url):
@@ -159,31 +144,6 @@ def _pinned(parts, port, ip):
 
 def _max_bytes(max_bytes):
     return settings.AGENT_RESPONSE_MAX_BYTES if max_bytes is None else max_bytes
-
-
-async def request(client, method, url, *, headers=None, content=None, timeout, max_bytes=None):
-    """An async request through `client` (an httpx.AsyncClient) to a checked address."""
-    parts, port, ip = await resolve(url)
-    pinned, host_header, extensions = _pinned(parts, port, ip)
-    limit = _max_bytes(max_bytes)
-    req = client.build_request(
-        method,
-        pinned,
-        headers={**(headers or {}), "Host": host_header},
-        content=content,
-        timeout=timeout,
-        extensions=dict(extensions),  # _pinned's answers are shared
-    )
-    response = await client.send(req, stream=True, follow_redirects=False)
-    try:
-        body = bytearray()
-        async for chunk in response.aiter_raw():
-            body += chunk
-            if len(body) > limit:
-                raise ResponseTooLarge(f"response body exceeds {limit} bytes")
-    finally:
-        await response.aclose()
-    return AgentResponse(response.status_code, response.headers, bytes(body))
 
 
 def request_sync(method, url, *, headers=None, content=None, timeout, max_bytes=None):
@@ -211,99 +171,102 @@ def request_sync(method, url, *, headers=None, content=None, timeout, max_bytes=
     return AgentResponse(response.status_code, response.headers, bytes(body))
 
 
-# Connections per pool. httpcore walks all of a pool's connections, with a syscall each, whenever a
-# request starts or ends; small pools keep that walk short whatever an agent's concurrency. Four
-# measured best in the bulk benchmark (2: 461-487, 4: 473-525, 8: 435-458 tasks/s).
-POOL_SHARD_CONNECTIONS = 4
+# --- Agent calls from the worker's event loop ---------------------------------------------------
+#
+# aiohttp rather than httpx: its C HTTP parser and plain asyncio transports cost a busy worker about a
+# fifth of the CPU per agent call (150 against 730 us, bench/notes.md), and agent calls are most of
+# what a worker does. Its pool hands out kept-alive connections without walking them all.
+
+
+class CheckedResolver(AbstractResolver):
+    """The names of agent URLs, resolved and checked each time aiohttp opens a connection.
+
+    aiohttp connects to the addresses returned here and nowhere else, so the address checked is the
+    address connected to: a name that rebinds later can only affect connections opened later, and those
+    are checked again. IP literals never reach a resolver: `request` checks them itself.
+    """
+
+    async def resolve(self, host, port=0, family=socket.AF_UNSPEC):
+        try:
+            # Python's socket.getaddrinfo on a thread, as registration (resolve_sync) uses, rather than
+            # uvloop's own lookup: both then resolve through the same function.
+            infos = await asyncio.get_running_loop().run_in_executor(
+                None, partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+            )
+        except (socket.gaierror, UnicodeError):
+            raise EgressRefused(f"host {host!r} does not resolve") from None
+        return [
+            {
+                "hostname": host,
+                "host": str(ip),
+                "port": port,
+                "family": socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for ip in _checked(infos, host)
+        ]
+
+    async def close(self):
+        pass
+
+
+def new_async_client():
+    """The session agent calls go through; open it on the event loop that will use it."""
+    connector = aiohttp.TCPConnector(
+        resolver=CheckedResolver(),
+        use_dns_cache=False,  # every new connection is checked on a fresh lookup
+        ssl=_ssl_context(),
+        # How many calls are in flight is bounded by the callers' semaphores, not by the pool.
+        limit=0,
+        limit_per_host=0,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),  # one agent's cookies must never reach another
+        auto_decompress=False,  # bodies are capped as sent; nothing is inflated past the cap
+        trust_env=False,  # proxies from the environment must not reroute calls around the address check
+    )
+
+
+async def request(
+    client, method, url, *, headers=None, content=None, timeout, connect_timeout=None, max_bytes=None
+):
+    """An async request through `client` (from new_async_client) to a checked address.
+
+    `timeout` bounds the whole exchange, `connect_timeout` (default: `timeout`) opening a connection.
+    """
+    parts, _port = _split(url)
+    literal = _ip_literal(parts.hostname)
+    if literal is not None:
+        check_address(literal)
+    limit = _max_bytes(max_bytes)
+    try:
+        async with client.request(
+            method,
+            url,
+            # identity: the body is read as sent (not inflated), so ask for it unencoded.
+            headers={"accept-encoding": "identity", **(headers or {})},
+            data=content,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout or timeout),
+        ) as response:
+            declared = response.content_length
+            if declared is not None and declared > limit:
+                raise ResponseTooLarge(f"response body exceeds {limit} bytes")
+            body = bytearray()
+            async for chunk in response.content.iter_any():
+                body += chunk
+                if len(body) > limit:
+                    raise ResponseTooLarge(f"response body exceeds {limit} bytes")
+    except aiohttp.InvalidURL as exc:
+        # Nothing was sent. aiohttp refuses some spellings that resolve fine, such as "127.1".
+        raise EgressRefused(f"the URL cannot be called as written ({exc}); register it canonically") from None
+    return AgentResponse(response.status, response.headers, bytes(body))
 
 
 @lru_cache(maxsize=1)
 def _ssl_context():
-    # Shared by every pool and client of the process: building one (loading the CA bundle) takes about
-    # 0.1 s, and the probe round builds a client each time.
+    # Shared by every client of the process: building one (loading the CA bundle) takes about 0.1 s,
+    # and each probe round opens a client.
     return httpx.create_ssl_context()
-
-
-class _Shard:
-    def __init__(self, transport):
-        self.transport = transport
-        self.in_flight = 0
-
-
-class _ReleasingStream(httpx.AsyncByteStream):
-    """The response body; closing it frees the shard's slot (the connection is busy until then)."""
-
-    def __init__(self, stream, shard):
-        self._stream = stream
-        self._shard = shard
-        self._open = True
-
-    async def __aiter__(self):
-        async for chunk in self._stream:
-            yield chunk
-
-    async def aclose(self):
-        try:
-            await self._stream.aclose()
-        finally:
-            if self._open:
-                self._open = False
-                self._shard.in_flight -= 1
-
-
-class PoolPerAddress(httpx.AsyncBaseTransport):
-    """Connection pools per agent URL (checked IP, port and path: an agent's endpoint), in shards of
-    POOL_SHARD_CONNECTIONS; a request goes to the least busy shard, and a new shard opens when all are
-    full.
-
-    One pool shared by hundreds of connections to many agents spent seconds of CPU per burst of answers
-    in httpcore's per-request walk over its connections, and starved the event loop until leases
-    expired (tests/chaos, 1,000 tasks). A pool per agent still held 50 connections for an agent with
-    max_concurrency 50, and the walk took 17 % of a busy worker's CPU (docs/benchmarks.md).
-    """
-
-    # Each shard's limits; how many calls are in flight at all is bounded by the callers' semaphores.
-    _SHARD_LIMITS = httpx.Limits(
-        max_connections=POOL_SHARD_CONNECTIONS, max_keepalive_connections=POOL_SHARD_CONNECTIONS
-    )
-
-    def __init__(self):
-        self._ssl_context = _ssl_context()
-        self._pools = {}
-
-    def _shard_for(self, request):
-        url = request.url
-        shards = self._pools.setdefault((url.scheme, url.host, url.port, url.path), [])
-        shard = min(shards, key=lambda candidate: candidate.in_flight, default=None)
-        if shard is None or shard.in_flight >= POOL_SHARD_CONNECTIONS:
-            transport = httpx.AsyncHTTPTransport(
-                verify=self._ssl_context, limits=self._SHARD_LIMITS, trust_env=False
-            )
-            shard = _Shard(transport)
-            shards.append(shard)
-        return shard
-
-    async def handle_async_request(self, request):
-        shard = self._shard_for(request)
-        shard.in_flight += 1
-        try:
-            response = await shard.transport.handle_async_request(request)
-        except BaseException:
-            shard.in_flight -= 1
-            raise
-        return httpx.Response(
-            status_code=response.status_code,
-            headers=response.headers,
-            stream=_ReleasingStream(response.stream, shard),
-            extensions=response.extensions,
-        )
-
-    async def aclose(self):
-        for shards in self._pools.values():
-            for shard in shards:
-                await shard.transport.aclose()
-
-
-def new_async_client():
-    # trust_env=False: proxies from the environment must not reroute calls around the address check.
-    return httpx.AsyncClient(transport=PoolPerAddress(), follow_redirects=False, trust_env=False)

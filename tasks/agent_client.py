@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-import httpx
+import aiohttp
 from django.conf import settings
 
 from agents import egress
@@ -144,15 +144,10 @@ async def call(client, spec):
         "idempotency-key": str(spec.task_id),
         **signed_headers(spec.signing_secret, body),
     }
-    timeout = httpx.Timeout(
-        spec.timeout_seconds, connect=min(settings.AGENT_CONNECT_TIMEOUT, spec.timeout_seconds)
-    )
     base = {"task_id": spec.task_id, "attempt": spec.attempt, "agent_id": spec.agent_id}
     started = time.monotonic()
     try:
-        # httpx's timeouts bound each read, not the whole answer: an agent trickling its body a byte at a
-        # time held the call (and its slot) until the lease sweep stepped in (tests/chaos). The task's
-        # timeout bounds the whole call.
+        # The task's timeout bounds the whole call, however the agent trickles its answer (tests/chaos).
         async with asyncio.timeout(spec.timeout_seconds):
             response = await egress.request(
                 client,
@@ -160,7 +155,8 @@ async def call(client, spec):
                 f"{spec.endpoint.rstrip('/')}/execute",
                 headers=headers,
                 content=body,
-                timeout=timeout,
+                timeout=spec.timeout_seconds,
+                connect_timeout=min(settings.AGENT_CONNECT_TIMEOUT, spec.timeout_seconds),
             )
     except egress.EgressRefused as exc:
         return Outcome(
@@ -178,7 +174,7 @@ async def call(client, spec):
             latency_ms=(time.monotonic() - started) * 1000,
             **base,
         )
-    except (httpx.TimeoutException, TimeoutError):  # before OSError, of which TimeoutError is one
+    except TimeoutError:  # before OSError, of which it is one (aiohttp's timeouts are TimeoutErrors too)
         return Outcome(
             kind="retry",
             reason=f"agent did not answer within {spec.timeout_seconds} s",
@@ -186,7 +182,7 @@ async def call(client, spec):
             latency_ms=(time.monotonic() - started) * 1000,
             **base,
         )
-    except (httpx.HTTPError, OSError) as exc:
+    except (aiohttp.ClientError, OSError) as exc:
         return Outcome(
             kind="retry",
             reason=f"could not reach the agent: {type(exc).__name__}: {exc}"[:500],

@@ -298,7 +298,7 @@ class Runner:
 
     def _run_loop(self):
         asyncio.set_event_loop(self.loop)
-        self.client = egress.new_async_client()
+        self.client = self.loop.run_until_complete(_open_client())
         self.semaphore = asyncio.Semaphore(settings.AGENT_CALL_CONCURRENCY)
         self.loop.call_soon(self._ready.set)
         self.loop.run_forever()
@@ -357,6 +357,10 @@ class Runner:
         for _, task in leftover:
             task.cancel()
         return [key for key, _ in leftover]
+
+
+async def _open_client():
+    return egress.new_async_client()  # aiohttp binds a session to the loop running when it opens
 
 
 _runner = None

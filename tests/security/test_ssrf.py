@@ -11,8 +11,8 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import aiohappyeyeballs
 import pytest
-from httpcore._backends.auto import AutoBackend
 
 from agents.models import Agent
 from tasks.models import Task
@@ -90,16 +90,16 @@ def servers():
 
 @pytest.fixture
 def connections(monkeypatch):
-    """(host, port) of every connection the agent-calling HTTP client opens (httpcore's network
-    backend, whatever event loop runs it)."""
+    """(host, port) of every connection the agent-calling HTTP client tries to open: aiohttp opens
+    them all through aiohappyeyeballs, whatever event loop runs it."""
     opened = []
-    original = AutoBackend.connect_tcp
+    original = aiohappyeyeballs.start_connection
 
-    async def recording(self, host, port, *args, **kwargs):
-        opened.append((host, port))
-        return await original(self, host, port, *args, **kwargs)
+    async def recording(addr_infos, *args, **kwargs):
+        opened.extend(info[4][:2] for info in addr_infos)
+        return await original(addr_infos, *args, **kwargs)
 
-    monkeypatch.setattr(AutoBackend, "connect_tcp", recording)
+    monkeypatch.setattr(aiohappyeyeballs, "start_connection", recording)
     return opened
 
 

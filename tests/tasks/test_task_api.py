@@ -115,6 +115,40 @@ def test_bulk_creates_all_tasks_in_one_request(operator_client):
     assert Task.objects.count() == 10
 
 
+def test_bulk_stores_every_field_exactly_as_a_single_creation_does(operator_client):
+    """Bulk writes with COPY, single creation with an INSERT: the rows must not differ."""
+    rich = {
+        "type": "doc.analysis",
+        "description": "tab\there, new line\nbackslash \\ and \\N, quote ' \" and \u00e9\u4e2d\U0001f600",
+        "input_data": {
+            "text": "quote \" backslash \\ \\N tab\t line\n \u00e9",
+            "nested": {"list": [1, 2.5, None, True, "\\."], "empty": {}},
+        },
+        "required_capabilities": ["doc.analysis", "ocr:v2", "a/b"],
+        "priority": 2,
+        "max_retries": 7,
+        "timeout_seconds": 42,
+        "deadline": (timezone.now() + timedelta(hours=2)).isoformat(),
+        "auto_dispatch": False,
+        "strategy": "round_robin",
+    }
+    plain = {"type": "summarize"}
+    single = [create(operator_client, **body)["task_id"] for body in (rich, {**VALID, **plain})]
+    response = operator_client.post(f"{TASKS}/bulk", {"tasks": [rich, {**VALID, **plain}]}, format="json")
+    assert response.status_code == 201, response.content
+    bulk = response.json()["task_ids"]
+    varying = {"task_id", "created_at", "updated_at", "next_attempt_at"}
+    columns = [f.attname for f in Task._meta.concrete_fields if f.attname not in varying]
+
+    def row(task_id):
+        return Task.objects.filter(task_id=task_id).values(*columns).get()
+
+    for one, many in zip(single, bulk, strict=True):
+        assert row(many) == row(one)
+    assert row(bulk[0])["input_data"] == rich["input_data"]
+    assert row(bulk[0])["description"] == rich["description"]
+
+
 def test_bulk_is_all_or_nothing(operator_client):
     tasks = [VALID] * 5 + [{**VALID, "priority": 99}]
     response = operator_client.post(f"{TASKS}/bulk", {"tasks": tasks}, format="json")

@@ -16,3 +16,12 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set
 from monitoring.routing import websocket_application  # noqa: E402
 
 application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application})
+
+from django.conf import settings  # noqa: E402
+
+from orchestrator_project.heap import freeze_startup_objects  # noqa: E402
+
+# Last: everything the app needs for its whole life is alive by now. A test run imports this module
+# beside its own fixtures, which must stay collectable.
+if not settings.TESTING:
+    freeze_startup_objects()

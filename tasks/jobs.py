@@ -8,6 +8,7 @@ from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
 
 from monitoring.beat import record_sweep
+from orchestrator_project.heap import freeze_startup_objects
 from orchestrator_project.logging import log_context
 
 from . import dispatch, sweeps
@@ -24,6 +25,7 @@ def dispatch_due():
 def _start_runner(**_):
     # The runner's doorbell must be listening before the first wake-up, not after the first Celery job.
     get_runner()
+    freeze_startup_objects()  # a worker is set up once it is ready (orchestrator_project/heap.py)
 
 
 @shared_task(name="tasks.send_assigned", ignore_result=True)

@@ -20,9 +20,17 @@ from functools import partial
 from types import SimpleNamespace
 from uuid import UUID
 
+import psycopg
 import uvloop
 from django.conf import settings
-from django.db import OperationalError, close_old_connections, connection, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    OperationalError,
+    close_old_connections,
+    connection,
+    connections,
+    transaction,
+)
 from django.db.utils import InterfaceError
 from django.utils import timezone
 
@@ -35,7 +43,7 @@ from .dispatch import SPEC_COLUMNS, claim
 from .models import EventKind, TaskStatus
 from .outcomes import Outcome, apply_outcomes
 from .transitions import TransitionLog
-from .wake import clear_wake_flag, doorbell_channel
+from .wake import CREATED_CHANNEL, clear_wake_flag, doorbell_channel
 
 logger = logging.getLogger(__name__)
 WRITE_BATCH_MAX = 500
@@ -215,6 +223,43 @@ class Doorbell(threading.Thread):
                 delay = min(delay * 2, 5.0)
 
 
+class PostgresDoorbell(threading.Thread):
+    """Kicks the dispatcher whenever a transaction that created tasks commits: the creating statement
+    sends a NOTIFY on wake.CREATED_CHANNEL, and this thread LISTENs on a connection of its own.
+
+    As with the Redis doorbell, every (re)connection kicks once: what was created while nobody listened
+    is waiting in Postgres. LISTEN needs a session of its own: behind a transaction-mode pooler, point
+    DATABASE_URL of the workers at Postgres itself.
+    """
+
+    def __init__(self, dispatcher):
+        super().__init__(name="orchestrator-pg-doorbell", daemon=True)
+        self.dispatcher = dispatcher
+        self.backend_pid = None
+        self._stopped = threading.Event()
+
+    def stop(self):
+        self._stopped.set()
+
+    def run(self):
+        delay = 0.1
+        while not self._stopped.is_set():
+            try:
+                params = connections[DEFAULT_DB_ALIAS].get_connection_params()
+                with psycopg.connect(**params, autocommit=True) as listener:
+                    listener.execute(f"LISTEN {CREATED_CHANNEL}")
+                    self.backend_pid = listener.info.backend_pid  # which session it is, for operators
+                    delay = 0.1
+                    self.dispatcher.kick()
+                    while not self._stopped.is_set():
+                        for _notification in listener.notifies(timeout=1.0):
+                            self.dispatcher.kick()
+            except Exception:
+                logger.warning("doorbell lost its Postgres connection; retrying in %.1f s", delay)
+                self._stopped.wait(delay)
+                delay = min(delay * 2, 5.0)
+
+
 class Writer(threading.Thread):
     """Applies SentMarks and Outcomes in arrival order, batching whatever has queued up meanwhile."""
 
@@ -280,6 +325,7 @@ class Runner:
         self.loop = uvloop.new_event_loop()
         self.dispatcher = Dispatcher(self)
         self.doorbell = Doorbell(self.dispatcher)
+        self.creations_doorbell = PostgresDoorbell(self.dispatcher)
         self.writer = Writer(on_capacity_freed=self.dispatcher.kick)
         self._in_flight = {}  # (task_id, attempt) -> asyncio.Task; changed on the loop's thread only
         self._handed_over = 0  # submitted, not yet started by the loop
@@ -292,6 +338,7 @@ class Runner:
         self.writer.start()
         self.dispatcher.start()
         self.doorbell.start()
+        self.creations_doorbell.start()
         self._thread.start()
         self._ready.wait()
         return self

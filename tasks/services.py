@@ -30,7 +30,7 @@ from .models import (
 )
 from .outcomes import Outcome, apply_outcomes, finish
 from .transitions import TransitionLog
-from .wake import wake_dispatch
+from .wake import RING_ON_COMMIT_SQL, wake_dispatch
 
 
 class IdempotencyConflict(Conflict):
@@ -54,7 +54,8 @@ def _new_task(data, *, user, now):
 
 
 def _announce_created(tasks):
-    """Creation is announced live but leaves no event row: the task row itself records it."""
+    """Creation is announced live but leaves no event row: the task row itself records it. Dispatch is
+    woken by the creating statements themselves (a NOTIFY, wake.py)."""
     messages = [
         {
             "task_id": str(t.task_id),
@@ -70,8 +71,6 @@ def _announce_created(tasks):
         for t in tasks
     ]
     transaction.on_commit(lambda: publish_task_transitions(messages))
-    if any(t.auto_dispatch for t in tasks):
-        transaction.on_commit(wake_dispatch)
 
 
 @cache
@@ -81,12 +80,18 @@ def _insert_statement():
     Model.save() prepares every value through its field (get_db_prep_save), which on the create path
     cost as much as the round trip. Only JSON columns need that (psycopg's Jsonb wrapper) and the
     auto_now timestamps their pre_save; every other attribute goes to psycopg as it is.
+
+    The statement also rings dispatch's doorbell for an auto-dispatched task: a NOTIFY that Postgres
+    delivers on commit (wake.py), at no extra round trip.
     """
     fields = Task._meta.concrete_fields
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
     readers = [_value_reader(field) for field in fields]
-    return readers, f"INSERT INTO {Task._meta.db_table} ({columns}) VALUES ({placeholders})"
+    return readers, (
+        f"WITH created AS (INSERT INTO {Task._meta.db_table} ({columns}) VALUES ({placeholders})"
+        f" RETURNING auto_dispatch) {RING_ON_COMMIT_SQL} FROM created WHERE auto_dispatch"
+    )
 
 
 @cache
@@ -164,6 +169,9 @@ def create_tasks_bulk(*, items, user=None):
     tasks = [_new_task(data, user=user, now=now) for data in items]
     with transaction.atomic():
         _copy_in(tasks)
+        if any(task.auto_dispatch for task in tasks):
+            with prepared_cursor() as cursor:
+                cursor.execute(RING_ON_COMMIT_SQL)
         _announce_created(tasks)
     return tasks
 

@@ -121,7 +121,7 @@ def test_bulk_stores_every_field_exactly_as_a_single_creation_does(operator_clie
         "type": "doc.analysis",
         "description": "tab\there, new line\nbackslash \\ and \\N, quote ' \" and \u00e9\u4e2d\U0001f600",
         "input_data": {
-            "text": "quote \" backslash \\ \\N tab\t line\n \u00e9",
+            "text": 'quote " backslash \\ \\N tab\t line\n \u00e9',
             "nested": {"list": [1, 2.5, None, True, "\\."], "empty": {}},
         },
         "required_capabilities": ["doc.analysis", "ocr:v2", "a/b"],

@@ -1,12 +1,25 @@
-"""Wake-ups: one doorbell ring per burst, heard by every runner, and a missed ring costs only latency."""
+"""Wake-ups: one doorbell ring per burst, heard by every runner, and a missed ring costs only latency.
+Creations ring through Postgres (a NOTIFY delivered on commit), everything else through Redis."""
 
 import threading
 
+import psycopg
+import pytest
 import redis
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
-from tasks.runner import Doorbell
-from tasks.wake import WAKE_FLAG, clear_wake_flag, doorbell_channel, wake_dispatch
+from tasks import services
+from tasks.models import Task
+from tasks.runner import Doorbell, PostgresDoorbell
+from tasks.serializers import plainly_valid_task
+from tasks.wake import CREATED_CHANNEL, WAKE_FLAG, clear_wake_flag, doorbell_channel, wake_dispatch
+
+TASKS = "/api/v1/tasks"
+
+
+def _valid(body):
+    return plainly_valid_task(body)
 
 
 def _subscriber():
@@ -57,3 +70,69 @@ def test_the_doorbell_kicks_on_subscribing_and_on_every_ring():
     redis.Redis.from_url(settings.REDIS_URL).delete(WAKE_FLAG)
     assert wake_dispatch()
     dispatcher.wait_for(2)
+
+
+# --- Creations ring through Postgres ------------------------------------------------------------
+
+
+@pytest.fixture
+def listener(transactional_db):
+    """A session LISTENing on the creations' channel, as a worker's doorbell does."""
+    params = connections[DEFAULT_DB_ALIAS].get_connection_params()
+    with psycopg.connect(**params, autocommit=True) as conn:
+        conn.execute(f"LISTEN {CREATED_CHANNEL}")
+
+        def heard(timeout=0.5):
+            return [n.channel for n in conn.notifies(timeout=timeout)]
+
+        yield heard
+
+
+def test_a_creation_rings_when_it_commits_and_not_when_it_rolls_back(listener, operator_client):
+    assert operator_client.post(TASKS, {"type": "summarize"}, format="json").status_code == 201
+    assert listener() == [CREATED_CHANNEL]
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.create_task(data=_valid({"type": "summarize"}))
+        raise RuntimeError("the caller's transaction fails")
+    assert listener() == []
+    assert Task.objects.count() == 1
+
+    with transaction.atomic():
+        services.create_task(data=_valid({"type": "summarize"}))
+        assert listener(timeout=0.2) == []  # nothing before the commit
+    assert listener() == [CREATED_CHANNEL]
+
+
+def test_a_bulk_rings_once_and_tasks_left_for_operators_do_not_ring(listener, operator_client):
+    bulk = {"tasks": [{"type": "summarize"}] * 50}
+    assert operator_client.post(f"{TASKS}/bulk", bulk, format="json").status_code == 201
+    assert listener() == [CREATED_CHANNEL]
+    manual = {"type": "summarize", "auto_dispatch": False}
+    assert operator_client.post(TASKS, manual, format="json").status_code == 201
+    assert operator_client.post(f"{TASKS}/bulk", {"tasks": [manual] * 3}, format="json").status_code == 201
+    assert listener() == []
+
+
+def test_the_postgres_doorbell_kicks_on_listening_on_every_creation_and_after_losing_its_session(
+    transactional_db, operator_client
+):
+    dispatcher = _CountingDispatcher()
+    doorbell = PostgresDoorbell(dispatcher)
+    doorbell.start()
+    try:
+        dispatcher.wait_for(1)  # listening kicks once: what was created meanwhile waits in Postgres
+        assert operator_client.post(TASKS, {"type": "summarize"}, format="json").status_code == 201
+        dispatcher.wait_for(2)
+        lost = doorbell.backend_pid
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [lost])
+            assert cursor.fetchone() == (True,)
+        dispatcher.wait_for(3)  # listening again, on a new session
+        assert doorbell.backend_pid != lost
+        assert operator_client.post(TASKS, {"type": "summarize"}, format="json").status_code == 201
+        dispatcher.wait_for(4)
+    finally:
+        doorbell.stop()
+        doorbell.join(10)
+    assert not doorbell.is_alive()

@@ -1,7 +1,9 @@
 """Figures from the raw results, and the Markdown/JSON report.
 
 Every figure is computed per run (value, its same-run baseline, their ratio) and the report shows the
-median over runs of each, so a ratio compares numbers measured minutes apart, not days.
+median over runs of each. A throughput judged against a baseline is compared with that baseline
+measured right before and right after it (bench/run.py BRACKETED), so a ratio compares numbers
+measured seconds apart, not minutes.
 """
 
 import json
@@ -25,13 +27,13 @@ def _get(data, path):
 # (key, figure, unit, value path, baseline name, baseline path, target text, check(value, ratio))
 FIGURES = [
     ("e2e_single", "End-to-end throughput, one task per request (created -> completed)", "tasks/s",
-     "e2e_single.tasks_per_s", "bare DRF creates/s", "baseline_drf.requests_per_s",
+     "e2e_single.tasks_per_s", "bare DRF creates/s", "e2e_single.bracket.requests_per_s",
      ">= 0.5 x bare DRF", lambda v, r: r is not None and r >= 0.5),
     ("e2e_bulk", "End-to-end throughput, POST /tasks/bulk x 1,000", "tasks/s",
-     "e2e_bulk.tasks_per_s", "raw Celery no-op tasks/s", "baseline_celery.tasks_per_s",
+     "e2e_bulk.tasks_per_s", "raw Celery no-op tasks/s", "e2e_bulk.bracket.tasks_per_s",
      ">= 1.2 x raw Celery", lambda v, r: r is not None and r >= 1.2),
     ("create_max", "Task creation API, max rate", "req/s",
-     "create_api.requests_per_s", "bare DRF creates/s", "baseline_drf.requests_per_s",
+     "create_api.requests_per_s", "bare DRF creates/s", "create_api.bracket.requests_per_s",
      ">= 0.7 x bare DRF", lambda v, r: r is not None and r >= 0.7),
     ("create_p99", "Task creation API, p99 at 100 req/s", "ms",
      "create_api.at_100.p99_ms", None, None, "<= 50 ms", lambda v, r: v is not None and v <= 50),
@@ -40,7 +42,7 @@ FIGURES = [
     ("dispatch_p99", "Dispatch latency p99, 100 tasks/s", "ms",
      "dispatch_latency.p99_ms", None, None, "<= 100 ms", lambda v, r: v is not None and v <= 100),
     ("heartbeat_max", "Heartbeat ingestion, max rate", "req/s",
-     "heartbeats.requests_per_s", "bare DRF creates/s", "baseline_drf.requests_per_s",
+     "heartbeats.requests_per_s", "bare DRF creates/s", "heartbeats.bracket.requests_per_s",
      ">= 0.9 x bare DRF", lambda v, r: r is not None and r >= 0.9),
     ("heartbeat_p99", "Heartbeat p99 at half the max rate", "ms",
      "heartbeats.at_half.p99_ms", None, None, "<= 50 ms", lambda v, r: v is not None and v <= 50),
@@ -156,8 +158,10 @@ def markdown(data):
         f"{data['machine']['python']}. Everything (one Uvicorn process, one Celery worker with 8 threads, "
         "beat, Postgres, Redis, fake agents, load generator, WebSocket clients) shares these CPUs.",
         "",
-        "Ratios are computed within each run (figure / that run's baseline), then the median is taken;"
-        " a target is met when that median, unrounded, is.",
+        "Ratios are computed within each run, then the median is taken; a target is met when that median,"
+        " unrounded, is. A throughput's baseline is measured again right before and right after it, and"
+        " its ratio is to the mean of the two (the box's speed drifts within minutes); the baselines"
+        " table below shows each run's first measurement.",
         "",
         "| figure | value | baseline | ratio | target | met? |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -172,6 +176,7 @@ def markdown(data):
     for row in data["baselines"]:
         per_run = ", ".join(_fmt(v) for v in row["per_run"])
         lines.append(f"| {row['baseline']} | {_fmt(row['value'])} {row['unit']} | {per_run} |")
+    lines += _brackets(data["raw"])
     lines += ["", "## Details (last run)", ""]
     last = data["raw"][-1]
     lines += _details(last, data)
@@ -195,6 +200,24 @@ def markdown(data):
                 lines.append(f"| {share:.1f}% | `{frame}` |")
             lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _brackets(runs):
+    """The baselines measured beside each throughput scenario, per run (bench/run.py BRACKETED)."""
+    lines = [
+        "",
+        "## Baselines beside each throughput",
+        "",
+        "| throughput | baseline | before / after it, per run |",
+        "| --- | --- | --- |",
+    ]
+    names = [name for name in ("create_api", "e2e_single", "e2e_bulk", "heartbeats") if _get(runs[0], name)]
+    for name in names:
+        brackets = [_get(run, f"{name}.bracket") or {} for run in runs]
+        baseline = next((b["baseline"] for b in brackets if b.get("baseline")), "-")
+        cells = ", ".join(f"{_fmt(b.get('before'))} / {_fmt(b.get('after'))}" for b in brackets)
+        lines.append(f"| {name} | {baseline} | {cells} |")
+    return lines if names else []
 
 
 def _latency_cell(d):

@@ -35,6 +35,15 @@ SCENARIOS = [
     "live_events",
 ]
 THROUGHPUT = ("e2e_single", "e2e_bulk")
+# Scenarios judged as a ratio to a baseline get that baseline measured again right before and right
+# after them (outside their own window): this box's speed drifts by a fifth within minutes, and a
+# scenario sits minutes after its run's first baseline. Their ratio is to the mean of the two.
+BRACKETED = {
+    "create_api": ("baseline_drf", "requests_per_s"),
+    "e2e_single": ("baseline_drf", "requests_per_s"),
+    "e2e_bulk": ("baseline_celery", "tasks_per_s"),
+    "heartbeats": ("baseline_drf", "requests_per_s"),
+}
 
 
 def parse_args(argv):
@@ -97,8 +106,9 @@ def main(argv=None):
                 profiler = None
                 if name in to_profile and r == runs - 1:
                     profiler = profiling.start(stack, name, profile_dir)
-                stack.sampler.mark(label)
                 t1 = time.monotonic()
+                before = _bracket(bench, name, failures, label)
+                stack.sampler.mark(label)
                 try:
                     fn = getattr(bench, name)
                     result = fn(log_dir) if name == "live_events" else fn()
@@ -110,6 +120,8 @@ def main(argv=None):
                 if profiler:
                     profiles.update(profiling.stop(profiler))
                 result["process"] = stack.sampler.window(label)
+                if name in BRACKETED:
+                    result["bracket"] = _bracket_result(name, before, _bracket(bench, name, failures, label))
                 result["wall_s"] = round(time.monotonic() - t1, 1)
                 raw[r][name] = result
                 print(
@@ -188,6 +200,26 @@ def main(argv=None):
         print("bench: scenarios that failed:\n  " + "\n  ".join(failures), file=sys.stderr)
         return 1
     return 0
+
+
+def _bracket(bench, name, failures, label):
+    """The bracketing baseline's figure, measured now (None if `name` has none or it failed)."""
+    if name not in BRACKETED:
+        return None
+    baseline, key = BRACKETED[name]
+    try:
+        return getattr(bench, baseline)().get(key)
+    except Exception as exc:
+        traceback.print_exc()
+        failures.append(f"{label} ({baseline} beside it): {exc!r}")
+        return None
+
+
+def _bracket_result(name, before, after):
+    baseline, key = BRACKETED[name]
+    measured = [v for v in (before, after) if v is not None]
+    mean = round(sum(measured) / len(measured), 1) if len(measured) == 2 else None
+    return {"baseline": baseline, "before": before, "after": after, key: mean}
 
 
 def _interrupt(signum, frame):

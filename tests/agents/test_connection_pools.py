@@ -108,3 +108,16 @@ async def test_no_cookie_set_by_an_agent_is_ever_sent_and_bodies_are_asked_for_u
     assert all(b"\r\ncookie:" not in head for head in server.heads)
     assert all(b"accept-encoding: identity" in head for head in server.heads)
     server.server.close()
+
+
+async def test_a_legacy_numeric_spelling_is_refused_before_anything_is_sent():
+    server = await SlowServer().start()
+    server.release.set()
+    async with egress.new_async_client() as client:
+        # aiohttp refuses dotted short forms outright; other spellings are names, resolved and checked.
+        for spelling in ("127.1", "127.0.1"):
+            with pytest.raises(egress.EgressRefused, match="register it canonically"):
+                await _call(client, f"http://{spelling}:{server.port}/agent/execute")
+        assert (await _call(client, f"http://127.0.0.1:{server.port}/agent/execute")).status_code == 200
+    assert server.connections == 1
+    server.server.close()

@@ -388,6 +388,7 @@ class Runner:
     def shutdown(self, grace):
         """Stop taking work; let calls in flight finish for up to `grace` seconds, hand back the rest."""
         self._accepting = False
+        self.creations_doorbell.stop()  # its session closes within a second; nothing is claimed now
         deadline = time.monotonic() + grace
         while self.in_flight and time.monotonic() < deadline:
             time.sleep(0.05)

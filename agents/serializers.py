@@ -192,18 +192,19 @@ class AgentRegistrationSerializer(serializers.Serializer):
         return check_json_object(value, max_bytes=MAX_METADATA_BYTES, what="metadata")
 
 
+# What an agent may say of itself in a heartbeat.
+HEARTBEAT_STATUSES = (AgentStatus.ONLINE, AgentStatus.DRAINING)
+
+
 class HeartbeatSerializer(PrototypeFieldsMixin, serializers.Serializer):
     """Anything else an agent sends (a timestamp, say) is ignored: the server's clock decides."""
 
-    status = serializers.ChoiceField(choices=[AgentStatus.ONLINE, AgentStatus.DRAINING], required=False)
+    status = serializers.ChoiceField(choices=HEARTBEAT_STATUSES, required=False)
     current_load = StrictIntegerField(required=False, min_value=0, max_value=MAX_REPORTED_LOAD)
     metrics = serializers.JSONField(required=False)
 
     def validate_metrics(self, value):
         return check_json_object(value, max_bytes=MAX_METRICS_BYTES, what="metrics")
-
-
-_PLAIN_HEARTBEAT_STATUSES = frozenset({AgentStatus.ONLINE, AgentStatus.DRAINING})
 
 
 def plainly_valid_heartbeat(data):
@@ -214,7 +215,7 @@ def plainly_valid_heartbeat(data):
         return None
     validated = {}
     if "status" in data:
-        if type(data["status"]) is not str or data["status"] not in _PLAIN_HEARTBEAT_STATUSES:
+        if type(data["status"]) is not str or data["status"] not in HEARTBEAT_STATUSES:
             return None
         validated["status"] = data["status"]
     if "current_load" in data:

@@ -192,72 +192,76 @@ class Dispatcher(threading.Thread):
         return dispatched
 
 
-class Doorbell(threading.Thread):
-    """Kicks the dispatcher whenever wake_dispatch() rings (Redis pub/sub, tasks/wake.py).
+class _Bell(threading.Thread):
+    """Kicks the dispatcher on every ring it hears, and once after every (re)connection: rings sent
+    while it was not listening are gone, and whatever they announced is still waiting in Postgres.
+    Reconnects with backoff for as long as it runs."""
 
-    After every (re)subscription it kicks once more: rings sent while it was not listening are gone,
-    and whatever they announced is still waiting in Postgres.
-    """
+    source = ""  # what it listens to, for the log
 
-    def __init__(self, dispatcher):
-        super().__init__(name="orchestrator-doorbell", daemon=True)
+    def __init__(self, dispatcher, name):
+        super().__init__(name=name, daemon=True)
         self.dispatcher = dispatcher
-
-    def run(self):
-        import redis
-
-        delay = 0.1
-        while True:
-            try:
-                client = redis.Redis.from_url(
-                    settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=10
-                )
-                with client.pubsub() as pubsub:
-                    pubsub.subscribe(doorbell_channel())
-                    for _message in pubsub.listen():  # the subscribe confirmation included
-                        delay = 0.1
-                        self.dispatcher.kick()
-            except Exception:
-                logger.warning("doorbell lost its Redis subscription; retrying in %.1f s", delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-
-class PostgresDoorbell(threading.Thread):
-    """Kicks the dispatcher whenever a transaction that created tasks commits: the creating statement
-    sends a NOTIFY on wake.CREATED_CHANNEL, and this thread LISTENs on a connection of its own.
-
-    As with the Redis doorbell, every (re)connection kicks once: what was created while nobody listened
-    is waiting in Postgres. LISTEN needs a session of its own: behind a transaction-mode pooler, point
-    DATABASE_URL of the workers at Postgres itself.
-    """
-
-    def __init__(self, dispatcher):
-        super().__init__(name="orchestrator-pg-doorbell", daemon=True)
-        self.dispatcher = dispatcher
-        self.backend_pid = None
         self._stopped = threading.Event()
 
     def stop(self):
+        """Stop listening, once rings() returns (the Postgres bell checks every second)."""
         self._stopped.set()
+
+    def rings(self):
+        """Yield once listening, then once per ring."""
+        raise NotImplementedError
 
     def run(self):
         delay = 0.1
         while not self._stopped.is_set():
             try:
-                params = connections[DEFAULT_DB_ALIAS].get_connection_params()
-                with psycopg.connect(**params, autocommit=True) as listener:
-                    listener.execute(f"LISTEN {CREATED_CHANNEL}")
-                    self.backend_pid = listener.info.backend_pid  # which session it is, for operators
+                for _ring in self.rings():
                     delay = 0.1
                     self.dispatcher.kick()
-                    while not self._stopped.is_set():
-                        for _notification in listener.notifies(timeout=1.0):
-                            self.dispatcher.kick()
             except Exception:
-                logger.warning("doorbell lost its Postgres connection; retrying in %.1f s", delay)
+                logger.warning("doorbell lost its %s connection; retrying in %.1f s", self.source, delay)
                 self._stopped.wait(delay)
                 delay = min(delay * 2, 5.0)
+
+
+class Doorbell(_Bell):
+    """Rings on wake_dispatch() (Redis pub/sub, tasks/wake.py)."""
+
+    source = "Redis"
+
+    def __init__(self, dispatcher):
+        super().__init__(dispatcher, "orchestrator-doorbell")
+
+    def rings(self):
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=10)
+        with client.pubsub() as pubsub:
+            pubsub.subscribe(doorbell_channel())
+            yield from pubsub.listen()  # the subscribe confirmation first
+
+
+class PostgresDoorbell(_Bell):
+    """Rings whenever a transaction that created tasks commits: the creating statement sends a NOTIFY
+    on wake.CREATED_CHANNEL, and this thread LISTENs on a connection of its own. LISTEN needs a session
+    of its own: behind a transaction-mode pooler, point DATABASE_URL of the workers at Postgres itself.
+    """
+
+    source = "Postgres"
+
+    def __init__(self, dispatcher):
+        super().__init__(dispatcher, "orchestrator-pg-doorbell")
+        self.backend_pid = None
+
+    def rings(self):
+        params = connections[DEFAULT_DB_ALIAS].get_connection_params()
+        with psycopg.connect(**params, autocommit=True) as listener:
+            listener.execute(f"LISTEN {CREATED_CHANNEL}")
+            self.backend_pid = listener.info.backend_pid  # which session it is, for operators
+            yield
+            while not self._stopped.is_set():
+                yield from listener.notifies(timeout=1.0)
 
 
 class Writer(threading.Thread):

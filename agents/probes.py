@@ -11,7 +11,9 @@ import logging
 from django.conf import settings
 from django.db import connection, transaction
 
-from . import changes, egress
+from orchestrator_project import egress
+
+from . import changes
 from .changes import CLOCK
 from .locks import try_sweep_lock
 from .models import Agent

@@ -503,9 +503,9 @@ class Bench:
         )
 
     def time_claims(self, rounds):
-        """`tasks.dispatch.claim()` in this process, each round rolled back so every round sees the same
+        """`tasks.engine.claim.claim()` in this process, each round rolled back so every round sees the same
         queue. Returns the timings and how many tasks each round assigned."""
-        from tasks.dispatch import claim
+        from tasks.engine.claim import claim
 
         class Rollback(Exception):
             pass

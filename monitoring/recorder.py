@@ -1,7 +1,7 @@
 """Counters and histograms shared by every process (web and workers), kept in Redis.
 
 prometheus_client's in-process registry cannot see what a Celery worker counted, so the events that
-`monitoring.events` publishes are also counted here, one pipeline per batch (HINCRBY / HINCRBYFLOAT),
+`orchestrator_project.live` publishes are also counted here, one pipeline per batch (HINCRBY / HINCRBYFLOAT),
 and `/metrics` reads the totals back. Per-10-second buckets of finished tasks feed the dashboard's charts.
 
 Metrics are best effort: when Redis is unreachable we log once, stop trying for a few seconds, and never

@@ -16,8 +16,8 @@ from orchestrator_project.validation import (
     check_json,
 )
 
+from .engine.strategies import STRATEGIES
 from .models import Task, TaskEvent, TaskStatus
-from .strategies import STRATEGIES
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
 NAME_MESSAGE = "Use letters, digits and _ . : / - (starting with a letter or digit)."

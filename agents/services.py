@@ -28,12 +28,12 @@ _REFRESH_HEARTBEAT = f"""last_heartbeat = {CLOCK},
 _HEARTBEAT = f"""{_REFRESH_HEARTBEAT},
     reported_load = COALESCE(%(load)s::integer, a.reported_load),
     last_metrics = COALESCE(%(metrics)s::jsonb, a.last_metrics),
-    probe_failures = CASE WHEN a.status = 'offline' THEN 0 ELSE a.probe_failures END,
+    probe_failures = CASE WHEN a.status = '{AgentStatus.OFFLINE}' THEN 0 ELSE a.probe_failures END,
     status = CASE
-        WHEN a.status = 'unhealthy' THEN 'unhealthy'
-        WHEN a.drained_by_operator THEN 'draining'
+        WHEN a.status = '{AgentStatus.UNHEALTHY}' THEN '{AgentStatus.UNHEALTHY}'
+        WHEN a.drained_by_operator THEN '{AgentStatus.DRAINING}'
         WHEN %(requested)s::text IS NOT NULL THEN %(requested)s::text
-        WHEN a.status = 'offline' THEN 'online'
+        WHEN a.status = '{AgentStatus.OFFLINE}' THEN '{AgentStatus.ONLINE}'
         ELSE a.status
     END"""
 
@@ -163,8 +163,9 @@ def drain(*, agent_id, reason="drained by operator"):
             params={"agent": agent_id},
             reason=reason,
             # An offline or unhealthy agent keeps that status; the flag makes it come back draining.
-            assignments="""drained_by_operator = true,
-                status = CASE WHEN a.status IN ('online', 'draining') THEN 'draining' ELSE a.status END""",
+            assignments=f"""drained_by_operator = true,
+                status = CASE WHEN a.status IN ('{AgentStatus.ONLINE}', '{AgentStatus.DRAINING}')
+                              THEN '{AgentStatus.DRAINING}' ELSE a.status END""",
         )
     return found[0] if found else None
 
@@ -178,9 +179,9 @@ def resume(*, agent_id, reason="resumed by operator"):
             reason=reason,
             assignments=f"""drained_by_operator = false,
                 status = CASE
-                    WHEN a.status <> 'draining' THEN a.status
-                    WHEN a.heartbeat_expires_at > {CLOCK} THEN 'online'
-                    ELSE 'offline'
+                    WHEN a.status <> '{AgentStatus.DRAINING}' THEN a.status
+                    WHEN a.heartbeat_expires_at > {CLOCK} THEN '{AgentStatus.ONLINE}'
+                    ELSE '{AgentStatus.OFFLINE}'
                 END""",
         )
         # Offline agents lose their work; an expired draining agent would otherwise keep it until the
@@ -196,9 +197,9 @@ def mark_offline(*, agent_ids, reason):
     """An operator takes agents offline now; their work is handed back. A heartbeat brings them back."""
     with transaction.atomic():
         found = changes.apply(
-            where="agent_id = ANY(%(agents)s) AND status <> 'offline'",
+            where=f"agent_id = ANY(%(agents)s) AND status <> '{AgentStatus.OFFLINE}'",
             params={"agents": list(agent_ids)},
-            assignments="status = 'offline'",
+            assignments=f"status = '{AgentStatus.OFFLINE}'",
             reason=reason,
         )
         hand_back(agent_ids=[c.agent_id for c in found], reason=reason)

@@ -18,6 +18,8 @@ import redis
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from tasks.models import EventKind
+
 logger = logging.getLogger(__name__)
 
 PREFIX = "orchestrator:metrics:v1"
@@ -34,7 +36,13 @@ BUCKETS = {
 # The dashboard's throughput chart: counts of event kinds per RATE_BUCKET_SECONDS, kept for RATE_KEEP_SECONDS.
 RATE_BUCKET_SECONDS = 10
 RATE_KEEP_SECONDS = 2 * 3600
-RATE_KINDS = ("created", "completed", "failed", "cancelled", "retrying")
+RATE_KINDS = (
+    EventKind.CREATED,
+    EventKind.COMPLETED,
+    EventKind.FAILED,
+    EventKind.CANCELLED,
+    EventKind.RETRYING,
+)
 
 # After a Redis error, metrics are dropped (not queued) for this long so a dead Redis costs callers nothing.
 _BACKOFF_SECONDS = 5.0

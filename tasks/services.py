@@ -146,9 +146,7 @@ def _replay(existing, fingerprint):
     return existing
 
 
-_BULK_EVENTS_SQL = created_event_sql(
-    "(SELECT unnest(%s::uuid[]) AS task_id, %s::timestamptz AS created_at) AS created"
-)
+_BULK_EVENTS_SQL = created_event_sql("unnest(%s::uuid[], %s::timestamptz[]) AS created(task_id, created_at)")
 
 
 def create_tasks_bulk(*, items, user=None):
@@ -158,7 +156,7 @@ def create_tasks_bulk(*, items, user=None):
     with transaction.atomic():
         _copy_in(tasks)
         with prepared_cursor() as cursor:
-            cursor.execute(_BULK_EVENTS_SQL, [[task.task_id for task in tasks], now])
+            cursor.execute(_BULK_EVENTS_SQL, [[t.task_id for t in tasks], [t.created_at for t in tasks]])
         if any(task.auto_dispatch for task in tasks):
             wake.ring()
         announce_created(tasks)

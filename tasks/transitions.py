@@ -27,6 +27,14 @@ from .models import LIFECYCLE, EventKind, Task, TaskEvent, TaskStatus, sql_list
 from .signals import tasks_failed
 
 REASON_LIMIT = 2000
+# What a transition's live message measures from the task's creation (the metrics' histograms).
+_TIMING = {
+    EventKind.ASSIGNED: "queue_wait_seconds",
+    EventKind.SENT: "dispatch_latency_seconds",
+    EventKind.COMPLETED: "duration_seconds",
+    EventKind.FAILED: "duration_seconds",
+    EventKind.CANCELLED: "duration_seconds",
+}
 _EVENT_INSERT = (
     f"INSERT INTO {TaskEvent._meta.db_table}"
     " (task_id, kind, status, attempt, agent_id, reason, details, created_at)"
@@ -136,6 +144,7 @@ def move(kind, steps, *, now, assignments="", columns=(), params=None, fenced=Tr
 
 def _announce(kind, moved, now):
     target = LIFECYCLE[kind].target
+    timing = _TIMING.get(kind)
     messages = [
         task_transition(
             task_id=m.task_id,
@@ -147,7 +156,7 @@ def _announce(kind, moved, now):
             priority=m.priority,
             task_type=m.type,
             capabilities=m.capabilities,
-            created_at=m.created_at,
+            timing={timing: (now - m.created_at).total_seconds()} if timing else None,
             agent_call_outcome=m.step.call_outcome,
         )
         for m in moved

@@ -4,9 +4,6 @@ The dashboard, the WebSocket streams and the shared metrics (monitoring/recorder
 fields; docs/monitoring.md documents them for API users.
 """
 
-# Transitions that end a task: their message says how long the task took from creation.
-_ENDS = frozenset({"completed", "failed", "cancelled"})
-
 
 def task_transition(
     *,
@@ -19,11 +16,11 @@ def task_transition(
     priority,
     task_type,
     capabilities,
-    created_at=None,
+    timing=None,
     agent_call_outcome="",
 ):
-    """One task transition. `created_at` adds the timing that fits the transition's kind: queue wait
-    for an assignment, dispatch latency for a send, total duration for an end."""
+    """One task transition. `timing`: {name: seconds} of the timings the transition measures (how long
+    the task waited in the queue, until it was sent, until it ended)."""
     message = {
         "task_id": str(task_id),
         "status": str(status),
@@ -35,14 +32,8 @@ def task_transition(
         "type": task_type,
         "capabilities": list(capabilities or []),
     }
-    if created_at is not None:
-        elapsed = (at - created_at).total_seconds()
-        if kind == "assigned":
-            message["queue_wait_seconds"] = elapsed
-        elif kind == "sent":
-            message["dispatch_latency_seconds"] = elapsed
-        elif kind in _ENDS:
-            message["duration_seconds"] = elapsed
+    if timing:
+        message.update(timing)
     if agent_call_outcome:
         message["agent_call_outcome"] = agent_call_outcome
     return message

@@ -55,9 +55,11 @@ _task_subscribers = []
 
 def subscribe_task_transitions(receiver):
     """Call `receiver(transitions)` with every batch of task transitions this process publishes, on
-    the publisher's thread. A receiver that raises is logged and does not stop the live updates."""
+    the publisher's thread. A receiver that raises is logged and does not stop the live updates.
+    Returns a function that unsubscribes it."""
     if receiver not in _task_subscribers:
         _task_subscribers.append(receiver)
+    return lambda: _task_subscribers.remove(receiver) if receiver in _task_subscribers else None
 
 
 def _deliver(tasks, agents, run):

@@ -123,14 +123,6 @@ class Agent(models.Model):
             return None
         return max(0, int((now - self.last_heartbeat).total_seconds()))
 
-    @property
-    def is_routable(self):
-        return (
-            self.status == AgentStatus.ONLINE
-            and self.circuit_state != CircuitState.OPEN
-            and self.current_load < self.max_concurrency
-        )
-
 
 class AgentStatusChange(models.Model):
     """One row per status change (like healthchecks' Flip): the history view, the notifier and metrics."""

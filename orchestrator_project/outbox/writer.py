@@ -6,6 +6,8 @@ left over: the change and its event commit together or not at all. With EVENT_SI
 written; the statements are built once per process, so `enabled()` is read when they are built.
 """
 
+import json
+
 from django.conf import settings
 from django.db import connection
 
@@ -54,15 +56,16 @@ def append(*, aggregatetype, aggregateid, event, payload, at, sequence=None):
         "type": aggregatetype,
         "id": aggregateid,
         "event": event,
-        "payload": OutboxEvent._meta.get_field("payload").get_db_prep_save(payload, connection),
+        "payload": json.dumps(payload),
         "at": at,
     }
     if sequence is None:
         source = "(SELECT %(id)s::uuid AS aggregateid) AS entity"
         sql = f"""WITH {next_sequence_cte("numbered", aggregatetype=aggregatetype, source=source)}
-            {INSERT} SELECT %(type)s, aggregateid, %(event)s, %(payload)s, sequence, %(at)s FROM numbered"""
+            {INSERT} SELECT %(type)s, aggregateid, %(event)s, %(payload)s::jsonb, sequence, %(at)s
+            FROM numbered"""
     else:
-        sql = f"{INSERT} VALUES (%(type)s, %(id)s, %(event)s, %(payload)s, %(sequence)s, %(at)s)"
+        sql = f"{INSERT} VALUES (%(type)s, %(id)s, %(event)s, %(payload)s::jsonb, %(sequence)s, %(at)s)"
         params["sequence"] = sequence
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -58,12 +58,15 @@ class KafkaSink:
         try:
             for event in events:
                 self._produce(event, outcome)
+            # Waits for every delivery report: each message ends delivered or failed within
+            # message.timeout.ms, so this returns by then. A fatal error raises here too.
+            self.producer.flush(settings.KAFKA_DELIVERY_TIMEOUT_MS / 1000 + 5)
         except KafkaException as exc:
+            # Found by the chaos scenario: a broker that comes back without its state makes the
+            # idempotent producer fail fatally (UNKNOWN_PRODUCER_ID) from flush().
+            self._renew_if_fatal(exc.args[0])
             raise SinkUnavailable(f"kafka: {exc}") from exc
-        # Waits for every delivery report: each message ends delivered or failed within
-        # message.timeout.ms, so this returns by then.
-        self.producer.flush(settings.KAFKA_DELIVERY_TIMEOUT_MS / 1000 + 5)
-        acknowledged, failed_keys, fatal = set(), set(), False
+        acknowledged, failed_keys = set(), set()
         for event in events:
             error = outcome.get(event.position, "no delivery report")
             if error is None and event.key not in failed_keys:
@@ -71,15 +74,18 @@ class KafkaSink:
             else:
                 # An entity's later events go again with the failed one, in order, even if they got in.
                 failed_keys.add(event.key)
-                fatal = fatal or getattr(error, "fatal", lambda: False)()
-        if fatal:
-            # An idempotent producer that hit a fatal error refuses everything afterwards: start afresh.
-            logger.warning("kafka producer failed fatally; starting a new one")
-            self.producer = Producer(self._config)
+                self._renew_if_fatal(error)
         if not acknowledged:
             first = next(iter(outcome.values()), "no delivery report")
             raise SinkUnavailable(f"kafka: {first}")
         return acknowledged
+
+    def _renew_if_fatal(self, error):
+        # An idempotent producer that hit a fatal error (a broker that lost its state, say) refuses
+        # everything afterwards: start a new one, with a new producer id.
+        if getattr(error, "fatal", lambda: False)():
+            logger.warning("kafka producer failed fatally (%s); starting a new one", error)
+            self.producer = Producer(self._config)
 
     def _produce(self, event, outcome):
         def report(error, _message, position=event.position):

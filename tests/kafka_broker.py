@@ -7,6 +7,7 @@ test's directory, stopped by its PID. Consumers should use a short session.timeo
 below): a group join takes about half of it.
 """
 
+import logging
 import os
 import signal
 import socket
@@ -113,6 +114,8 @@ def consumer(broker, topics, **config):
             "enable.auto.commit": False,
             # A topic the relay has not written yet does not exist: look again soon, not in 5 minutes.
             "topic.metadata.refresh.interval.ms": 500,
+            # librdkafka's complaints while a broker is away go to logging (captured), not the terminal.
+            "logger": logging.getLogger("tests.kafka_consumer"),
             **config,
         }
     )

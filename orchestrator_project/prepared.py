@@ -9,7 +9,8 @@ connection pool (psycopg_pool) keeps connections, and with them their prepared s
 transaction-mode pooler (PgBouncer < 1.21), set DB_PREPARED_STATEMENTS=false.
 
 The cursor is wrapped like any other Django cursor, so execute wrappers, query logging and
-CaptureQueriesContext see these statements too.
+CaptureQueriesContext see these statements too; on django-prometheus' database backend it is counted in
+the django_db_* series like the backend's own cursors (which this one bypasses).
 """
 
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
+from django_prometheus.db.common import DatabaseWrapperMixin, ExportingCursorWrapper
 
 
 class _PreparingCursor(psycopg.Cursor):
@@ -26,11 +28,24 @@ class _PreparingCursor(psycopg.Cursor):
         return super().execute(query, params, prepare=self.prepare, binary=binary)
 
 
+_cursor_classes = {}  # database alias -> the cursor class for it
+
+
+def _cursor_class(db):
+    cursor_class = _cursor_classes.get(db.alias)
+    if cursor_class is None:
+        cursor_class = _PreparingCursor
+        if isinstance(db, DatabaseWrapperMixin):
+            cursor_class = ExportingCursorWrapper(_PreparingCursor, db.alias, db.vendor)
+        _cursor_classes[db.alias] = cursor_class
+    return cursor_class
+
+
 @contextmanager
 def prepared_cursor():
     db = connections[DEFAULT_DB_ALIAS]  # once: each `connection.x` is a thread-local lookup
     db.ensure_connection()
-    raw = _PreparingCursor(db.connection)
+    raw = _cursor_class(db)(db.connection)
     if db.queries_logged:
         # psycopg keeps no query text for a prepared execution, and the log (DEBUG, or a test capturing
         # queries) wants it: these statements then run unprepared, with the same server-side binding.

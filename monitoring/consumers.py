@@ -22,7 +22,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
 
 from agents.models import AgentStatus
-from orchestrator_project.accounts.roles import is_agent, is_viewer
+from orchestrator_project.accounts.roles import is_viewer
 from tasks.models import TaskStatus
 
 from . import queries
@@ -35,10 +35,8 @@ CLOSE_BAD_FILTER = 4400
 
 
 def can_watch(user):
-    """Viewers and above, and staff (who are given the dashboard); never agents."""
-    if not user or not user.is_authenticated or is_agent(user) or not user.is_active:
-        return False
-    return user.is_staff or is_viewer(user)
+    """Viewers and above; never agents, nor staff without a role."""
+    return is_viewer(user)
 
 
 def _values(query, name):

@@ -125,7 +125,7 @@ METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", _LOOPBACK_NE
 
 # --- Django ----------------------------------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "orchestrator_project.apps.OrchestratorAdminConfig",  # django.contrib.admin, open to roles
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -10,6 +10,8 @@
   var root = document.getElementById("dashboard");
   if (!root) return;
   var SUMMARY_URL = root.dataset.summaryUrl;
+  // Viewers get no buttons: the API would refuse what they ask.
+  var CAN_OPERATE = root.dataset.canOperate === "true";
   var MAX_TASK_ROWS = 50;
   var TASK_STATUSES = ["pending", "assigned", "running", "completed", "failed", "cancelled"];
   var AGENT_STATUSES = ["online", "draining", "unhealthy", "offline"];
@@ -173,12 +175,12 @@
     if (!rows.length) return emptyRow(tbody, 8, "No task yet.");
     rows.slice(0, MAX_TASK_ROWS).forEach(function (task) {
       var actions = el("td", { className: "actions" });
-      if (task.status === "failed" || task.status === "cancelled") {
+      if (CAN_OPERATE && (task.status === "failed" || task.status === "cancelled")) {
         actions.appendChild(actionButton("Retry", function () {
           callApi("POST", "/api/v1/tasks/" + task.task_id + "/retry", "Retry requested");
         }));
       }
-      if (["pending", "assigned", "running"].indexOf(task.status) >= 0) {
+      if (CAN_OPERATE && ["pending", "assigned", "running"].indexOf(task.status) >= 0) {
         actions.appendChild(actionButton("Cancel", function () {
           callApi("DELETE", "/api/v1/tasks/" + task.task_id, "Cancel requested");
         }));
@@ -209,11 +211,11 @@
         el("span", { className: "load-fill", style: "width:" + Math.min(100, Math.round(100 * load / max)) + "%" }),
       ]);
       var actions = el("td", { className: "actions" });
-      if (agent.status === "draining") {
+      if (CAN_OPERATE && agent.status === "draining") {
         actions.appendChild(actionButton("Resume", function () {
           callApi("POST", "/api/v1/agents/" + agent.agent_id + "/resume", "Resume requested");
         }));
-      } else if (agent.status !== "offline") {
+      } else if (CAN_OPERATE && agent.status !== "offline") {
         actions.appendChild(actionButton("Drain", function () {
           callApi("POST", "/api/v1/agents/" + agent.agent_id + "/drain", "Drain requested");
         }));

@@ -9,8 +9,8 @@ connection pool (psycopg_pool) keeps connections, and with them their prepared s
 transaction-mode pooler (PgBouncer < 1.21), set DB_PREPARED_STATEMENTS=false.
 
 The cursor is wrapped like any other Django cursor, so execute wrappers, query logging and
-CaptureQueriesContext see these statements too; on django-prometheus' database backend it is counted in
-the django_db_* series like the backend's own cursors (which this one bypasses).
+CaptureQueriesContext see these statements too, and counted in the django_db_* series like the engine's
+own cursors (which this one bypasses): db_metrics.py.
 """
 
 from contextlib import contextmanager
@@ -18,7 +18,9 @@ from contextlib import contextmanager
 import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
-from django_prometheus.db.common import DatabaseWrapperMixin, ExportingCursorWrapper
+from django_prometheus.db.common import DatabaseWrapperMixin
+
+from .db_metrics import counted
 
 
 class _PreparingCursor(psycopg.Cursor):
@@ -28,17 +30,10 @@ class _PreparingCursor(psycopg.Cursor):
         return super().execute(query, params, prepare=self.prepare, binary=binary)
 
 
-_cursor_classes = {}  # database alias -> the cursor class for it
-
-
 def _cursor_class(db):
-    cursor_class = _cursor_classes.get(db.alias)
-    if cursor_class is None:
-        cursor_class = _PreparingCursor
-        if isinstance(db, DatabaseWrapperMixin):
-            cursor_class = ExportingCursorWrapper(_PreparingCursor, db.alias, db.vendor)
-        _cursor_classes[db.alias] = cursor_class
-    return cursor_class
+    if isinstance(db, DatabaseWrapperMixin):  # the engine counts its statements: these count too
+        return counted(_PreparingCursor, db.alias, db.vendor)
+    return _PreparingCursor
 
 
 @contextmanager

@@ -153,3 +153,14 @@ def test_the_prepared_hot_statements_are_counted_too(db, settings):
             "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%counted_and_prepared%%'"
         )
         assert cursor.fetchone()[0] == 1
+
+
+def test_a_failing_statement_is_counted_as_an_error_of_its_type(db):
+    from django.db import DatabaseError, connection, transaction
+    from prometheus_client import REGISTRY
+
+    labels = {"alias": "default", "vendor": "postgresql", "type": "UndefinedTable"}
+    before = REGISTRY.get_sample_value("django_db_errors_total", labels) or 0
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM no_such_table")
+    assert REGISTRY.get_sample_value("django_db_errors_total", labels) == before + 1

@@ -64,13 +64,13 @@ def _pretty(value):
 
 
 def _each(service):
-    """Run the service per task; its refusal (a Conflict naming the task's state) is reported, not raised."""
+    """Run `service(request, task_id)` per task; a refusal (a Conflict: the task's state) is reported."""
 
     def run(request, ids):
         report = Report()
         for task_id in ids:
             try:
-                service(task_id=task_id)
+                service(request, task_id)
                 report.done += 1
             except APIException as exc:  # Conflict (the task's state), NotFound (deleted meanwhile)
                 report.refused.append(f"{task_id} ({exc.detail})")
@@ -85,7 +85,7 @@ VERBS = (
         "Retry",
         "Retry selected failed/cancelled tasks",
         "Retried {n} task(s).",
-        _each(services.retry_task),
+        _each(lambda request, task_id: services.retry_task(task_id=task_id)),
         offered=lambda task: task.status in RETRYABLE_BY_OPERATOR,
     ),
     Verb(
@@ -93,7 +93,11 @@ VERBS = (
         "Cancel",
         "Cancel selected tasks",
         "Cancelled {n} task(s).",
-        _each(services.cancel_task),
+        _each(
+            lambda request, task_id: services.cancel_task(
+                task_id=task_id, reason=f"cancelled by {request.user} in the admin"
+            )
+        ),
         offered=lambda task: task.status in CANCELLABLE_STATUSES,
     ),
 )

@@ -226,7 +226,10 @@ def test_an_operator_cancels_a_task_from_its_page_and_retries_it_with_the_action
     assert said(press(client, TASKS, task, "cancel_tasks")) == [("success", "Cancelled 1 task(s).")]
     task.refresh_from_db()
     assert task.status == TaskStatus.CANCELLED
-    assert TaskEvent.objects.filter(task=task, kind="cancelled").exists()
+    assert (
+        TaskEvent.objects.get(task=task, kind="cancelled").reason
+        == "cancelled by olivia-operator in the admin"
+    )
 
     assert said(act(client, TASKS, "retry_tasks", task)) == [("success", "Retried 1 task(s).")]
     assert Task.objects.get(pk=task.pk).status == TaskStatus.PENDING

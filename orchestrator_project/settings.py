@@ -125,7 +125,7 @@ METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", _LOOPBACK_NE
 
 # --- Django ----------------------------------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "orchestrator_project.apps.OrchestratorAdminConfig",  # django.contrib.admin, open to roles
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -186,7 +186,9 @@ def _database_config(url):
     # The seed's example uses an SQLAlchemy-style scheme (postgresql+asyncpg://); the driver is ours.
     scheme, rest = url.split("://", 1)
     config = dj_database_url.parse(f"{scheme.split('+')[0]}://{rest}")
-    config["ENGINE"] = "django.db.backends.postgresql"
+    # Django's psycopg backend as django-prometheus instruments it (django_db_* series), with a lighter
+    # cursor counter (orchestrator_project/db_metrics.py); prepared.py counts its own cursors the same way.
+    config["ENGINE"] = "orchestrator_project.database"
     config["CONN_MAX_AGE"] = 0
     # Lets several test runs share one server without dropping each other's test database.
     config["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME", f"test_{config['NAME']}")}

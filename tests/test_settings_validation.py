@@ -85,7 +85,7 @@ def test_the_seed_database_url_spelling_is_accepted():
 
     db = _database_config("postgresql+asyncpg://user:pw@db.example:5433/surveillance")
     assert (db["ENGINE"], db["HOST"], db["PORT"], db["NAME"], db["USER"]) == (
-        "django.db.backends.postgresql",
+        "orchestrator_project.database",  # Django's psycopg backend, counted for django-prometheus
         "db.example",
         5433,
         "surveillance",

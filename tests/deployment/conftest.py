@@ -48,10 +48,10 @@ class Deployment:
         self.children.append(child)
         return child
 
-    def web(self, name):
+    def web(self, name, **env):
         port = free_port()
         child = self._start(
-            name, "web", production_command("web"), SERVICE_HOST="127.0.0.1", SERVICE_PORT=port
+            name, "web", production_command("web"), SERVICE_HOST="127.0.0.1", SERVICE_PORT=port, **env
         )
         child.port = port
         child.url = f"http://127.0.0.1:{port}"
@@ -212,6 +212,11 @@ class EventStream:
             self._connected.set()
             with self._changed:
                 self._changed.notify_all()
+
+    @property
+    def local_port(self):
+        """This client's end of the connection (the server sees it as the peer's port)."""
+        return self._socket.writer.get_extra_info("sockname")[1]
 
     def seen(self, status):
         """Ids of the tasks this client was told reached `status`."""

@@ -28,8 +28,9 @@ run: $(STAMP)
 dev: $(STAMP)
 	@$(PY) -m orchestrator_project.runstack --dev
 
-## test: the whole test suite against real Postgres and Redis (embedded unless the URLs are set)
+## test: the whole test suite against real Postgres and Redis (embedded unless the URLs are set); installs Chromium if it may
 test: $(STAMP)
+	@bash scripts/ensure-chromium.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## chaos: the fault-injection suite (kills, restarts, stalls) on its own throwaway PostgreSQL and Redis

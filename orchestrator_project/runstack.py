@@ -39,10 +39,11 @@ def prepare(settings):
 def banner(settings, *, dev):
     host = "127.0.0.1" if settings.SERVICE_HOST in ("0.0.0.0", "::") else settings.SERVICE_HOST
     base = f"http://{host}:{settings.SERVICE_PORT}"
+    mode = "DEBUG on" if settings.DEBUG else "production settings"
     if dev:
-        mode = "development: DEBUG on, the web server reloads on code changes"
+        mode += ", the web server reloads on code changes"
     else:
-        mode = f"production settings, {settings.WEB_CONCURRENCY} web processes"
+        mode += f", {settings.WEB_CONCURRENCY} web processes"
     lines = [
         f"Agent Orchestrator {settings.VERSION} on {base} ({mode})",
         f"  Admin:      {base}/admin/",

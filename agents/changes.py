@@ -15,8 +15,11 @@ from uuid import UUID
 
 from django.db import transaction
 
+from orchestrator_project import live
+from orchestrator_project.live.messages import agent_change
 from orchestrator_project.prepared import prepared_cursor
 
+from . import signals
 from .models import Agent, AgentStatus, AgentStatusChange
 
 # The database's clock, unless a caller (a sweep, a test) passes `now`: liveness never trusts an agent's
@@ -32,6 +35,7 @@ class Change:
     old_status: str
     status: str
     current_load: int
+    max_concurrency: int
     circuit_state: str
     heartbeat_timeout: int
     heartbeat_expires_at: datetime | None
@@ -42,15 +46,17 @@ class Change:
     def moved(self):
         return self.old_status != self.status
 
-    def event(self):
-        """The shape monitoring.events.publish_agent_changes expects."""
-        return {
-            "agent_id": str(self.agent_id),
-            "status": self.status,
-            "current_load": self.current_load,
-            "circuit_state": self.circuit_state,
-            "timestamp": self.at.isoformat(),
-        }
+    def message(self):
+        """The agent as it is after the change, as live clients see it."""
+        return agent_change(
+            agent_id=self.agent_id,
+            name=self.name,
+            status=self.status,
+            current_load=self.current_load,
+            max_concurrency=self.max_concurrency,
+            circuit_state=self.circuit_state,
+            at=self.at,
+        )
 
 
 def apply(
@@ -78,13 +84,14 @@ def apply(
             UPDATE {agents} a SET {assignments}, updated_at = {CLOCK}
             FROM old WHERE a.agent_id = old.agent_id
             RETURNING a.agent_id, a.name, old.status AS old_status, a.status, a.current_load,
-                      a.circuit_state, a.heartbeat_timeout, a.heartbeat_expires_at, {CLOCK} AS at
+                      a.max_concurrency, a.circuit_state, a.heartbeat_timeout, a.heartbeat_expires_at,
+                      {CLOCK} AS at
         ), recorded AS (
             INSERT INTO {history} (agent_id, old_status, new_status, reason, created_at)
             SELECT agent_id, old_status, status, %(reason)s, at FROM moved WHERE status <> old_status
         )
-        SELECT agent_id, name, old_status, status, current_load, circuit_state, heartbeat_timeout,
-               heartbeat_expires_at, at
+        SELECT agent_id, name, old_status, status, current_load, max_concurrency, circuit_state,
+               heartbeat_timeout, heartbeat_expires_at, at
         FROM moved
     """
     with prepared_cursor() as cursor:  # each caller's text is fixed; heartbeats run it all the time
@@ -103,6 +110,7 @@ def record_registration(agent, *, at, reason):
         "",
         agent.status,
         agent.current_load,
+        agent.max_concurrency,
         agent.circuit_state,
         agent.heartbeat_timeout,
         agent.heartbeat_expires_at,
@@ -114,28 +122,14 @@ def record_registration(agent, *, at, reason):
 
 
 def announce(changes):
-    """After commit: push moved statuses to the dashboard, notify, and wake dispatch for new capacity."""
+    """Tell the rest of the system about the moved statuses: live clients after commit, and the
+    receivers of signals.status_changed (the notifier) and signals.capacity_freed (dispatch)."""
     moved = [change for change in changes if change.moved]
     if not moved:
         return
-    from monitoring.events import publish_agent_changes
-    from tasks.wake import wake_dispatch
-
-    from .notifier import notify
-
-    events = [change.event() for change in moved]
-    transaction.on_commit(lambda: publish_agent_changes(events))
-    for change in moved:
-        notify(
-            "agent.status_changed",
-            {
-                "agent_id": str(change.agent_id),
-                "name": change.name,
-                "old_status": change.old_status or None,
-                "status": change.status,
-                "reason": change.reason,
-                "timestamp": change.at.isoformat(),
-            },
-        )
-    if any(change.status == AgentStatus.ONLINE for change in moved):
-        transaction.on_commit(wake_dispatch)
+    messages = [change.message() for change in moved]
+    transaction.on_commit(lambda: live.publish_agent_changes(messages))
+    signals.status_changed.send(sender=Agent, changes=moved)
+    back = [change.agent_id for change in moved if change.status == AgentStatus.ONLINE]
+    if back:
+        signals.capacity_freed.send(sender=Agent, agent_ids=back)

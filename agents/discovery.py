@@ -4,7 +4,7 @@ import re
 
 from django.conf import settings
 
-from . import egress
+from orchestrator_project import egress
 
 AGENT_CARD_PATH = "/.well-known/agent-card.json"
 # An agent card is a small document; anything bigger is not one.

@@ -4,6 +4,7 @@ from django.db import transaction
 
 from . import changes
 from .locks import try_sweep_lock
+from .models import AgentStatus
 from .services import OFFLINE_HEARTBEAT_EXPIRED, hand_back
 
 # Bounds one sweep's transaction; a bigger backlog is finished by the next beat a few seconds later.
@@ -23,9 +24,9 @@ def expire_stale_agents(now=None, *, batch=SWEEP_BATCH):
         # Reads the agents table (no index on heartbeat_expires_at: heartbeats stay HOT updates, Agent.Meta):
         # a few milliseconds for ten thousand agents, once per sweep.
         expired = changes.apply(
-            where=f"status <> 'offline' AND heartbeat_expires_at <= {changes.CLOCK}",
+            where=f"status <> '{AgentStatus.OFFLINE}' AND heartbeat_expires_at <= {changes.CLOCK}",
             order_limit="ORDER BY heartbeat_expires_at LIMIT %(batch)s",
-            assignments="status = 'offline'",
+            assignments=f"status = '{AgentStatus.OFFLINE}'",
             params={"batch": batch},
             reason=OFFLINE_HEARTBEAT_EXPIRED,
             now=now,

@@ -5,6 +5,12 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
+from orchestrator_project.accounts.models import hash_token, new_raw_token
+from orchestrator_project.signing import new_secret
+
+# The prefix of an agent's API token (agents/authentication.py resolves them).
+AGENT_TOKEN_PREFIX = "aoa_"
+
 
 class AgentStatus(models.TextChoices):
     ONLINE = "online"
@@ -103,11 +109,6 @@ class Agent(models.Model):
 
         Old credentials stop working as soon as this is saved.
         """
-        from orchestrator_project.accounts.authentication import AGENT_TOKEN_PREFIX
-        from orchestrator_project.accounts.models import hash_token, new_raw_token
-
-        from .signing import new_secret
-
         raw = new_raw_token(AGENT_TOKEN_PREFIX)
         self.token_hash = hash_token(raw)
         self.signing_secret = new_secret()
@@ -121,14 +122,6 @@ class Agent(models.Model):
         if self.last_heartbeat is None:
             return None
         return max(0, int((now - self.last_heartbeat).total_seconds()))
-
-    @property
-    def is_routable(self):
-        return (
-            self.status == AgentStatus.ONLINE
-            and self.circuit_state != CircuitState.OPEN
-            and self.current_load < self.max_concurrency
-        )
 
 
 class AgentStatusChange(models.Model):

@@ -11,10 +11,12 @@ import logging
 from django.conf import settings
 from django.db import connection, transaction
 
-from . import changes, egress
+from orchestrator_project import egress
+
+from . import changes
 from .changes import CLOCK
 from .locks import try_sweep_lock
-from .models import Agent
+from .models import Agent, AgentStatus
 
 HEALTH_PATH = "/health"
 HEALTH_MAX_BYTES = 64 * 1024
@@ -26,14 +28,17 @@ _SUCCEEDED = f"""probe_failures = 0,
     heartbeat_expires_at = CASE WHEN a.probe_heartbeats
         THEN {CLOCK} + make_interval(secs => a.heartbeat_timeout) ELSE a.heartbeat_expires_at END,
     status = CASE
-        WHEN a.status = 'unhealthy' OR (a.status = 'offline' AND a.probe_heartbeats)
-            THEN CASE WHEN a.drained_by_operator THEN 'draining' ELSE 'online' END
+        WHEN a.status = '{AgentStatus.UNHEALTHY}'
+             OR (a.status = '{AgentStatus.OFFLINE}' AND a.probe_heartbeats)
+            THEN CASE WHEN a.drained_by_operator THEN '{AgentStatus.DRAINING}'
+                      ELSE '{AgentStatus.ONLINE}' END
         ELSE a.status
     END"""
 
 # Only an online agent turns unhealthy: one that went offline or was drained meanwhile keeps that status.
-_FAILED = """probe_failures = a.probe_failures + 1,
-    status = CASE WHEN a.status = 'online' AND a.probe_failures + 1 >= %(threshold)s THEN 'unhealthy'
+_FAILED = f"""probe_failures = a.probe_failures + 1,
+    status = CASE WHEN a.status = '{AgentStatus.ONLINE}' AND a.probe_failures + 1 >= %(threshold)s
+                  THEN '{AgentStatus.UNHEALTHY}'
         ELSE a.status END"""
 
 
@@ -50,7 +55,8 @@ def _claim(now):
             cursor.execute(
                 f"""WITH due AS (
                         SELECT agent_id FROM {Agent._meta.db_table}
-                        WHERE (status IN ('online', 'unhealthy') OR (status = 'offline' AND probe_heartbeats))
+                        WHERE (status IN ('{AgentStatus.ONLINE}', '{AgentStatus.UNHEALTHY}')
+                               OR (status = '{AgentStatus.OFFLINE}' AND probe_heartbeats))
                           AND (last_probe_at IS NULL
                                OR last_probe_at <= {CLOCK} - make_interval(secs => %(gap)s))
                         ORDER BY agent_id FOR UPDATE SKIP LOCKED

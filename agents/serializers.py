@@ -7,9 +7,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rest_framework import serializers
 
+from orchestrator_project import egress
 from orchestrator_project.validation import PrototypeFieldsMixin, unstorable_text
 
-from . import egress
 from .discovery import CAPABILITY_PATTERN, MAX_CAPABILITIES
 from .models import Agent, AgentStatus
 

@@ -9,9 +9,12 @@ Status rules live in the SQL below (one statement per change, see changes.py); i
 import json
 
 from django.db import IntegrityError, connection, transaction
-from rest_framework.exceptions import Throttled, ValidationError
 
-from . import changes, pacing
+from orchestrator_project import live
+from orchestrator_project.errors import InvalidInput, RateLimited
+from orchestrator_project.live.messages import AGENT_CHANGE_COLUMNS, agent_change, agent_change_from_row
+
+from . import changes, pacing, signals
 from .changes import CLOCK
 from .discovery import DiscoveryFailed, discover_capabilities
 from .models import Agent, AgentStatus, CircuitState
@@ -25,30 +28,28 @@ _REFRESH_HEARTBEAT = f"""last_heartbeat = {CLOCK},
 _HEARTBEAT = f"""{_REFRESH_HEARTBEAT},
     reported_load = COALESCE(%(load)s::integer, a.reported_load),
     last_metrics = COALESCE(%(metrics)s::jsonb, a.last_metrics),
-    probe_failures = CASE WHEN a.status = 'offline' THEN 0 ELSE a.probe_failures END,
+    probe_failures = CASE WHEN a.status = '{AgentStatus.OFFLINE}' THEN 0 ELSE a.probe_failures END,
     status = CASE
-        WHEN a.status = 'unhealthy' THEN 'unhealthy'
-        WHEN a.drained_by_operator THEN 'draining'
+        WHEN a.status = '{AgentStatus.UNHEALTHY}' THEN '{AgentStatus.UNHEALTHY}'
+        WHEN a.drained_by_operator THEN '{AgentStatus.DRAINING}'
         WHEN %(requested)s::text IS NOT NULL THEN %(requested)s::text
-        WHEN a.status = 'offline' THEN 'online'
+        WHEN a.status = '{AgentStatus.OFFLINE}' THEN '{AgentStatus.ONLINE}'
         ELSE a.status
     END"""
 
 
 def hand_back(*, agent_ids, reason):
-    """Give the agents' pending and in-flight work back to dispatch, in the caller's transaction."""
-    if not agent_ids:
-        return
-    from tasks.handback import hand_back_agent_tasks
-
-    hand_back_agent_tasks(agent_ids=list(agent_ids), reason=reason)
+    """Tell whoever gave the agents work that they lost it (signals.work_lost), in the caller's
+    transaction: the task engine hands it back to dispatch."""
+    if agent_ids:
+        signals.work_lost.send(sender=Agent, agent_ids=list(agent_ids), reason=reason)
 
 
 def heartbeat(*, agent_id, status=None, reported_load=None, metrics=None, reason="heartbeat", paced=False):
     """Record a heartbeat on the database's clock. Returns the Change, or None if there is no such agent.
 
     One statement: this runs for every agent every few seconds. `paced` (the API) applies the heartbeat
-    rate limit in that same statement (pacing.py) and raises Throttled when the agent is over it.
+    rate limit in that same statement (pacing.py) and raises RateLimited when the agent is over it.
     """
     params = {
         "agent": agent_id,
@@ -82,14 +83,14 @@ def heartbeat(*, agent_id, status=None, reported_load=None, metrics=None, reason
         if wait > 0:
             break
         # The budget came back between the two statements: try once more.
-    raise Throttled(wait=max(wait, 0.001))
+    raise RateLimited(wait=max(wait, 0.001))
 
 
 def _discover(endpoint):
     try:
         return discover_capabilities(endpoint)
     except DiscoveryFailed as exc:
-        raise ValidationError(
+        raise InvalidInput(
             {
                 "capabilities": [
                     f"Capabilities were not given and could not be discovered ({exc}); list them explicitly."
@@ -162,8 +163,9 @@ def drain(*, agent_id, reason="drained by operator"):
             params={"agent": agent_id},
             reason=reason,
             # An offline or unhealthy agent keeps that status; the flag makes it come back draining.
-            assignments="""drained_by_operator = true,
-                status = CASE WHEN a.status IN ('online', 'draining') THEN 'draining' ELSE a.status END""",
+            assignments=f"""drained_by_operator = true,
+                status = CASE WHEN a.status IN ('{AgentStatus.ONLINE}', '{AgentStatus.DRAINING}')
+                              THEN '{AgentStatus.DRAINING}' ELSE a.status END""",
         )
     return found[0] if found else None
 
@@ -177,9 +179,9 @@ def resume(*, agent_id, reason="resumed by operator"):
             reason=reason,
             assignments=f"""drained_by_operator = false,
                 status = CASE
-                    WHEN a.status <> 'draining' THEN a.status
-                    WHEN a.heartbeat_expires_at > {CLOCK} THEN 'online'
-                    ELSE 'offline'
+                    WHEN a.status <> '{AgentStatus.DRAINING}' THEN a.status
+                    WHEN a.heartbeat_expires_at > {CLOCK} THEN '{AgentStatus.ONLINE}'
+                    ELSE '{AgentStatus.OFFLINE}'
                 END""",
         )
         # Offline agents lose their work; an expired draining agent would otherwise keep it until the
@@ -195,9 +197,9 @@ def mark_offline(*, agent_ids, reason):
     """An operator takes agents offline now; their work is handed back. A heartbeat brings them back."""
     with transaction.atomic():
         found = changes.apply(
-            where="agent_id = ANY(%(agents)s) AND status <> 'offline'",
+            where=f"agent_id = ANY(%(agents)s) AND status <> '{AgentStatus.OFFLINE}'",
             params={"agents": list(agent_ids)},
-            assignments="status = 'offline'",
+            assignments=f"status = '{AgentStatus.OFFLINE}'",
             reason=reason,
         )
         hand_back(agent_ids=[c.agent_id for c in found], reason=reason)
@@ -206,41 +208,25 @@ def mark_offline(*, agent_ids, reason):
 
 def reset_circuit(*, agent_ids):
     """Close the agents' circuit breakers by hand (the dispatch engine maintains them otherwise)."""
-    from monitoring.events import publish_agent_changes
-    from tasks.wake import wake_dispatch
-
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""UPDATE {Agent._meta.db_table} SET circuit_state = %(closed)s, consecutive_failures = 0,
                         circuit_opened_at = NULL, circuit_retry_at = NULL, updated_at = statement_timestamp()
                     WHERE agent_id = ANY(%(agents)s)
-                    RETURNING agent_id, status, current_load, circuit_state, updated_at""",
+                    RETURNING {", ".join(AGENT_CHANGE_COLUMNS)}, updated_at""",
                 {"agents": list(agent_ids), "closed": CircuitState.CLOSED},
             )
             rows = cursor.fetchall()
-        events = [
-            {
-                "agent_id": str(r[0]),
-                "status": r[1],
-                "current_load": r[2],
-                "circuit_state": r[3],
-                "timestamp": r[4].isoformat(),
-            }
-            for r in rows
-        ]
-        if events:
-            transaction.on_commit(lambda: publish_agent_changes(events))
-            transaction.on_commit(wake_dispatch)
+        if rows:
+            messages = [agent_change_from_row(row[:-1], row[-1]) for row in rows]
+            transaction.on_commit(lambda: live.publish_agent_changes(messages))
+            signals.capacity_freed.send(sender=Agent, agent_ids=[row[0] for row in rows])
     return len(rows)
 
 
 def unregister_agent(*, agent_id):
     """Delete the agent after handing its work back, in one transaction. False if it did not exist."""
-    from monitoring.events import publish_agent_changes
-
-    from .notifier import notify
-
     with transaction.atomic():
         # Locked first, so a heartbeat or dispatch cannot slip in between the hand-back and the delete.
         agent = Agent.objects.select_for_update().filter(pk=agent_id).first()
@@ -251,22 +237,18 @@ def unregister_agent(*, agent_id):
         with connection.cursor() as cursor:
             cursor.execute("SELECT statement_timestamp()")
             at = cursor.fetchone()[0]
-        event = {
-            "agent_id": str(agent_id),
-            "status": "unregistered",
-            "current_load": 0,
-            "circuit_state": agent.circuit_state,
-            "timestamp": at.isoformat(),
-        }
-        transaction.on_commit(lambda: publish_agent_changes([event]))
-        notify(
-            "agent.unregistered",
-            {
-                "agent_id": str(agent_id),
-                "name": agent.name,
-                "old_status": agent.status,
-                "timestamp": at.isoformat(),
-            },
+        message = agent_change(
+            agent_id=agent_id,
+            name=agent.name,
+            status="unregistered",
+            current_load=0,
+            max_concurrency=agent.max_concurrency,
+            circuit_state=agent.circuit_state,
+            at=at,
+        )
+        transaction.on_commit(lambda: live.publish_agent_changes([message]))
+        signals.unregistered.send(
+            sender=Agent, agent_id=agent_id, name=agent.name, old_status=agent.status, at=at
         )
     return True
 

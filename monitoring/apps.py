@@ -4,3 +4,16 @@ from django.apps import AppConfig
 class MonitoringConfig(AppConfig):
     name = "monitoring"
     verbose_name = "Monitoring"
+
+    def ready(self):
+        # Monitoring listens to the apps below it; none of them imports monitoring.
+        from agents import signals as agent_signals
+        from orchestrator_project import live
+        from tasks import signals as task_signals
+
+        from . import beat, notifications, recorder  # noqa: F401  (beat: records sweeps as they start)
+
+        live.subscribe_task_transitions(recorder.record_task_transitions)
+        agent_signals.status_changed.connect(notifications.on_agent_status_changed)
+        agent_signals.unregistered.connect(notifications.on_agent_unregistered)
+        task_signals.tasks_failed.connect(notifications.on_tasks_failed)

@@ -1,13 +1,16 @@
 """When the periodic sweeps last ran, so `/health/detailed` can tell a dead Celery beat from a live one.
 
-Each sweep calls `record_sweep(name)` when it runs; the time is written to one Redis hash shared by all
-processes. Beat is considered alive while the most recent sweep of any name is fresher than
-3 x SWEEP_INTERVAL_SECONDS (sweeps with longer intervals of their own do not make it look dead).
+Whenever a worker starts one of the sweep jobs (SWEEP_JOBS, seen through Celery's task_prerun signal,
+so the apps that own the sweeps need not know about this), `record_sweep(name)` writes the time to one
+Redis hash shared by all processes. Beat is considered alive while the most recent sweep of any name
+is fresher than 3 x SWEEP_INTERVAL_SECONDS (sweeps with longer intervals of their own do not make it
+look dead).
 """
 
 import logging
 import time
 
+from celery.signals import task_prerun
 from django.conf import settings
 from redis.exceptions import RedisError
 
@@ -15,6 +18,12 @@ from . import recorder
 
 SWEEPS_KEY = "orchestrator:beat:sweeps"
 STALE_FACTOR = 3
+# Celery job name -> the sweep's name in /health/detailed.
+SWEEP_JOBS = {
+    "tasks.sweep": "tasks.sweep",
+    "agents.jobs.expire_stale_agents": "agents.liveness",
+    "agents.jobs.probe_agents": "agents.probes",
+}
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +34,13 @@ def record_sweep(name):
         recorder.client().hset(SWEEPS_KEY, name, f"{time.time():.3f}")
     except RedisError:
         logger.warning("could not record sweep %s", name, exc_info=True)
+
+
+@task_prerun.connect
+def _record_sweep_job(sender=None, **_):
+    name = SWEEP_JOBS.get(getattr(sender, "name", None))
+    if name:
+        record_sweep(name)
 
 
 def last_sweeps():

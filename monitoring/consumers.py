@@ -23,10 +23,10 @@ from django.utils import timezone
 
 from agents.models import AgentStatus
 from orchestrator_project.accounts.roles import is_agent, is_viewer
+from orchestrator_project.live import AGENTS_GROUP, TASKS_GROUP
 from tasks.models import TaskStatus
 
 from . import queries
-from .events import AGENTS_GROUP, TASKS_GROUP
 from .fanout import hub_for
 
 CLOSE_UNAUTHENTICATED = 4401

@@ -1,7 +1,7 @@
 """Counters and histograms shared by every process (web and workers), kept in Redis.
 
 prometheus_client's in-process registry cannot see what a Celery worker counted, so the events that
-`monitoring.events` publishes are also counted here, one pipeline per batch (HINCRBY / HINCRBYFLOAT),
+`orchestrator_project.live` publishes are also counted here, one pipeline per batch (HINCRBY / HINCRBYFLOAT),
 and `/metrics` reads the totals back. Per-10-second buckets of finished tasks feed the dashboard's charts.
 
 Metrics are best effort: when Redis is unreachable we log once, stop trying for a few seconds, and never
@@ -17,6 +17,8 @@ from functools import lru_cache
 import redis
 from django.conf import settings
 from redis.exceptions import RedisError
+
+from tasks.models import EventKind
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +36,13 @@ BUCKETS = {
 # The dashboard's throughput chart: counts of event kinds per RATE_BUCKET_SECONDS, kept for RATE_KEEP_SECONDS.
 RATE_BUCKET_SECONDS = 10
 RATE_KEEP_SECONDS = 2 * 3600
-RATE_KINDS = ("created", "completed", "failed", "cancelled", "retrying")
+RATE_KINDS = (
+    EventKind.CREATED,
+    EventKind.COMPLETED,
+    EventKind.FAILED,
+    EventKind.CANCELLED,
+    EventKind.RETRYING,
+)
 
 # After a Redis error, metrics are dropped (not queued) for this long so a dead Redis costs callers nothing.
 _BACKOFF_SECONDS = 5.0

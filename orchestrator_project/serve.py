@@ -10,6 +10,10 @@ PID 1 and receives the container's SIGTERM itself.
 import os
 import sys
 
+from django.conf import settings  # read on first use, below, once DJANGO_SETTINGS_MODULE is set
+
+from orchestrator_project.process_commands import service_commands
+
 ROLES = ("web", "worker", "beat")
 
 
@@ -20,10 +24,6 @@ def main(argv):
         )
         return 2
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator_project.settings")
-    from django.conf import settings
-
-    from orchestrator_project.process_commands import service_commands
-
     command = [*service_commands(settings)[argv[1]], *argv[2:]]
     sys.stdout.flush()
     os.execv(command[0], command)

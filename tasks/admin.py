@@ -5,7 +5,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from orchestrator_project.exceptions import Conflict
+from orchestrator_project.errors import DomainError
 
 from . import services
 from .models import Task, TaskEvent, TaskStatus
@@ -143,8 +143,8 @@ class TaskAdmin(admin.ModelAdmin):
             try:
                 action(task_id=task_id)
                 done += 1
-            except Conflict as exc:
-                refused.append(f"{task_id}: {exc.detail}")
+            except DomainError as exc:
+                refused.append(f"{task_id}: {exc.message}")
         self.message_user(request, f"{verb} {done} task(s).", messages.SUCCESS)
         if refused:
             self.message_user(request, "Not changed: " + "; ".join(refused[:10]), messages.WARNING)

@@ -1,4 +1,5 @@
 import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -15,10 +16,60 @@ class TaskStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
-TERMINAL_STATUSES = [TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED]
-IN_FLIGHT_STATUSES = [TaskStatus.ASSIGNED, TaskStatus.RUNNING]
-CANCELLABLE_STATUSES = [TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.RUNNING]
-RETRYABLE_BY_OPERATOR = [TaskStatus.FAILED, TaskStatus.CANCELLED]
+class EventKind(models.TextChoices):
+    """What happened to a task: each kind is one transition of the lifecycle below."""
+
+    CREATED = "created"
+    ASSIGNED = "assigned"
+    SENT = "sent"
+    STARTED = "started"
+    RETRYING = "retrying"
+    REASSIGNED = "reassigned"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REQUEUED = "requeued"
+
+
+@dataclass(frozen=True)
+class Move:
+    """A transition: the statuses a task may be in for it, and the status it leaves the task in."""
+
+    sources: tuple
+    target: str
+
+
+_P, _A, _R = TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.RUNNING
+_C, _F, _X = TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED
+
+# The task lifecycle: every change of a task's status, named by the event it records. Nothing else
+# moves a task: tasks/transitions.py writes each as one guarded UPDATE together with its event row.
+# fmt: off
+LIFECYCLE = {
+    # event                  from           to
+    EventKind.CREATED:    Move((),           _P),  # an API client created it
+    EventKind.ASSIGNED:   Move((_P,),        _A),  # a dispatch round (or an operator) gave it an agent slot
+    EventKind.SENT:       Move((_A,),        _R),  # its request went out to the agent
+    EventKind.STARTED:    Move((_A, _R),     _R),  # the agent accepted it (202) and will report later
+    EventKind.COMPLETED:  Move((_A, _R),     _C),  # the agent's answer or report carried a result
+    EventKind.RETRYING:   Move((_A, _R),     _P),  # the attempt failed; another follows after a backoff
+    EventKind.REASSIGNED: Move((_A, _R),     _P),  # its agent or worker went away (not the task's fault)
+    EventKind.FAILED:     Move((_P, _A, _R), _F),  # failed for good: retries spent, refused, deadline
+    EventKind.CANCELLED:  Move((_P, _A, _R), _X),  # an operator cancelled it
+    EventKind.REQUEUED:   Move((_F, _X),     _P),  # an operator runs it again
+}
+# fmt: on
+
+TERMINAL_STATUSES = (_C, _F, _X)
+UNFINISHED_STATUSES = (_P, _A, _R)
+IN_FLIGHT_STATUSES = (_A, _R)
+CANCELLABLE_STATUSES = LIFECYCLE[EventKind.CANCELLED].sources
+RETRYABLE_BY_OPERATOR = LIFECYCLE[EventKind.REQUEUED].sources
+
+
+def sql_list(statuses):
+    """Statuses as an SQL list literal, for statements written once: `('assigned', 'running')`."""
+    return "(" + ", ".join(f"'{status}'" for status in statuses) + ")"
 
 
 def default_max_retries():
@@ -87,19 +138,19 @@ class Task(models.Model):
             models.Index(
                 fields=["priority", "created_at"],
                 name="task_dispatch_queue",
-                condition=models.Q(status="pending", auto_dispatch=True),
+                condition=models.Q(status=TaskStatus.PENDING, auto_dispatch=True),
             ),
             # The lease sweep: tasks in flight whose worker or agent may have died.
             models.Index(
                 fields=["lease_expires_at"],
                 name="task_lease_expiry",
-                condition=models.Q(status__in=["assigned", "running"]),
+                condition=models.Q(status__in=IN_FLIGHT_STATUSES),
             ),
             # The deadline sweep.
             models.Index(
                 fields=["deadline"],
                 name="task_deadline",
-                condition=models.Q(status__in=["pending", "assigned", "running"], deadline__isnull=False),
+                condition=models.Q(status__in=UNFINISHED_STATUSES, deadline__isnull=False),
             ),
             # Listing: newest first, keyset-friendly; and the common filters.
             models.Index(fields=["-created_at", "task_id"], name="task_created"),
@@ -124,19 +175,6 @@ class Task(models.Model):
     @property
     def agent_id(self):
         return self.assigned_agent_id
-
-
-class EventKind(models.TextChoices):
-    CREATED = "created"
-    ASSIGNED = "assigned"
-    SENT = "sent"
-    STARTED = "started"
-    RETRYING = "retrying"
-    REASSIGNED = "reassigned"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    REQUEUED = "requeued"
 
 
 class TaskEvent(models.Model):

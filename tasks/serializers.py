@@ -16,8 +16,8 @@ from orchestrator_project.validation import (
     check_json,
 )
 
-from .models import Task, TaskEvent, TaskStatus
-from .strategies import STRATEGIES
+from .engine.strategies import STRATEGIES
+from .models import EventKind, Task, TaskEvent, TaskStatus
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
 NAME_MESSAGE = "Use letters, digits and _ . : / - (starting with a letter or digit)."
@@ -221,7 +221,13 @@ class TaskAttemptSerializer(serializers.Serializer):
 
 
 # An attempt ends with the first of these events carrying its number.
-_ENDING_KINDS = {"completed", "failed", "retrying", "reassigned", "cancelled"}
+_ENDING_KINDS = {
+    EventKind.COMPLETED,
+    EventKind.FAILED,
+    EventKind.RETRYING,
+    EventKind.REASSIGNED,
+    EventKind.CANCELLED,
+}
 
 
 def attempts_from_events(events):
@@ -240,7 +246,7 @@ def attempts_from_events(events):
                 "reason": "",
             },
         )
-        if event.kind == "assigned":
+        if event.kind == EventKind.ASSIGNED:
             entry["assigned_at"], entry["agent_id"] = event.created_at, event.agent_id
         elif event.kind in _ENDING_KINDS and entry["outcome"] is None:
             entry.update(ended_at=event.created_at, outcome=event.kind, reason=event.reason)

@@ -1,7 +1,8 @@
 """Task workflows called by the API: create, cancel, retry, assign, report, execute.
 
-Each is a guarded transition: the UPDATE names the status it expects and the row count says whether
-it happened, so concurrent requests and workers can never both win.
+Each change of status is a guarded transition (transitions.py): the UPDATE names the statuses it
+expects and the row count says whether it happened, so concurrent requests and workers can never both
+win. Failures are domain errors (orchestrator_project.errors): NotFound, Conflict, InvalidInput.
 """
 
 import hashlib
@@ -15,11 +16,15 @@ from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
-from monitoring.events import publish_task_transitions
-from orchestrator_project.exceptions import Conflict
+from agents import eligibility
+from agents.models import Agent
+from orchestrator_project.errors import Conflict, InvalidInput, NotFound
 from orchestrator_project.prepared import prepared_cursor
 
-from . import dispatch
+from .engine import claim, wake
+from .engine.outcome import Outcome, OutcomeKind
+from .engine.outcomes import apply_outcomes, end
+from .jobs import send_assigned
 from .models import (
     CANCELLABLE_STATUSES,
     IN_FLIGHT_STATUSES,
@@ -28,13 +33,11 @@ from .models import (
     Task,
     TaskStatus,
 )
-from .outcomes import Outcome, apply_outcomes, finish
-from .transitions import TransitionLog
-from .wake import RING_ON_COMMIT_SQL, wake_dispatch
+from .transitions import Step, announce_created, created_event_sql, move
 
 
 class IdempotencyConflict(Conflict):
-    default_detail = "This Idempotency-Key was already used with a different request body."
+    default_message = "This Idempotency-Key was already used with a different request body."
 
 
 def _fingerprint(data):
@@ -53,26 +56,6 @@ def _new_task(data, *, user, now):
     )
 
 
-def _announce_created(tasks):
-    """Creation is announced live but leaves no event row: the task row itself records it. Dispatch is
-    woken by the creating statements themselves (a NOTIFY, wake.py)."""
-    messages = [
-        {
-            "task_id": str(t.task_id),
-            "status": TaskStatus.PENDING,
-            "agent_id": None,
-            "attempt": 0,
-            "priority": t.priority,
-            "timestamp": t.created_at.isoformat(),
-            "kind": EventKind.CREATED,
-            "type": t.type,
-            "capabilities": list(t.required_capabilities),
-        }
-        for t in tasks
-    ]
-    transaction.on_commit(lambda: publish_task_transitions(messages))
-
-
 @cache
 def _columns():
     """The task table's columns, quoted and in field order: what the INSERT and the COPY write."""
@@ -87,15 +70,16 @@ def _insert_statement():
     cost as much as the round trip. Only JSON columns need that (psycopg's Jsonb wrapper) and the
     auto_now timestamps their pre_save; every other attribute goes to psycopg as it is.
 
-    The statement also rings dispatch's doorbell for an auto-dispatched task: a NOTIFY that Postgres
-    delivers on commit (wake.py), at no extra round trip.
+    The same statement writes the creation's event row, and rings dispatch for an auto-dispatched task:
+    a NOTIFY that Postgres delivers on commit (engine/wake.py). No extra round trip for either.
     """
     fields = Task._meta.concrete_fields
     placeholders = ", ".join(["%s"] * len(fields))
     readers = [_value_reader(field) for field in fields]
     return readers, (
         f"WITH created AS (INSERT INTO {Task._meta.db_table} ({_columns()}) VALUES ({placeholders})"
-        f" RETURNING auto_dispatch) {RING_ON_COMMIT_SQL} FROM created WHERE auto_dispatch"
+        f" RETURNING task_id, created_at, auto_dispatch), logged AS ({created_event_sql('created')})"
+        f" {wake.RING_SQL} FROM created WHERE auto_dispatch"
     )
 
 
@@ -152,7 +136,7 @@ def create_task(*, data, user=None, idempotency_key=None):
         if idempotency_key and existing is not None:
             return _replay(existing, fingerprint), False
         raise
-    _announce_created([task])
+    announce_created([task])
     return task, True
 
 
@@ -162,98 +146,78 @@ def _replay(existing, fingerprint):
     return existing
 
 
+_BULK_EVENTS_SQL = created_event_sql("unnest(%s::uuid[], %s::timestamptz[]) AS created(task_id, created_at)")
+
+
 def create_tasks_bulk(*, items, user=None):
-    """All or nothing: one COPY for the whole list, one wake-up for dispatch."""
+    """All or nothing: one COPY for the whole list, one INSERT of their events, one ring for dispatch."""
     now = timezone.now()
     tasks = [_new_task(data, user=user, now=now) for data in items]
     with transaction.atomic():
         _copy_in(tasks)
+        with prepared_cursor() as cursor:
+            cursor.execute(_BULK_EVENTS_SQL, [[t.task_id for t in tasks], [t.created_at for t in tasks]])
         if any(task.auto_dispatch for task in tasks):
-            with prepared_cursor() as cursor:
-                cursor.execute(RING_ON_COMMIT_SQL)
-        _announce_created(tasks)
+            wake.ring()
+        announce_created(tasks)
     return tasks
 
 
 def _get_for_update(task_id):
     task = Task.objects.select_for_update().filter(task_id=task_id).first()
     if task is None:
-        from rest_framework.exceptions import NotFound
-
         raise NotFound("No task with this id.")
     return task
 
 
 def cancel_task(*, task_id, reason="cancelled by an operator"):
-    now = timezone.now()
     with transaction.atomic():
         task = _get_for_update(task_id)
         if task.status not in CANCELLABLE_STATUSES:
             raise Conflict(
                 f"Task is already {task.status}; only pending, assigned or running tasks can be cancelled."
             )
-        if task.status in IN_FLIGHT_STATUSES:
-            transaction.on_commit(wake_dispatch)  # its agent slot is free again
-        log = TransitionLog()
-        finish(task, now, log, status=TaskStatus.CANCELLED, reason=reason, agent_id=task.assigned_agent_id)
-        log.flush()
+        end(EventKind.CANCELLED, [task], now=timezone.now(), reason=reason)
     task.refresh_from_db()
     return task
 
 
+# An operator's retry: back to the queue at once, with a fresh budget, result and agents forgotten.
+_REQUEUE = """assigned_agent_id = NULL, result = NULL, error = NULL, finished_at = NULL,
+    next_attempt_at = %(now)s, lease_expires_at = NULL, retry_base = t.attempts, avoid_agents = '{}'"""
+
+
 def retry_task(*, task_id):
     """An operator runs a failed or cancelled task again, with a fresh retry budget."""
-    now = timezone.now()
     with transaction.atomic():
         task = _get_for_update(task_id)
         if task.status not in RETRYABLE_BY_OPERATOR:
             raise Conflict(f"Task is {task.status}; only failed or cancelled tasks can be retried.")
-        Task.objects.filter(pk=task.pk, status=task.status).update(
-            status=TaskStatus.PENDING,
-            assigned_agent=None,
-            result=None,
-            error=None,
-            finished_at=None,
-            next_attempt_at=now,
-            lease_expires_at=None,
-            retry_base=task.attempts,
-            avoid_agents=[],
-            updated_at=now,
-        )
-        log = TransitionLog()
-        log.record(
-            task, kind=EventKind.REQUEUED, status=TaskStatus.PENDING, at=now, reason="retried by an operator"
-        )
-        log.flush()
+        step = Step(task.task_id, task.attempts, reason="retried by an operator")
+        move(EventKind.REQUEUED, [step], now=timezone.now(), assignments=_REQUEUE)
         if task.auto_dispatch:
-            transaction.on_commit(wake_dispatch)
+            wake.ring()
     task.refresh_from_db()
     return task
 
 
 def assign_task(*, task_id, agent_id=None):
     """Assign now, to the given agent or the best one. Raises Conflict with the reason when it cannot."""
-    from agents.models import Agent
-
     task = Task.objects.filter(task_id=task_id).first()
     if task is None:
-        from rest_framework.exceptions import NotFound
-
         raise NotFound("No task with this id.")
     if task.status != TaskStatus.PENDING:
         raise Conflict(f"Task is {task.status}; only pending tasks can be assigned.")
     if agent_id is not None:
         agent = Agent.objects.filter(agent_id=agent_id).first()
         if agent is None:
-            from rest_framework.exceptions import ValidationError
-
-            raise ValidationError({"agent_id": ["No agent with this id."]})
+            raise InvalidInput({"agent_id": ["No agent with this id."]})
         try:
-            assignment = dispatch.assign_to(task_id, agent)
-        except dispatch.NoAgentAvailable as exc:
+            assignment = claim.assign_to(task_id, agent)
+        except claim.NoAgentAvailable as exc:
             raise Conflict(str(exc))
     else:
-        assignments = dispatch.claim(task_ids=[task_id])
+        assignments = claim.claim(task_ids=[task_id])
         assignment = assignments[0] if assignments else None
         if assignment is None:
             raise Conflict(
@@ -263,15 +227,14 @@ def assign_task(*, task_id, agent_id=None):
     if assignment is None:
         raise Conflict("Task changed state while being assigned; reload it.")
     if task.auto_dispatch:
-        _send_on_commit(assignment)
+        _send_on_commit(assignment.task_id, assignment.attempt)
     task.refresh_from_db()
     return task
 
 
-def _send_on_commit(assignment):
-    from .jobs import send_assigned
-
-    transaction.on_commit(lambda: send_assigned.delay(str(assignment.task_id), assignment.attempt))
+def _send_on_commit(task_id, attempt):
+    # A web process has no runner of its own: a worker's sends it.
+    transaction.on_commit(lambda: send_assigned.delay(str(task_id), attempt))
 
 
 def report_result(*, task_id, attempt, agent=None, status, result=None, error=None, retryable=False):
@@ -282,8 +245,6 @@ def report_result(*, task_id, attempt, agent=None, status, result=None, error=No
         .first()
     )
     if task is None or (agent is not None and task.assigned_agent_id != agent.agent_id):
-        from rest_framework.exceptions import NotFound
-
         raise NotFound("No task with this id is assigned to you.")
     attempt = task.attempts if attempt is None else attempt
     if task.status not in IN_FLIGHT_STATUSES or attempt != task.attempts:
@@ -291,28 +252,19 @@ def report_result(*, task_id, attempt, agent=None, status, result=None, error=No
             f"A result for this task was already recorded or this attempt ({attempt}) was superseded; "
             f"the task is {task.status} at attempt {task.attempts}."
         )
+    base = {"task_id": task.task_id, "attempt": attempt, "agent_id": task.assigned_agent_id}
     if status == TaskStatus.COMPLETED:
-        outcome = Outcome(
-            task_id=task.task_id,
-            attempt=attempt,
-            agent_id=task.assigned_agent_id,
-            kind="completed",
-            result=result,
-            call_outcome="success",
-        )
+        outcome = Outcome(**base, kind=OutcomeKind.COMPLETED, result=result, call_outcome="success")
     else:
         outcome = Outcome(
-            task_id=task.task_id,
-            attempt=attempt,
-            agent_id=task.assigned_agent_id,
-            kind="retry" if retryable else "fail",
+            **base,
+            kind=OutcomeKind.RETRY if retryable else OutcomeKind.FAIL,
             error=error,
             reason="agent reported a failure",
             call_outcome="error",
         )
-    if not apply_outcomes([outcome])[0]:
+    if not apply_outcomes([outcome])[0]:  # rings dispatch: the agent's slot is free again
         raise Conflict("A result for this task was already recorded.")
-    wake_dispatch()  # the agent's slot is free again
     return Task.objects.get(task_id=task_id)
 
 
@@ -320,28 +272,25 @@ def prepare_execute(*, task_id):
     """Start (or join) the execution of a task. Returns (task, seconds to wait for it to settle)."""
     task = Task.objects.filter(task_id=task_id).first()
     if task is None:
-        from rest_framework.exceptions import NotFound
-
         raise NotFound("No task with this id.")
     if task.status == TaskStatus.CANCELLED:
         raise Conflict("Task was cancelled; retry it first to run it again.")
     if task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
         return task, 0
+    now = timezone.now()
     if task.status == TaskStatus.PENDING:
-        if not dispatch.capable_agents_exist(task.required_capabilities):
+        if not eligibility.capable_agents_exist(task.required_capabilities, now):
             raise Conflict(
                 "No capable agent is available for capabilities: "
                 f"{', '.join(task.required_capabilities)}. The task stays pending."
             )
-        now = timezone.now()
-        Task.objects.filter(task_id=task_id, status=TaskStatus.PENDING).update(
-            auto_dispatch=True, next_attempt_at=now, updated_at=now
-        )
-        wake_dispatch()
+        with transaction.atomic():
+            Task.objects.filter(task_id=task_id, status=TaskStatus.PENDING).update(
+                auto_dispatch=True, next_attempt_at=now, updated_at=now
+            )
+            wake.ring()
     elif task.status == TaskStatus.ASSIGNED and task.lease_expires_at is None:
         # Assigned by an operator without auto-dispatch: this is the moment to send it.
-        from .jobs import send_assigned
-
         send_assigned.delay(str(task.task_id), task.attempts)
     attempts_left = max(1, task.max_retries - (task.attempts - task.retry_base) + 1)
     budget = (
@@ -352,5 +301,5 @@ def prepare_execute(*, task_id):
         budget = task.timeout_seconds + settings.LEASE_GRACE_SECONDS
     wait = min(budget, settings.EXECUTE_MAX_WAIT_SECONDS)
     if task.deadline:
-        wait = min(wait, max(0.0, (task.deadline - timezone.now()).total_seconds()) + 1)
+        wait = min(wait, max(0.0, (task.deadline - now).total_seconds()) + 1)
     return task, wait

@@ -1,98 +1,204 @@
-"""Recording task transitions: event rows written in bulk, live updates published after commit.
+"""The one way a task changes status: `move(kind, steps)`, for one task or a batch.
 
-Every guarded update that changes a task adds one entry here; `flush()` writes all event rows of the
-transaction in one INSERT and schedules one fan-out message for after the commit.
+Each call is one statement. An UPDATE guarded by the transition's source statuses (models.LIFECYCLE)
+and, unless the caller holds the rows locked, by the attempt number: the fencing token, so the answer
+of a superseded attempt (a stalled worker waking up, a slow agent answering after its lease expired)
+matches no row and changes nothing. A CTE of the same statement inserts one event row per task moved.
+After the commit every moved task is announced live (orchestrator_project.live); tasks that failed for
+good are also told to signals.tasks_failed, inside the transaction.
+
+Creation is the one transition that is an INSERT: services.py writes it, with its event row from
+`created_event_sql` and its message from `announce_created`.
 """
 
 import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from uuid import UUID
 
 from django.db import transaction
 
-from monitoring.events import publish_task_transitions
+from orchestrator_project import live
+from orchestrator_project.live.messages import task_transition
 from orchestrator_project.prepared import prepared_cursor
 
-# Every transition of every task passes here: one statement with arrays, not the ORM's bulk_create
-# (whose query building cost more per batch than the insert itself).
-_INSERT_EVENTS = """
-    INSERT INTO tasks_taskevent (task_id, kind, status, attempt, agent_id, reason, details, created_at)
-    SELECT * FROM unnest(%s::uuid[], %s::varchar[], %s::varchar[], %s::int[], %s::uuid[], %s::text[],
-                         %s::text[]::jsonb[], %s::timestamptz[])
-"""
+from .models import LIFECYCLE, EventKind, Task, TaskEvent, TaskStatus, sql_list
+from .signals import tasks_failed
+
+REASON_LIMIT = 2000
+# What a transition's live message measures from the task's creation (the metrics' histograms).
+_TIMING = {
+    EventKind.ASSIGNED: "queue_wait_seconds",
+    EventKind.SENT: "dispatch_latency_seconds",
+    EventKind.COMPLETED: "duration_seconds",
+    EventKind.FAILED: "duration_seconds",
+    EventKind.CANCELLED: "duration_seconds",
+}
+_EVENT_INSERT = (
+    f"INSERT INTO {TaskEvent._meta.db_table}"
+    " (task_id, kind, status, attempt, agent_id, reason, details, created_at)"
+)
 
 
-class TransitionLog:
-    def __init__(self):
-        self._events = []
-        self._messages = []
+@dataclass(slots=True)
+class Step:
+    """One task's part in a move."""
 
-    def add(
-        self,
-        *,
-        task_id,
-        kind,
-        status,
-        attempt,
-        agent_id=None,
-        reason="",
-        details=None,
-        at,
-        priority=None,
-        task_type="",
-        capabilities=None,
-        **extra,
-    ):
-        self._events.append(
-            (
-                task_id,
-                kind,
-                status,
-                attempt,
-                agent_id,
-                reason[:2000],
-                None if details is None else json.dumps(details),
-                at,
-            )
+    task_id: UUID
+    # The attempt the caller acts for (the fence); None when the caller holds the row locked.
+    attempt: int | None = None
+    # The agent the event names: the one assigned, or the one whose attempt ended.
+    agent_id: UUID | None = None
+    reason: str = ""
+    details: dict | None = None
+    # How the agent call went (success, timeout, ...): counted by the metrics.
+    call_outcome: str = ""
+    # The statement's own per-row values, in the order of `move(columns=...)`.
+    values: tuple = ()
+
+
+@dataclass(slots=True)
+class Moved:
+    """A task that moved, as the statement left it."""
+
+    step: Step
+    task_id: UUID
+    attempt: int
+    priority: int
+    type: str
+    capabilities: list
+    created_at: datetime
+    returned: tuple = field(default=())  # the caller's `returning` expressions, in order
+
+
+@cache
+def _statement(kind, assignments, columns, fenced, join, returning):
+    move = LIFECYCLE[kind]
+    names = ", ".join(["task_id", "attempt", "agent_id", "reason", "details", *(n for n, _ in columns)])
+    arrays = ", ".join(
+        [
+            "%(task_ids)s::uuid[]",
+            "%(attempts)s::int[]",
+            "%(agent_ids)s::uuid[]",
+            "%(reasons)s::text[]",
+            "%(details)s::text[]::jsonb[]",
+            *(f"%(v_{name})s::{sql_type}[]" for name, sql_type in columns),
+        ]
+    )
+    sets = f"status = '{move.target}', updated_at = %(now)s" + (f", {assignments}" if assignments else "")
+    fence = " AND t.attempts = v.attempt" if fenced else ""
+    if kind == EventKind.FAILED:
+        returning = (*returning, "t.error")  # for the failure notice
+    # Named apart: they may repeat the statement's own columns (t.task_id, say).
+    extra = "".join(f", {expression} AS returned_{index}" for index, expression in enumerate(returning))
+    return f"""
+        WITH moved AS (
+            UPDATE {Task._meta.db_table} AS t SET {sets}
+            FROM unnest({arrays}) WITH ORDINALITY AS v({names}, step) {join}
+            WHERE t.task_id = v.task_id AND t.status IN {sql_list(move.sources)}{fence}
+            RETURNING v.step, t.task_id, t.attempts, v.agent_id, v.reason, v.details, t.priority, t.type,
+                      t.required_capabilities, t.created_at{extra}
+        ), logged AS (
+            {_EVENT_INSERT}
+            SELECT task_id, '{kind}', '{move.target}', attempts, agent_id, reason, details, %(now)s FROM moved
         )
-        message = {
-            "task_id": str(task_id),
-            "status": status,
-            "agent_id": str(agent_id) if agent_id else None,
-            "attempt": attempt,
-            "priority": priority,
-            "timestamp": at.isoformat(),
-            "kind": kind,
-            "type": task_type,
-            "capabilities": list(capabilities or []),
-        }
-        message.update({key: value for key, value in extra.items() if value is not None})
-        self._messages.append(message)
+        SELECT * FROM moved"""
 
-    def record(self, task, *, kind, status, at, agent_id=None, reason="", details=None, **extra):
-        """`add` for a Task instance: attempt, priority, type and capabilities come from the task."""
-        self.add(
-            task_id=task.pk,
+
+def move(kind, steps, *, now, assignments="", columns=(), params=None, fenced=True, join="", returning=()):
+    """Move the tasks of `steps` through the transition `kind`; returns the Moved ones.
+
+    assignments: more of the SET clause (`t` is the task before the move, `v` the step's row:
+        v.agent_id, v.attempt and the `columns`)
+    columns: ((name, SQL type), ...) of per-row values, each step's `values` in this order
+    params: named parameters the assignments use besides %(now)s
+    fenced: guard on the attempt; False only for callers that hold the rows locked
+    join: more of the FROM clause (the assignment joins the agent, for its address)
+    returning: more expressions to return, per moved task (Moved.returned)
+    """
+    if not steps:
+        return []
+    sql = _statement(kind, assignments, tuple(columns), fenced, join, tuple(returning))
+    values = {
+        "now": now,
+        "task_ids": [step.task_id for step in steps],
+        "attempts": [step.attempt for step in steps],
+        "agent_ids": [step.agent_id for step in steps],
+        "reasons": [step.reason[:REASON_LIMIT] for step in steps],
+        "details": [None if step.details is None else json.dumps(step.details) for step in steps],
+        **(params or {}),
+    }
+    for index, (name, _) in enumerate(columns):
+        values[f"v_{name}"] = [step.values[index] for step in steps]
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, values)
+        rows = cursor.fetchall()
+    moved = [
+        Moved(steps[row[0] - 1], row[1], row[2], row[6], row[7], row[8], row[9], tuple(row[10:]))
+        for row in rows
+    ]
+    _announce(kind, moved, now)
+    return moved
+
+
+def _announce(kind, moved, now):
+    target = LIFECYCLE[kind].target
+    timing = _TIMING.get(kind)
+    messages = [
+        task_transition(
+            task_id=m.task_id,
             kind=kind,
-            status=status,
-            attempt=task.attempts,
-            agent_id=agent_id,
-            at=at,
-            reason=reason,
-            details=details,
-            priority=task.priority,
-            task_type=task.type,
-            capabilities=task.required_capabilities,
-            **extra,
+            status=target,
+            attempt=m.attempt,
+            agent_id=m.step.agent_id,
+            at=now,
+            priority=m.priority,
+            task_type=m.type,
+            capabilities=m.capabilities,
+            timing={timing: (now - m.created_at).total_seconds()} if timing else None,
+            agent_call_outcome=m.step.call_outcome,
         )
+        for m in moved
+    ]
+    if messages:
+        transaction.on_commit(lambda: live.publish_task_transitions(messages))
+    if kind == EventKind.FAILED and moved:
+        failures = [
+            {
+                "task_id": m.task_id,
+                "type": m.type,
+                "attempts": m.attempt,
+                "reason": m.step.reason,
+                "error": None if m.returned[-1] is None else json.loads(m.returned[-1]),
+            }
+            for m in moved
+        ]
+        tasks_failed.send(sender=Task, failures=failures)
 
-    def __len__(self):
-        return len(self._events)
 
-    def flush(self):
-        """Write the rows now (inside the caller's transaction) and publish after it commits."""
-        if not self._events:
-            return
-        with prepared_cursor() as cursor:
-            cursor.execute(_INSERT_EVENTS, [list(column) for column in zip(*self._events, strict=True)])
-        messages = self._messages
-        transaction.on_commit(lambda: publish_task_transitions(messages))
-        self._events, self._messages = [], []
+def created_event_sql(source):
+    """The INSERT of creation events for the tasks `source` (a CTE or table with task_id, created_at)."""
+    return (
+        f"{_EVENT_INSERT} SELECT task_id, '{EventKind.CREATED}', '{TaskStatus.PENDING}', 0, NULL, '', NULL,"
+        f" created_at FROM {source}"
+    )
+
+
+def announce_created(tasks):
+    """Live messages for new tasks, after the commit that created them."""
+    messages = [
+        task_transition(
+            task_id=t.task_id,
+            kind=EventKind.CREATED,
+            status=TaskStatus.PENDING,
+            attempt=0,
+            agent_id=None,
+            at=t.created_at,
+            priority=t.priority,
+            task_type=t.type,
+            capabilities=t.required_capabilities,
+        )
+        for t in tasks
+    ]
+    transaction.on_commit(lambda: live.publish_task_transitions(messages))

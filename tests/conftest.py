@@ -83,3 +83,51 @@ def superuser_client(superuser):
 @pytest.fixture
 def nobody_client(nobody):
     return _client_for(nobody)
+
+
+# --- Dispatch rings -------------------------------------------------------------------------------
+
+# A channel of the tests' own, rung after an action: notifications reach a session in commit order, so
+# the rings heard before this one are exactly those of the transactions that committed before it.
+_RINGS_SEEN_SO_FAR = "orchestrator_tests_sentinel"
+
+
+class DispatchRings:
+    """A session LISTENing for dispatch rings, as every worker's bell does (tasks/engine/wake.py)."""
+
+    def __init__(self, connection_params):
+        import psycopg
+
+        from tasks.engine import wake
+
+        self._params = connection_params
+        self._session = psycopg.connect(**connection_params, autocommit=True)
+        self._session.execute(f"LISTEN {wake.CHANNEL}")
+        self._session.execute(f"LISTEN {_RINGS_SEEN_SO_FAR}")
+
+    def heard(self):
+        """The payloads of the rings committed since the last call ("" = now, else a due time)."""
+        import psycopg
+
+        with psycopg.connect(**self._params, autocommit=True) as other:
+            other.execute(f"NOTIFY {_RINGS_SEEN_SO_FAR}")
+        payloads = []
+        for notice in self._session.notifies(timeout=10):
+            if notice.channel == _RINGS_SEEN_SO_FAR:
+                return payloads
+            payloads.append(notice.payload)
+        raise AssertionError("the rings' sentinel never arrived")
+
+    def close(self):
+        self._session.close()
+
+
+@pytest.fixture
+def dispatch_rings(transactional_db):
+    """Rings can only be heard from committed transactions, hence transactional_db."""
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    rings = DispatchRings(connections[DEFAULT_DB_ALIAS].get_connection_params())
+    rings.heard()  # whatever set-up rang
+    yield rings
+    rings.close()

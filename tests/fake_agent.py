@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from agents.signing import new_secret, verify
+from orchestrator_project.signing import new_secret, verify
 
 
 @dataclass

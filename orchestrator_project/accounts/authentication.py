@@ -8,9 +8,7 @@ from rest_framework import authentication, exceptions
 
 from ..prepared import prepared_cursor
 from .models import USER_TOKEN_PREFIX, ApiToken, hash_token
-from .roles import AgentPrincipal
 
-AGENT_TOKEN_PREFIX = "aoa_"
 # last_used_at is informational; writing it on every request would put a write on every hot path.
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -30,18 +28,14 @@ def _columns(model, alias):
     return [field.attname for field in fields], ", ".join(f'{alias}."{field.column}"' for field in fields)
 
 
-# What an agent's request needs of its agent: who it is. The rest (metrics and metadata documents, a
-# dozen timestamps) stays deferred; the heartbeat, an agent's busiest request, never reads it.
-_AGENT_IDENTITY = ("agent_id", "name", "type", "status")
+# Other kinds of token (an agent's, in the agents app) are resolved by whoever issues them: prefix ->
+# a function of the raw token returning (principal, auth) or None. Registered in AppConfig.ready().
+_resolvers = {}
 
 
-@cache
-def _agent_lookup():
-    from agents.models import Agent
-
-    columns = ", ".join(f'a."{Agent._meta.get_field(name).column}"' for name in _AGENT_IDENTITY)
-    sql = f'SELECT {columns} FROM "{Agent._meta.db_table}" a WHERE a."token_hash" = %s'
-    return list(_AGENT_IDENTITY), sql
+def register_token_resolver(prefix, resolve):
+    """Let tokens starting with `prefix` authenticate through `resolve(raw)`."""
+    _resolvers[prefix] = resolve
 
 
 @cache
@@ -66,7 +60,8 @@ def _user_token_lookup():
     return token_fields, user_fields, sql
 
 
-def _fetch_row(sql, params):
+def fetch_row(sql, params):
+    """One row of a prepared statement (token lookups run on every API request)."""
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
@@ -74,19 +69,10 @@ def _fetch_row(sql, params):
 
 def resolve_token(raw):
     """The user (or AgentPrincipal) a raw token stands for, or None."""
-    if raw.startswith(AGENT_TOKEN_PREFIX):
-        from agents.models import Agent
-
-        fields, sql = _agent_lookup()
-        row = _fetch_row(sql, [hash_token(raw)])
-        if row is None:
-            return None
-        agent = Agent.from_db(connection.alias, fields, row)
-        return AgentPrincipal(agent), agent
     if raw.startswith(USER_TOKEN_PREFIX):
         now = timezone.now()
         token_fields, user_fields, sql = _user_token_lookup()
-        row = _fetch_row(sql, [hash_token(raw), now])
+        row = fetch_row(sql, [hash_token(raw), now])
         if row is None:
             return None
         split = len(token_fields)
@@ -99,11 +85,14 @@ def resolve_token(raw):
         if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         return user, token
+    for prefix, resolve in _resolvers.items():
+        if raw.startswith(prefix):
+            return resolve(raw)
     return None
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
-    """`Authorization: Bearer <token>` with a user token (aou_…) or an agent token (aoa_…)."""
+    """`Authorization: Bearer <token>` with a user token (aou_…) or a registered kind (agents: aoa_…)."""
 
     keyword = "Bearer"
 

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from agents import egress
+from orchestrator_project import egress
 
 pytestmark = pytest.mark.asyncio
 

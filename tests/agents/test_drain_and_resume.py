@@ -3,9 +3,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from agents.models import Agent, AgentStatus, AgentStatusChange
-from orchestrator_project.redis_client import get_redis
 from tasks.models import TaskStatus
-from tasks.wake import WAKE_FLAG
 from tests.agents.conftest import task_on
 
 
@@ -36,18 +34,15 @@ def test_draining_twice_records_one_change(operator_client, alice):
     assert len(history(alice)) == 1
 
 
-def test_resume_brings_a_live_agent_back_online_and_wakes_dispatch(
-    operator_client, alice, django_capture_on_commit_callbacks
-):
+def test_resume_brings_a_live_agent_back_online_and_wakes_dispatch(operator_client, alice, dispatch_rings):
     post(operator_client, alice, "drain")
-    get_redis().delete(WAKE_FLAG)
+    assert dispatch_rings.heard() == []  # draining frees nothing
 
-    with django_capture_on_commit_callbacks(execute=True):
-        response = post(operator_client, alice, "resume")
+    response = post(operator_client, alice, "resume")
 
     assert (response.json()["status"], response.json()["drained_by_operator"]) == ("online", False)
     assert history(alice)[-1] == ("draining", "online", "resumed by operator")
-    assert get_redis().exists(WAKE_FLAG)
+    assert dispatch_rings.heard() == [""]
 
 
 def test_resume_of_an_agent_whose_heartbeat_expired_takes_it_offline_and_hands_its_work_back(

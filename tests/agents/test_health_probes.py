@@ -5,8 +5,6 @@ from django.utils import timezone
 
 from agents.models import Agent, AgentStatus, AgentStatusChange
 from agents.probes import probe_agents
-from orchestrator_project.redis_client import get_redis
-from tasks.wake import WAKE_FLAG
 from tests.agents.conftest import make_agent
 
 
@@ -54,21 +52,21 @@ def test_repeated_probe_failures_make_an_agent_unhealthy(db, failing, rounds):
 
 
 def test_a_successful_probe_brings_an_unhealthy_agent_back_and_wakes_dispatch(
-    db, failing, rounds, django_capture_on_commit_callbacks
+    failing, rounds, dispatch_rings
 ):
     agent = make_agent("flaky", endpoint=failing.url)
+    assert dispatch_rings.heard() == [""]  # a new agent online can take work
     probe_agents(now=next(rounds))
     probe_agents(now=next(rounds))
     failing.health(200)
-    get_redis().delete(WAKE_FLAG)
+    assert dispatch_rings.heard() == []  # turning unhealthy frees nothing
 
-    with django_capture_on_commit_callbacks(execute=True):
-        assert probe_agents(now=next(rounds)) == ([agent.pk], [])
+    assert probe_agents(now=next(rounds)) == ([agent.pk], [])
 
     agent.refresh_from_db()
     assert (agent.status, agent.probe_failures) == (AgentStatus.ONLINE, 0)
     assert statuses(agent) == [("online", "unhealthy"), ("unhealthy", "online")]
-    assert get_redis().exists(WAKE_FLAG)
+    assert dispatch_rings.heard() == [""]
 
 
 def test_one_success_resets_the_failure_count(db, failing, rounds):

@@ -7,8 +7,6 @@ from django.test.utils import CaptureQueriesContext
 
 from agents import services
 from agents.models import Agent, AgentStatus, AgentStatusChange
-from orchestrator_project.redis_client import get_redis
-from tasks.wake import WAKE_FLAG
 from tests.agents.conftest import client_for_agent, make_agent
 
 
@@ -56,32 +54,31 @@ def test_the_agents_own_timestamp_is_ignored(alice_client, alice):
     assert before <= alice.last_heartbeat <= db_now()
 
 
-def test_an_offline_agent_comes_back_online_and_wakes_dispatch(
-    alice_client, alice, django_capture_on_commit_callbacks
-):
+def test_an_offline_agent_comes_back_online_and_wakes_dispatch(alice_client, alice, dispatch_rings):
     set_status(alice, AgentStatus.OFFLINE, probe_failures=2)
-    get_redis().delete(WAKE_FLAG)
 
-    with django_capture_on_commit_callbacks(execute=True):
-        response = beat(alice_client, alice)
+    response = beat(alice_client, alice)
 
     assert response.json()["status"] == "online"
     assert changes_of(alice) == [("offline", "online")]
     assert Agent.objects.get(pk=alice.pk).probe_failures == 0
-    assert get_redis().exists(WAKE_FLAG)
+    assert dispatch_rings.heard() == [""]
 
 
 def test_a_heartbeat_that_changes_nothing_records_nothing(
     alice_client, alice, django_capture_on_commit_callbacks
 ):
-    get_redis().delete(WAKE_FLAG)
-
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         beat(alice_client, alice)
 
     assert changes_of(alice) == []
     assert callbacks == []
-    assert not get_redis().exists(WAKE_FLAG)
+
+
+def test_a_heartbeat_that_changes_nothing_does_not_wake_dispatch(alice_client, alice, dispatch_rings):
+    beat(alice_client, alice)
+
+    assert dispatch_rings.heard() == []
 
 
 def test_an_operators_drain_sticks_against_the_agents_online(alice_client, alice):

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from agents import services, signing
-from agents.notifier import notify, signing_key
-from orchestrator_project import celery_app
+from agents import services
+from monitoring.notifications import notify
+from monitoring.notifier import signing_key
+from orchestrator_project import celery_app, signing
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from agents.models import Agent
-from agents.signing import new_secret, verify
 from orchestrator_project.accounts.models import hash_token, new_raw_token
+from orchestrator_project.signing import new_secret, verify
 from tests.fake_agent import Call, FakeAgent
 
 CAPABILITY = "chaos"

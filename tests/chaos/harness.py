@@ -13,8 +13,8 @@ import time
 from django.apps import apps
 from django.utils import timezone
 
+from tasks.engine import wake
 from tasks.models import Task
-from tasks.wake import wake_dispatch
 from tests.processes import Child, child_env, start_web, start_worker
 
 from .agents import CAPABILITY
@@ -112,7 +112,7 @@ def submit(count, *, capability=CAPABILITY, timeout_seconds=5, **fields):
         for _ in range(count)
     ]
     Task.objects.bulk_create(tasks)
-    wake_dispatch()
+    wake.ring()
     return tasks
 
 

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from agents.models import Agent
-from agents.signing import new_secret
+from orchestrator_project.signing import new_secret
 from tasks.models import TaskEvent
 
 from .agents import echo, register

@@ -76,7 +76,7 @@ def test_two_requests_get_different_ids(log_lines):
 
 
 def test_task_context_nests_and_stays_with_its_own_asyncio_task(log_lines):
-    logger = logging.getLogger("tasks.runner")
+    logger = logging.getLogger("tasks.engine.runner")
 
     async def call(task_id, pause):
         with log_context(task_id=task_id, attempt=1):

@@ -58,8 +58,7 @@ def make_watcher(username, *, group=None, staff=False, superuser=False):
 
 def make_agent(name="alpha", *, capabilities=("summarize",), endpoint=None, **fields):
     """An online agent with a fresh heartbeat; returns (agent, raw token)."""
-    from agents.models import Agent
-    from orchestrator_project.accounts.authentication import AGENT_TOKEN_PREFIX
+    from agents.models import AGENT_TOKEN_PREFIX, Agent
     from orchestrator_project.accounts.models import hash_token, new_raw_token
 
     raw = new_raw_token(AGENT_TOKEN_PREFIX)

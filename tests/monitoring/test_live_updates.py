@@ -6,7 +6,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import transaction
 
-from monitoring.events import publish_agent_changes, publish_task_transitions
+from orchestrator_project.live import publish_agent_changes, publish_task_transitions
 from tasks.models import Task, TaskStatus
 
 from .conftest import communicator, make_agent, make_watcher, session_cookie, transition

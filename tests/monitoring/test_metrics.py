@@ -10,8 +10,8 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents.models import AgentStatus, CircuitState
-from monitoring import events
-from monitoring.events import publish_task_transitions
+from orchestrator_project.live import publish_task_transitions
+from orchestrator_project.live import publisher as events
 from tasks.models import Task, TaskStatus
 
 from .conftest import free_port, make_agent, transition

@@ -42,12 +42,12 @@ def celery_worker_session(django_db_setup, django_db_blocker):
         ),
     ):
         # The testing worker sends no worker_ready, which starts a real worker's runner (tasks/jobs.py).
-        from tasks.runner import get_runner
+        from tasks.engine.runner import get_runner
 
         get_runner()
         yield app
     # The runner lives on in this process; stopped, its dispatcher claims nothing for later modules.
-    from tasks import runner
+    from tasks.engine import runner
 
     if runner.current_runner() is not None:
         runner.current_runner().shutdown(grace=10)
@@ -58,7 +58,7 @@ def celery_worker_session(django_db_setup, django_db_blocker):
 def worker(celery_worker_session, transactional_db):
     """Dispatch under test: a real worker with committed data; waits for in-flight work at the end."""
     yield celery_worker_session
-    from tasks.runner import current_runner
+    from tasks.engine.runner import current_runner
 
     runner = current_runner()
     if runner is not None:

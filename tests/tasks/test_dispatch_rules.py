@@ -66,6 +66,7 @@ def test_server_errors_are_retried_with_backoff_then_succeed(
     assert task.attempts == 3 and task.result == "ok"
     assert [c.body["attempt"] for c in fake.calls] == [1, 2, 3]
     assert kinds(task_id) == [
+        "created",
         "assigned",
         "sent",
         "retrying",
@@ -182,7 +183,7 @@ def test_the_circuit_opens_lets_one_probe_through_and_closes(
 
 
 def test_a_half_open_circuit_lets_exactly_one_probe_through(db, fake_agents, register, settings):
-    from tasks import dispatch
+    from tasks.engine import claim
 
     fake = fake_agents()
     agent = register(fake)
@@ -191,11 +192,11 @@ def test_a_half_open_circuit_lets_exactly_one_probe_through(db, fake_agents, reg
     )
     for _ in range(5):
         Task.objects.create(type="document_analysis", required_capabilities=["document_analysis"])
-    assignments = dispatch.claim()
+    assignments = claim.claim()
     assert len(assignments) == 1
     agent.refresh_from_db()
     assert agent.circuit_state == "half_open" and agent.current_load == 1
-    assert dispatch.claim() == []
+    assert claim.claim() == []
 
 
 def test_the_agent_sees_a_verifiable_signature_and_rejects_a_forged_one(

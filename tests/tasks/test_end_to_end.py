@@ -37,6 +37,6 @@ def test_a_created_task_is_dispatched_to_the_agent_and_completes(
     assert call.body["attempt"] == 1 and call.body["priority"] == 1
     assert call.body["callback_url"].endswith(f"/api/v1/tasks/{task_id}/result?attempt=1")
     kinds = [e["kind"] for e in operator_client.get(f"/api/v1/tasks/{task_id}").json()["events"]]
-    assert kinds == ["assigned", "sent", "completed"]
+    assert kinds == ["created", "assigned", "sent", "completed"]
     agent.refresh_from_db()
     assert agent.current_load == 0 and agent.success_count == 1

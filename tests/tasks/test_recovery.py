@@ -10,10 +10,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tasks import dispatch, sweeps
-from tasks.handback import hand_back_agent_tasks
+from tasks.engine import claim, sweeps, wake
+from tasks.engine.handback import hand_back_agent_tasks
+from tasks.engine.outcome import Outcome, OutcomeKind
+from tasks.engine.outcomes import apply_outcomes
 from tasks.models import Task, TaskEvent
-from tasks.wake import wake_dispatch
 from tests.processes import start_worker
 
 from .conftest import wait_until
@@ -47,7 +48,7 @@ def create_tasks(count, **fields):
         for _ in range(count)
     ]
     Task.objects.bulk_create(tasks)
-    wake_dispatch()
+    wake.ring()
     return tasks
 
 
@@ -75,7 +76,7 @@ def test_a_worker_killed_mid_call_loses_nothing_and_the_task_completes_once(proc
         message="the lease to expire",
     )
     assert sweeps.run_sweep()["leases_expired"] == 1
-    wake_dispatch()
+    wake.ring()
     done = wait_until(
         lambda: Task.objects.filter(pk=task.pk, status="completed").first(), message="completion"
     )
@@ -127,19 +128,17 @@ def test_sigterm_hands_back_calls_that_outlast_the_grace_period(processes, fake_
 
 
 def test_a_stale_worker_cannot_overwrite_a_newer_attempt(db, fake_agents, register):
-    from tasks.outcomes import Outcome, apply_outcomes
-
     agent = register(fake_agents())
     [task] = create_tasks(1)
-    [first] = dispatch.claim()
+    [first] = claim.claim()
     Task.objects.filter(pk=task.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     sweeps.run_sweep()
     Task.objects.filter(pk=task.pk).update(next_attempt_at=timezone.now())
-    [second] = dispatch.claim()
+    [second] = claim.claim()
     assert (first.attempt, second.attempt) == (1, 2)
-    late = Outcome(task_id=task.pk, attempt=1, agent_id=agent.pk, kind="completed", result="stale")
+    late = Outcome(task_id=task.pk, attempt=1, agent_id=agent.pk, kind=OutcomeKind.COMPLETED, result="stale")
     assert apply_outcomes([late]) == [False]
-    fresh = Outcome(task_id=task.pk, attempt=2, agent_id=agent.pk, kind="completed", result="fresh")
+    fresh = Outcome(task_id=task.pk, attempt=2, agent_id=agent.pk, kind=OutcomeKind.COMPLETED, result="fresh")
     assert apply_outcomes([fresh]) == [True]
     assert Task.objects.get(pk=task.pk).result == "fresh"
 
@@ -147,7 +146,7 @@ def test_a_stale_worker_cannot_overwrite_a_newer_attempt(db, fake_agents, regist
 def test_a_deadline_fails_the_task_instead_of_retrying(db, fake_agents, register):
     register(fake_agents())
     [task] = create_tasks(1, deadline=timezone.now() + timedelta(seconds=30))
-    dispatch.claim()
+    claim.claim()
     Task.objects.filter(pk=task.pk).update(deadline=timezone.now() - timedelta(seconds=1))
     summary = sweeps.run_sweep()
     assert summary["deadlines_failed"] == 1
@@ -159,7 +158,7 @@ def test_a_deadline_fails_the_task_instead_of_retrying(db, fake_agents, register
 def test_two_sweeps_at_once_act_once(transactional_db, fake_agents, register):
     register(fake_agents(), max_concurrency=20)
     tasks = create_tasks(20)
-    dispatch.claim()
+    claim.claim()
     Task.objects.update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     results = []
     barrier = threading.Barrier(2)
@@ -179,7 +178,7 @@ def test_two_sweeps_at_once_act_once(transactional_db, fake_agents, register):
 def test_handing_back_an_agents_tasks_requeues_them_without_charging_retries(db, fake_agents, register):
     agent = register(fake_agents())
     create_tasks(3)
-    dispatch.claim()
+    claim.claim()
     assert hand_back_agent_tasks(agent_ids=[agent.pk], reason="agent offline") == 3
     agent.refresh_from_db()
     assert agent.current_load == 0

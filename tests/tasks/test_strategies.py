@@ -8,9 +8,9 @@ from django.utils import timezone
 
 from agents.models import Agent
 from orchestrator_project.accounts.models import hash_token, new_raw_token
-from tasks import dispatch
+from tasks.engine import claim
+from tasks.engine.strategies import STRATEGIES, get_strategy
 from tasks.models import Task
-from tasks.strategies import STRATEGIES, get_strategy
 
 
 def agent(name, **fields):
@@ -48,7 +48,7 @@ def test_least_connections_fills_the_emptiest_agent_first(db):
     agent("busy", max_concurrency=10, current_load=8)
     agent("idle", max_concurrency=10, current_load=0)
     queue(6, "least_connections")
-    dispatch.claim()
+    claim.claim()
     # The idle agent takes work until its relative load matches the busy one's.
     assert assigned_counts() == {"idle": 6}
 
@@ -63,7 +63,7 @@ def test_round_robin_takes_turns(db):
     for name in "abc":
         agent(name, max_concurrency=100)
     queue(9, "round_robin")
-    dispatch.claim()
+    claim.claim()
     assert sorted(assigned_counts().values()) == [3, 3, 3]
 
 
@@ -71,7 +71,7 @@ def test_weighted_round_robin_follows_the_weights(db):
     agent("heavy", weight=3, max_concurrency=100)
     agent("light", weight=1, max_concurrency=100)
     queue(40, "weighted_round_robin")
-    dispatch.claim()
+    claim.claim()
     assert assigned_counts() == {"heavy": 30, "light": 10}
 
 
@@ -79,7 +79,7 @@ def test_random_uses_every_agent_eventually(db):
     for name in "abcd":
         agent(name, max_concurrency=200)
     queue(200, "random")
-    dispatch.claim()
+    claim.claim()
     counts = assigned_counts()
     assert set(counts) == set("abcd") and sum(counts.values()) == 200
 
@@ -89,7 +89,7 @@ def test_fastest_prefers_low_latency_and_reliable_agents(db):
     agent("fast", avg_latency_ms=50, success_rate=1.0, max_concurrency=5)
     agent("flaky", avg_latency_ms=40, success_rate=0.1, max_concurrency=100)
     queue(7, "fastest")
-    dispatch.claim()
+    claim.claim()
     # Expected time to a success is latency / success rate: fast 50 ms until it is full, then flaky
     # (40 / 0.1 = 400 ms) ahead of slow (900 ms).
     assert assigned_counts() == {"fast": 5, "flaky": 2}
@@ -99,7 +99,7 @@ def test_no_agent_is_ever_filled_beyond_its_capacity(db):
     agent("small", max_concurrency=2)
     agent("medium", max_concurrency=3)
     queue(20)
-    assert len(dispatch.claim()) == 5
+    assert len(claim.claim()) == 5
     assert {a.name: a.current_load for a in Agent.objects.all()} == {"small": 2, "medium": 3}
     assert Task.objects.filter(status="pending").count() == 15
 
@@ -111,7 +111,7 @@ def test_agents_that_are_not_routable_get_nothing(db):
     agent("tripped", circuit_state="open", circuit_retry_at=timezone.now() + timezone.timedelta(minutes=1))
     Agent.objects.filter(pk=agent("wrong-skill").pk).update(capabilities=["translation"])
     queue(3)
-    assert dispatch.claim() == []
+    assert claim.claim() == []
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
@@ -135,11 +135,11 @@ def test_a_round_without_any_free_agent_touches_no_task(db):
     queue(5)
     full = agent("full", max_concurrency=1, current_load=1)
     with CaptureQueriesContext(connection) as queries:
-        assert dispatch.claim() == []
+        assert claim.claim() == []
     assert len(queries) == 1 and "FOR UPDATE" not in queries[0]["sql"]
     # Room again: the same round claims.
     Agent.objects.filter(pk=full.pk).update(current_load=0)
-    assert len(dispatch.claim()) == 1
+    assert len(claim.claim()) == 1
 
 
 def test_a_round_with_nothing_due_touches_no_task(db):
@@ -153,5 +153,5 @@ def test_a_round_with_nothing_due_touches_no_task(db):
         next_attempt_at=timezone.now() + timedelta(minutes=5),  # backing off
     )
     with CaptureQueriesContext(connection) as queries:
-        assert dispatch.claim() == []
+        assert claim.claim() == []
     assert len(queries) == 1 and "FOR UPDATE" not in queries[0]["sql"]

@@ -220,7 +220,7 @@ def test_retry_runs_a_failed_or_cancelled_task_again_but_not_a_pending_one(opera
     response = operator_client.post(f"{TASKS}/{task['task_id']}/retry")
     assert response.status_code == 200 and response.json()["status"] == "pending"
     detail = operator_client.get(f"{TASKS}/{task['task_id']}").json()
-    assert [e["kind"] for e in detail["events"]] == ["cancelled", "requeued"]
+    assert [e["kind"] for e in detail["events"]] == ["created", "cancelled", "requeued"]
 
 
 def test_viewers_read_but_cannot_write(viewer_client, operator_client):

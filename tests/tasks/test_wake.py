@@ -1,19 +1,20 @@
-"""Wake-ups: one doorbell ring per burst, heard by every runner, and a missed ring costs only latency.
-Creations ring through Postgres (a NOTIFY delivered on commit), everything else through Redis."""
+"""Wake-ups: a ring on commit (now, or at a due time), heard by every worker's bell; nothing rings for
+a rolled-back change, and a missed ring costs only latency (the dispatcher's own clock)."""
 
+import math
 import threading
+import time
+from datetime import timedelta
 
-import psycopg
 import pytest
-import redis
-from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from tasks import services
+from tasks.engine import wake
+from tasks.engine.dispatcher import Dispatcher
 from tasks.models import Task
-from tasks.runner import Doorbell, PostgresDoorbell
 from tasks.serializers import plainly_valid_task
-from tasks.wake import CREATED_CHANNEL, WAKE_FLAG, clear_wake_flag, doorbell_channel, wake_dispatch
 
 TASKS = "/api/v1/tasks"
 
@@ -22,117 +23,124 @@ def _valid(body):
     return plainly_valid_task(body)
 
 
-def _subscriber():
-    pubsub = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(doorbell_channel())
-    pubsub.get_message(timeout=1)  # the subscribe confirmation
-    return pubsub
+def test_a_creation_rings_when_it_commits_and_not_when_it_rolls_back(dispatch_rings, operator_client):
+    assert operator_client.post(TASKS, {"type": "summarize"}, format="json").status_code == 201
+    assert dispatch_rings.heard() == [""]
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.create_task(data=_valid({"type": "summarize"}))
+        raise RuntimeError("the caller's transaction fails")
+    assert dispatch_rings.heard() == []
+    assert Task.objects.count() == 1
+
+    with transaction.atomic():
+        services.create_task(data=_valid({"type": "summarize"}))
+        assert dispatch_rings.heard() == []  # nothing before the commit
+    assert dispatch_rings.heard() == [""]
 
 
-def test_a_burst_rings_once_until_a_round_clears_the_flag():
-    pubsub = _subscriber()
-    try:
-        assert wake_dispatch() is True
-        assert [wake_dispatch() for _ in range(5)] == [False] * 5
-        assert pubsub.get_message(timeout=2)["channel"].decode() == doorbell_channel()
-        assert pubsub.get_message(timeout=0.2) is None
-        clear_wake_flag()  # what a dispatch round does before it claims
-        assert wake_dispatch() is True
-        assert pubsub.get_message(timeout=2) is not None
-    finally:
-        pubsub.close()
+def test_a_bulk_rings_once_and_tasks_left_for_operators_do_not_ring(dispatch_rings, operator_client):
+    bulk = {"tasks": [{"type": "summarize"}] * 50}
+    assert operator_client.post(f"{TASKS}/bulk", bulk, format="json").status_code == 201
+    assert dispatch_rings.heard() == [""]
+    manual = {"type": "summarize", "auto_dispatch": False}
+    assert operator_client.post(TASKS, manual, format="json").status_code == 201
+    assert operator_client.post(f"{TASKS}/bulk", {"tasks": [manual] * 3}, format="json").status_code == 201
+    assert dispatch_rings.heard() == []
 
 
-def test_the_channel_is_per_redis_database():
-    assert doorbell_channel().endswith(f":{settings.REDIS_URL.rsplit('/', 1)[1]}")
+def test_a_delayed_ring_carries_its_due_time_in_tenths_of_a_second(dispatch_rings):
+    due = timezone.now() + timedelta(seconds=3.21)
+    with transaction.atomic():
+        wake.ring_at(due)
+        wake.ring_at(due + timedelta(milliseconds=10))  # the same tenth: one ring
+    [payload] = dispatch_rings.heard()
+    assert payload == str(math.ceil(due.timestamp() * 10))
+    assert due.timestamp() <= wake.due_time(payload) < due.timestamp() + 0.1
+
+
+def test_a_ring_with_an_unreadable_payload_counts_as_now():
+    assert wake.due_time("") is None
+    assert wake.due_time("soon") is None
+    assert wake.due_time("17000000005") == 1700000000.5
+
+
+class _Rounds(Dispatcher):
+    """A dispatcher whose rounds only record when they ran."""
+
+    def __init__(self):
+        super().__init__(runner=None)
+        self.ran = []
+        self.ran_once_more = threading.Condition()
+
+    def dispatch_rounds(self):
+        with self.ran_once_more:
+            self.ran.append(time.time())
+            self.ran_once_more.notify_all()
+
+    def wait_for_rounds(self, count, timeout=10):
+        with self.ran_once_more:
+            assert self.ran_once_more.wait_for(lambda: len(self.ran) >= count, timeout), self.ran
 
 
 class _CountingDispatcher:
     def __init__(self):
         self.kicks = 0
-        self.kicked = threading.Condition()
+        self.due = []
+        self.changed = threading.Condition()
 
     def kick(self):
-        with self.kicked:
+        with self.changed:
             self.kicks += 1
-            self.kicked.notify_all()
+            self.changed.notify_all()
 
-    def wait_for(self, count, timeout=5):
-        with self.kicked:
-            assert self.kicked.wait_for(lambda: self.kicks >= count, timeout), f"{self.kicks} kicks"
+    def wake_at(self, when):
+        with self.changed:
+            self.due.append(when)
+            self.changed.notify_all()
 
-
-def test_the_doorbell_kicks_on_subscribing_and_on_every_ring():
-    dispatcher = _CountingDispatcher()
-    Doorbell(dispatcher).start()
-    # Subscribing kicks once: rings sent while nobody listened are gone, their work is in Postgres.
-    dispatcher.wait_for(1)
-    redis.Redis.from_url(settings.REDIS_URL).delete(WAKE_FLAG)
-    assert wake_dispatch()
-    dispatcher.wait_for(2)
+    def wait_for(self, predicate, timeout=10):
+        with self.changed:
+            assert self.changed.wait_for(predicate, timeout), (self.kicks, self.due)
 
 
-# --- Creations ring through Postgres ------------------------------------------------------------
+def test_a_due_time_runs_a_round_then_and_not_before(settings):
+    settings.SWEEP_INTERVAL_SECONDS = 60  # the clock's own rounds stay out of the way
+    dispatcher = _Rounds()
+    dispatcher.start()
+    due = time.time() + 0.3
+    dispatcher.wake_at(due)
+    dispatcher.kick()
+    dispatcher.wait_for_rounds(1)
+    assert dispatcher.ran[0] < due  # the kick ran at once; the due time is still to come
+    dispatcher.wait_for_rounds(2)
+    assert dispatcher.ran[1] >= due
+    assert len(dispatcher.ran) == 2
 
 
-@pytest.fixture
-def listener(transactional_db):
-    """A session LISTENing on the creations' channel, as a worker's doorbell does."""
-    params = connections[DEFAULT_DB_ALIAS].get_connection_params()
-    with psycopg.connect(**params, autocommit=True) as conn:
-        conn.execute(f"LISTEN {CREATED_CHANNEL}")
-
-        def heard(timeout=0.5):
-            return [n.channel for n in conn.notifies(timeout=timeout)]
-
-        yield heard
-
-
-def test_a_creation_rings_when_it_commits_and_not_when_it_rolls_back(listener, operator_client):
-    assert operator_client.post(TASKS, {"type": "summarize"}, format="json").status_code == 201
-    assert listener() == [CREATED_CHANNEL]
-
-    with pytest.raises(RuntimeError), transaction.atomic():
-        services.create_task(data=_valid({"type": "summarize"}))
-        raise RuntimeError("the caller's transaction fails")
-    assert listener() == []
-    assert Task.objects.count() == 1
-
-    with transaction.atomic():
-        services.create_task(data=_valid({"type": "summarize"}))
-        assert listener(timeout=0.2) == []  # nothing before the commit
-    assert listener() == [CREATED_CHANNEL]
-
-
-def test_a_bulk_rings_once_and_tasks_left_for_operators_do_not_ring(listener, operator_client):
-    bulk = {"tasks": [{"type": "summarize"}] * 50}
-    assert operator_client.post(f"{TASKS}/bulk", bulk, format="json").status_code == 201
-    assert listener() == [CREATED_CHANNEL]
-    manual = {"type": "summarize", "auto_dispatch": False}
-    assert operator_client.post(TASKS, manual, format="json").status_code == 201
-    assert operator_client.post(f"{TASKS}/bulk", {"tasks": [manual] * 3}, format="json").status_code == 201
-    assert listener() == []
-
-
-def test_the_postgres_doorbell_kicks_on_listening_on_every_creation_and_after_losing_its_session(
+def test_the_bell_kicks_on_listening_on_every_ring_and_after_losing_its_session(
     transactional_db, operator_client
 ):
     dispatcher = _CountingDispatcher()
-    doorbell = PostgresDoorbell(dispatcher)
-    doorbell.start()
+    bell = wake.Bell(dispatcher)
+    bell.start()
     try:
-        dispatcher.wait_for(1)  # listening kicks once: what was created meanwhile waits in Postgres
+        dispatcher.wait_for(lambda: dispatcher.kicks == 1)  # listening: what was rung meanwhile waits
         assert operator_client.post(TASKS, {"type": "summarize"}, format="json").status_code == 201
-        dispatcher.wait_for(2)
-        lost = doorbell.backend_pid
+        dispatcher.wait_for(lambda: dispatcher.kicks == 2)
+        due = timezone.now() + timedelta(seconds=5)
+        wake.ring_at(due)
+        dispatcher.wait_for(lambda: len(dispatcher.due) == 1)
+        assert abs(dispatcher.due[0] - due.timestamp()) < 0.1
+        lost = bell.backend_pid
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(%s)", [lost])
             assert cursor.fetchone() == (True,)
-        dispatcher.wait_for(3)  # listening again, on a new session
-        assert doorbell.backend_pid != lost
+        dispatcher.wait_for(lambda: dispatcher.kicks == 3)  # listening again, on a new session
+        assert bell.backend_pid != lost
         assert operator_client.post(TASKS, {"type": "summarize"}, format="json").status_code == 201
-        dispatcher.wait_for(4)
+        dispatcher.wait_for(lambda: dispatcher.kicks == 4)
     finally:
-        doorbell.stop()
-        doorbell.join(10)
-    assert not doorbell.is_alive()
+        bell.stop()
+        bell.join(10)
+    assert not bell.is_alive()

@@ -12,6 +12,7 @@ from rest_framework.exceptions import ValidationError
 
 from agents.serializers import AgentRegistrationSerializer
 from agents.services import register_agent
+from orchestrator_project.errors import InvalidInput
 
 logger = logging.getLogger("agents.seed")
 
@@ -39,6 +40,9 @@ class Command(BaseCommand):
                 agent = self.register(agent_type, name, url, capabilities)
             except ValidationError as exc:
                 logger.warning("could not register %s at %s: %s", name, url, exc.detail)
+                continue
+            except InvalidInput as exc:
+                logger.warning("could not register %s at %s: %s", name, url, exc.message)
                 continue
             except Exception:
                 logger.exception("could not register %s at %s", name, url)

@@ -1,14 +1,12 @@
-"""Fan-out of state changes to WebSocket clients and to the shared metrics, called after the commit.
+"""Fan-out of state changes to WebSocket clients and to subscribers (the shared metrics), after commit.
 
 Whichever process made the change (web or worker) publishes to the Redis channel layer, so clients
 connected to any web instance receive it. Calls only queue: every 20 ms a background thread sends what
-gathered as one channel-layer message per group and one Redis pipeline for the metrics. Both are best
-effort: the database already holds the truth, and a client that reconnects gets a fresh snapshot.
+gathered as one channel-layer message per group and hands the task transitions to the subscribers
+(monitoring's metrics recorder subscribes when its app is ready). Both are best effort: the database
+already holds the truth, and a client that reconnects gets a fresh snapshot.
 
-Message shapes (what callers pass):
-- task transition: task_id, status, agent_id, attempt, priority, timestamp, kind, type (the task's
-  type), capabilities, and optionally duration_seconds, dispatch_latency_seconds, agent_call_outcome.
-- agent change: agent_id, status, current_load, max_concurrency, circuit_state, timestamp, name.
+What callers pass is built by `messages` (task_transition, agent_change).
 """
 
 import asyncio
@@ -19,8 +17,6 @@ import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-
-from . import recorder
 
 TASKS_GROUP = "tasks"
 AGENTS_GROUP = "agents"
@@ -54,12 +50,25 @@ def _send(group, message, run):
         logger.warning("could not publish to %s", group, exc_info=True)
 
 
+_task_subscribers = []
+
+
+def subscribe_task_transitions(receiver):
+    """Call `receiver(transitions)` with every batch of task transitions this process publishes, on
+    the publisher's thread. A receiver that raises is logged and does not stop the live updates.
+    Returns a function that unsubscribes it."""
+    if receiver not in _task_subscribers:
+        _task_subscribers.append(receiver)
+    return lambda: _task_subscribers.remove(receiver) if receiver in _task_subscribers else None
+
+
 def _deliver(tasks, agents, run):
     if tasks:
-        try:
-            recorder.record_task_transitions(tasks)
-        except Exception:  # never let metrics stop the live updates
-            logger.warning("could not record task metrics", exc_info=True)
+        for receiver in _task_subscribers:
+            try:
+                receiver(tasks)
+            except Exception:  # never let a subscriber (metrics) stop the live updates
+                logger.warning("a subscriber of task transitions failed", exc_info=True)
         _send(TASKS_GROUP, {"type": "task.batch", "events": tasks}, run)
     if agents:
         _send(AGENTS_GROUP, {"type": "agent.batch", "events": agents}, run)

@@ -7,50 +7,18 @@ import asyncio
 import email.utils
 import json
 import time
-from dataclasses import dataclass
-from datetime import datetime
-from uuid import UUID
 
 import aiohttp
 from django.conf import settings
 
-from agents import egress
-from agents.signing import signed_headers
+from orchestrator_project import egress
+from orchestrator_project.signing import signed_headers
 
-from .outcomes import Outcome
+from .outcome import Outcome, OutcomeKind
 
 # 408, 425 and 429 are the client errors that mean "try again later", not "this request is wrong".
 RETRYABLE_CLIENT_ERRORS = {408, 425, 429}
 ERROR_TEXT_LIMIT = 2000
-
-
-@dataclass
-class CallSpec:
-    """Everything needed to call the agent for one attempt, read from the database at claim time."""
-
-    task_id: UUID
-    attempt: int
-    agent_id: UUID
-    endpoint: str
-    signing_secret: str
-    timeout_seconds: int
-    body: dict
-
-
-def build_body(task, attempt):
-    deadline = task.deadline.isoformat() if isinstance(task.deadline, datetime) else None
-    return {
-        "task_id": str(task.task_id),
-        "type": task.type,
-        "description": task.description,
-        "input_data": task.input_data,
-        "required_capabilities": list(task.required_capabilities),
-        "priority": task.priority,
-        "attempt": attempt,
-        "deadline": deadline,
-        # The attempt in the URL fences the report: a superseded attempt's callback changes nothing.
-        "callback_url": f"{settings.PUBLIC_BASE_URL}/api/v1/tasks/{task.task_id}/result?attempt={attempt}",
-    }
 
 
 def parse_retry_after(value):
@@ -91,25 +59,31 @@ def classify(spec, response, latency_ms):
     }
     code = response.status_code
     if code == 202:
-        return Outcome(kind="accepted", call_outcome="accepted", **base)
+        return Outcome(kind=OutcomeKind.ACCEPTED, call_outcome="accepted", **base)
     if 200 <= code < 300:
         # Postgres cannot store NUL characters in JSON; such a result cannot be kept as sent.
         if b"\\u0000" in response.body:
             return Outcome(
-                kind="fail", reason="agent result contains NUL characters", call_outcome="invalid", **base
+                kind=OutcomeKind.FAIL,
+                reason="agent result contains NUL characters",
+                call_outcome="invalid",
+                **base,
             )
         try:
             parsed = response.json()
         except ValueError:
             return Outcome(
-                kind="fail", reason="agent answered with invalid JSON", call_outcome="invalid", **base
+                kind=OutcomeKind.FAIL,
+                reason="agent answered with invalid JSON",
+                call_outcome="invalid",
+                **base,
             )
         result = parsed.get("result") if isinstance(parsed, dict) and "result" in parsed else parsed
-        return Outcome(kind="completed", result=result, call_outcome="success", **base)
+        return Outcome(kind=OutcomeKind.COMPLETED, result=result, call_outcome="success", **base)
     retry_after = parse_retry_after(response.headers.get("retry-after")) if code in (429, 503) else None
     if code in RETRYABLE_CLIENT_ERRORS or code >= 500:
         return Outcome(
-            kind="retry",
+            kind=OutcomeKind.RETRY,
             reason=f"agent answered HTTP {code}",
             error=_error_from(response),
             retry_after=retry_after,
@@ -119,13 +93,13 @@ def classify(spec, response, latency_ms):
         )
     if 300 <= code < 400:
         return Outcome(
-            kind="fail",
+            kind=OutcomeKind.FAIL,
             reason=f"agent answered a redirect (HTTP {code}); redirects are not followed",
             call_outcome="rejected",
             **base,
         )
     return Outcome(
-        kind="fail",
+        kind=OutcomeKind.FAIL,
         reason=f"agent rejected the task (HTTP {code})",
         error=_error_from(response),
         retire_agent=code == 410,
@@ -160,7 +134,7 @@ async def call(client, spec):
             )
     except egress.EgressRefused as exc:
         return Outcome(
-            kind="fail",
+            kind=OutcomeKind.FAIL,
             reason=f"refused to call the agent: {exc}",
             counts_for_circuit=False,
             call_outcome="refused",
@@ -168,7 +142,7 @@ async def call(client, spec):
         )
     except egress.ResponseTooLarge as exc:
         return Outcome(
-            kind="retry",
+            kind=OutcomeKind.RETRY,
             reason=str(exc),
             call_outcome="too_large",
             latency_ms=(time.monotonic() - started) * 1000,
@@ -176,7 +150,7 @@ async def call(client, spec):
         )
     except TimeoutError:  # before OSError, of which it is one (aiohttp's timeouts are TimeoutErrors too)
         return Outcome(
-            kind="retry",
+            kind=OutcomeKind.RETRY,
             reason=f"agent did not answer within {spec.timeout_seconds} s",
             call_outcome="timeout",
             latency_ms=(time.monotonic() - started) * 1000,
@@ -184,7 +158,7 @@ async def call(client, spec):
         )
     except (aiohttp.ClientError, OSError) as exc:
         return Outcome(
-            kind="retry",
+            kind=OutcomeKind.RETRY,
             reason=f"could not reach the agent: {type(exc).__name__}: {exc}"[:500],
             call_outcome="connection_error",
             **base,

@@ -1,23 +1,16 @@
-"""Signed notifications to the seed's notifier service (NOTIFIER_SERVICE_URL): agent status changes here,
-permanent task failures from the dispatch engine.
+"""Delivery of signed notifications to the seed's notifier service (NOTIFIER_SERVICE_URL).
 
-Delivery is a Celery job enqueued after commit, so a rolled-back change is never announced and a slow
-notifier never slows a request. The message id is fixed when the event happens, so every retry of one
-event carries the same `webhook-id` and the receiver can drop duplicates (Standard Webhooks).
+What is notified, and when, is notifications.py; this module POSTs one message, signed as a Standard
+Webhook, and is called by the retrying Celery job (jobs.send_notification).
 """
 
 import base64
 import hashlib
-import json
-import uuid
 
 import httpx
 from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
-from django.utils import timezone
 
-from . import signing
+from orchestrator_project import signing
 
 NOTIFY_TIMEOUT_SECONDS = 10
 
@@ -36,23 +29,6 @@ def signing_key():
     if secret.startswith(signing.SECRET_PREFIX):
         return secret
     return signing.SECRET_PREFIX + base64.b64encode(hashlib.sha256(secret.encode()).digest()).decode()
-
-
-def notify(event, payload):
-    """Queue `{"type": event, "data": payload, "timestamp": ...}` for the notifier, after commit."""
-    if not settings.NOTIFIER_SERVICE_URL:
-        return
-    body = json.dumps(
-        {"type": event, "data": payload, "timestamp": timezone.now().isoformat()}, cls=DjangoJSONEncoder
-    )
-    message_id = f"msg_{uuid.uuid4().hex}"
-
-    def enqueue():
-        from .jobs import send_notification
-
-        send_notification.delay(body, message_id)
-
-    transaction.on_commit(enqueue)
 
 
 def deliver(*, body, message_id):

@@ -9,9 +9,9 @@ the whole sweep runs under a Postgres advisory lock so two beats or workers neve
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import IN_FLIGHT_STATUSES, Task, TaskStatus
-from .outcomes import Outcome, apply_outcomes, finish
-from .transitions import TransitionLog
+from ..models import IN_FLIGHT_STATUSES, UNFINISHED_STATUSES, EventKind, Task
+from .outcome import Outcome, OutcomeKind
+from .outcomes import apply_outcomes, end
 
 SWEEP_LOCK_KEY = 0x7A5C_0001  # pg advisory lock id of the task sweep
 SWEEP_BATCH = 1000
@@ -35,7 +35,7 @@ def expire_leases(now):
             task_id=task_id,
             attempt=attempt,
             agent_id=agent_id,
-            kind="retry",
+            kind=OutcomeKind.RETRY,
             reason="lease expired: no answer from the agent or its worker in time",
             counts_for_circuit=False,
             call_outcome="lease_expired",
@@ -48,31 +48,11 @@ def expire_leases(now):
 def fail_past_deadline(now):
     tasks = list(
         Task.objects.select_for_update(skip_locked=True)
-        .filter(status__in=[TaskStatus.PENDING, *IN_FLIGHT_STATUSES], deadline__lt=now)
-        .only(
-            "task_id",
-            "status",
-            "attempts",
-            "assigned_agent_id",
-            "priority",
-            "type",
-            "required_capabilities",
-            "created_at",
-        )[:SWEEP_BATCH]
+        .filter(status__in=UNFINISHED_STATUSES, deadline__lt=now)
+        .only("task_id", "status", "attempts", "assigned_agent_id")[:SWEEP_BATCH]
     )
-    log = TransitionLog()
-    for task in tasks:
-        finish(
-            task,
-            now,
-            log,
-            status=TaskStatus.FAILED,
-            reason="deadline passed",
-            error={"message": "deadline passed"},
-            agent_id=task.assigned_agent_id,
-        )
-    log.flush()
-    return len(tasks)
+    error = {"message": "deadline passed"}
+    return len(end(EventKind.FAILED, tasks, now=now, reason="deadline passed", error=error))
 
 
 def run_sweep(now=None):

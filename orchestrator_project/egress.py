@@ -10,6 +10,7 @@ connect. Redirects are never followed, cookies are never kept and response bodie
 
 import asyncio
 import ipaddress
+import json
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,8 +54,6 @@ class AgentResponse:
     body: bytes
 
     def json(self):
-        import json
-
         return json.loads(self.body) if self.body else None
 
 

@@ -7,8 +7,9 @@ from django.utils import timezone
 
 from agents.models import Agent
 from orchestrator_project.accounts.models import hash_token, new_raw_token
+from tasks.engine.outcome import Outcome, OutcomeKind
+from tasks.engine.outcomes import apply_outcomes
 from tasks.models import Task
-from tasks.outcomes import Outcome, apply_outcomes
 
 
 def in_flight_tasks(agent, count):
@@ -41,12 +42,21 @@ def test_a_batch_of_completions_moves_the_figures_as_that_many_single_ones_would
     tasks = in_flight_tasks(agent, 3)
     outcomes = [
         Outcome(
-            task_id=t.pk, attempt=1, agent_id=agent.pk, kind="completed", result={"n": i}, latency_ms=latency
+            task_id=t.pk,
+            attempt=1,
+            agent_id=agent.pk,
+            kind=OutcomeKind.COMPLETED,
+            result={"n": i},
+            latency_ms=latency,
         )
         for i, (t, latency) in enumerate(zip(tasks, (10, 20, 30), strict=True))
     ]
-    stale = Outcome(task_id=tasks[0].pk, attempt=7, agent_id=agent.pk, kind="completed", result="stale")
-    unknown = Outcome(task_id=uuid.uuid4(), attempt=1, agent_id=agent.pk, kind="completed", result="?")
+    stale = Outcome(
+        task_id=tasks[0].pk, attempt=7, agent_id=agent.pk, kind=OutcomeKind.COMPLETED, result="stale"
+    )
+    unknown = Outcome(
+        task_id=uuid.uuid4(), attempt=1, agent_id=agent.pk, kind=OutcomeKind.COMPLETED, result="?"
+    )
     assert apply_outcomes([*outcomes, stale, unknown], now=timezone.now()) == [True, True, True, False, False]
     agent.refresh_from_db()
     assert agent.current_load == 0 and agent.success_count == 3
@@ -58,8 +68,8 @@ def test_a_batch_of_completions_moves_the_figures_as_that_many_single_ones_would
 
 def test_a_completion_with_a_null_result_is_stored_as_json_null(agent):
     [task] = in_flight_tasks(agent, 1)
-    assert apply_outcomes([Outcome(task_id=task.pk, attempt=1, agent_id=agent.pk, kind="completed")]) == [
-        True
-    ]
+    assert apply_outcomes(
+        [Outcome(task_id=task.pk, attempt=1, agent_id=agent.pk, kind=OutcomeKind.COMPLETED)]
+    ) == [True]
     task.refresh_from_db()
     assert task.status == "completed" and task.result is None

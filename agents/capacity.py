@@ -1,0 +1,234 @@
+"""An agent's load, figures and circuit breaker: the API the task engine uses to take and give back work.
+
+- `lock(agent_ids)`: lock agent rows in id order, the one order every path locks them in.
+- `reserve(slots, probes, now)`: take slots with guarded increments; returns the agents that took them.
+- `release(agent_id, verdict, now)`: give a slot back and fold what the call said about the agent into
+  its figures and breaker; `release_successes` does it for a batch of successes in one statement.
+- `record_acceptance(agent_id, latency_ms, now)`: the agent took a task (202) and keeps the slot.
+- `retire(agent_id, reason)`: the agent said 410 Gone; it gets nothing new until an operator resumes it.
+
+Each runs inside the caller's transaction, so the agent's row changes with the task's. The circuit
+state lives in Postgres, so every process sees the same breaker: after CIRCUIT_BREAKER_FAILURE_THRESHOLD
+failures in a row it opens until `circuit_retry_at`; then a dispatch round flips it to half-open with a
+guarded update, which lets exactly one probe task through (eligibility.py).
+"""
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+
+from orchestrator_project import live
+from orchestrator_project.live.messages import AGENT_CHANGE_COLUMNS, agent_change_from_row
+from orchestrator_project.prepared import prepared_cursor
+
+from . import changes, eligibility
+from .models import AgentStatus, CircuitState
+
+# Moving averages: recent calls weigh 20% (latency) and 10% (success rate).
+LATENCY_ALPHA = 0.2
+SUCCESS_ALPHA = 0.1
+
+_RETURNING = ", ".join(AGENT_CHANGE_COLUMNS)
+_CIRCUIT_STATE = AGENT_CHANGE_COLUMNS.index("circuit_state")
+
+
+class Verdict(enum.Enum):
+    """What a finished task says about its agent."""
+
+    SUCCESS = "success"  # closes the circuit
+    FAILURE = "failure"  # the agent's fault (timeout, 5xx, broken answer): counts towards tripping
+    BLAMELESS_FAILURE = "blameless_failure"  # failed, but says nothing of its health (429, a refusal)
+    NEUTRAL = "neutral"  # cancelled or handed back: the agent did nothing wrong and nothing right
+
+
+@dataclass(frozen=True)
+class Released:
+    agent_id: UUID
+    # Set when this release tripped the breaker: when its probe may go (dispatch must wake then).
+    circuit_retry_at: datetime | None
+
+
+# The breaker trips on a failure that counts when the probe failed or the run of failures reaches the
+# threshold. Written once, used for each of the columns the trip sets.
+_TRIPS = f"(circuit_state = '{CircuitState.HALF_OPEN}' OR consecutive_failures + 1 >= %(threshold)s)"
+# Anything but a success or a counting failure ends a half-open probe without a verdict: the circuit
+# goes back to open, due at once, so that another probe may go.
+_PROBE_BACK = f"""
+    circuit_state = CASE WHEN circuit_state = '{CircuitState.HALF_OPEN}' THEN '{CircuitState.OPEN}'
+                         ELSE circuit_state END,
+    circuit_retry_at = CASE WHEN circuit_state = '{CircuitState.HALF_OPEN}' THEN %(now)s
+                            ELSE circuit_retry_at END"""
+_CLOSE = f"""consecutive_failures = 0, circuit_state = '{CircuitState.CLOSED}',
+    circuit_opened_at = NULL, circuit_retry_at = NULL"""
+
+
+def _latency_average(weight):
+    """The moving average of latency after folding in %(latency)s with `weight` (SQL)."""
+    return f"""CASE WHEN %(latency)s::float IS NULL THEN avg_latency_ms
+                    WHEN avg_latency_ms IS NULL THEN %(latency)s::float
+                    ELSE avg_latency_ms * (1 - {weight}) + %(latency)s::float * {weight} END"""
+
+
+_VERDICT_SETS = {
+    Verdict.SUCCESS: f"""success_count = success_count + 1, {_CLOSE},
+        success_rate = success_rate * (1 - {SUCCESS_ALPHA}) + {SUCCESS_ALPHA},
+        avg_latency_ms = {_latency_average(LATENCY_ALPHA)}""",
+    Verdict.FAILURE: f"""failure_count = failure_count + 1,
+        consecutive_failures = consecutive_failures + 1,
+        success_rate = success_rate * (1 - {SUCCESS_ALPHA}),
+        circuit_state = CASE WHEN {_TRIPS} THEN '{CircuitState.OPEN}' ELSE circuit_state END,
+        circuit_opened_at = CASE WHEN {_TRIPS} THEN %(now)s ELSE circuit_opened_at END,
+        circuit_retry_at = CASE WHEN {_TRIPS} THEN %(retry_at)s ELSE circuit_retry_at END""",
+    Verdict.BLAMELESS_FAILURE: f"failure_count = failure_count + 1, {_PROBE_BACK}",
+    Verdict.NEUTRAL: _PROBE_BACK,
+}
+
+
+def _publish(rows, now):
+    messages = [agent_change_from_row(row, now) for row in rows]
+    if messages:
+        transaction.on_commit(lambda: live.publish_agent_changes(messages))
+
+
+def lock(agent_ids):
+    """Lock the agents' rows in id order. Dispatch rounds, batches of outcomes and probe rounds all lock
+    agents in this order before anything else of theirs, so they wait for each other instead of
+    deadlocking (tests/chaos)."""
+    agent_ids = sorted({str(agent_id) for agent_id in agent_ids if agent_id})
+    if agent_ids:
+        with prepared_cursor() as cursor:
+            cursor.execute(
+                "SELECT 1 FROM agents_agent WHERE agent_id = ANY(%s::uuid[]) ORDER BY agent_id FOR UPDATE",
+                [agent_ids],
+            )
+
+
+def reserve(slots, *, probes, now):
+    """Take `slots[agent_id]` slots on each agent; `probes` are open circuits chosen for their probe.
+
+    Returns the ids of the agents that took them. An agent that filled up, went offline or tripped
+    since it was chosen takes nothing (the guards are the eligibility rule's own SQL).
+    """
+    accepted = set()
+    lock(slots)
+    regular = [agent_id for agent_id in slots if agent_id not in probes]
+    with prepared_cursor() as cursor:
+        if regular:
+            # One guarded UPDATE for all of them, not one statement per agent.
+            cursor.execute(
+                f"""UPDATE agents_agent AS a SET current_load = a.current_load + v.n, updated_at = %(now)s
+                    FROM unnest(%(agents)s::uuid[], %(counts)s::int[]) AS v(agent_id, n)
+                    WHERE a.agent_id = v.agent_id AND {eligibility.ONLINE_SQL}
+                      AND {eligibility.closed_with_room_sql(slots="v.n")}
+                    RETURNING a.agent_id""",
+                {"now": now, "agents": regular, "counts": [slots[agent_id] for agent_id in regular]},
+            )
+            accepted.update(row[0] for row in cursor.fetchall())
+        for agent_id in slots:
+            if agent_id not in probes:
+                continue
+            # Open -> half-open exactly once: whoever flips it owns the single probe.
+            cursor.execute(
+                f"""UPDATE agents_agent SET circuit_state = '{CircuitState.HALF_OPEN}',
+                        current_load = current_load + 1, updated_at = %(now)s
+                    WHERE agent_id = %(agent)s
+                      AND {eligibility.ONLINE_SQL} AND {eligibility.PROBE_DUE_SQL}""",
+                {"now": now, "agent": agent_id},
+            )
+            if cursor.rowcount == 1:
+                accepted.add(agent_id)
+    return accepted
+
+
+def release(agent_id, *, verdict, now, latency_ms=None):
+    """Free the slot a task held on `agent_id` and record the verdict. Returns a Released, or None when
+    there was no agent (it was unregistered meanwhile)."""
+    if agent_id is None:
+        return None
+    params = {
+        "agent": agent_id,
+        "now": now,
+        "latency": latency_ms,
+        "threshold": settings.CIRCUIT_BREAKER_FAILURE_THRESHOLD,
+        "retry_at": now + timedelta(seconds=settings.CIRCUIT_BREAKER_RECOVERY_TIMEOUT),
+    }
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE agents_agent SET current_load = GREATEST(current_load - 1, 0),
+                    {_VERDICT_SETS[verdict]}, updated_at = %(now)s
+                WHERE agent_id = %(agent)s RETURNING {_RETURNING}, circuit_retry_at""",
+            params,
+        )
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    _publish([row[:-1] for row in rows], now)
+    tripped = verdict is Verdict.FAILURE and rows[0][_CIRCUIT_STATE] == CircuitState.OPEN
+    return Released(agent_id, rows[0][-1] if tripped else None)
+
+
+def release_successes(calls, *, now):
+    """`release(..., verdict=SUCCESS)` for many calls at once: one UPDATE for all their agents.
+
+    `calls`: (agent_id, latency_ms or None) pairs. n successes fold into the moving averages as n steps
+    would: the success rate becomes 1 - (1 - rate) * (1 - a)^n, and the latency moves towards the
+    batch's mean by 1 - (1 - a)^n.
+    """
+    per_agent = {}
+    for agent_id, latency_ms in calls:
+        if agent_id is None:
+            continue
+        count, latencies = per_agent.setdefault(agent_id, [0, []])
+        per_agent[agent_id][0] = count + 1
+        if latency_ms is not None:
+            latencies.append(latency_ms)
+    if not per_agent:
+        return
+    agent_ids = sorted(per_agent, key=str)  # the order every path locks agents in
+    counts = [per_agent[a][0] for a in agent_ids]
+    means = [sum(per_agent[a][1]) / len(per_agent[a][1]) if per_agent[a][1] else None for a in agent_ids]
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE agents_agent AS a SET
+                    current_load = GREATEST(a.current_load - v.n, 0),
+                    success_count = a.success_count + v.n,
+                    {_CLOSE},
+                    success_rate = 1 - (1 - a.success_rate) * power(1 - {SUCCESS_ALPHA}, v.n),
+                    avg_latency_ms = CASE WHEN v.latency IS NULL THEN a.avg_latency_ms
+                                          WHEN a.avg_latency_ms IS NULL THEN v.latency
+                                          ELSE a.avg_latency_ms * power(1 - {LATENCY_ALPHA}, v.n)
+                                               + v.latency * (1 - power(1 - {LATENCY_ALPHA}, v.n)) END,
+                    updated_at = %s
+                FROM unnest(%s::uuid[], %s::int[], %s::float8[]) AS v(agent_id, n, latency)
+                WHERE a.agent_id = v.agent_id
+                RETURNING {", ".join(f"a.{column}" for column in AGENT_CHANGE_COLUMNS)}""",
+            [now, agent_ids, counts, means],
+        )
+        _publish(cursor.fetchall(), now)
+
+
+def record_acceptance(agent_id, *, latency_ms, now):
+    """The agent took the task (202): it is healthy, but the slot stays held until it reports."""
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE agents_agent SET {_CLOSE}, avg_latency_ms = {_latency_average(LATENCY_ALPHA)},
+                    updated_at = %(now)s
+                WHERE agent_id = %(agent)s RETURNING {_RETURNING}""",
+            {"agent": agent_id, "now": now, "latency": latency_ms},
+        )
+        _publish(cursor.fetchall(), now)
+
+
+def retire(agent_id, *, now, reason):
+    """The agent said 410 Gone: it gets nothing new until an operator resumes it (a sticky drain)."""
+    changes.apply(
+        where=f"agent_id = %(agent)s AND NOT (status = '{AgentStatus.DRAINING}' AND drained_by_operator)",
+        assignments=f"status = '{AgentStatus.DRAINING}', drained_by_operator = true",
+        params={"agent": agent_id},
+        reason=reason,
+        now=now,
+    )

@@ -1,0 +1,62 @@
+"""The shapes of live messages: a task transition and an agent change, each built here and nowhere else.
+
+The dashboard, the WebSocket streams and the shared metrics (monitoring/recorder.py) read these
+fields; docs/monitoring.md documents them for API users.
+"""
+
+
+def task_transition(
+    *,
+    task_id,
+    kind,
+    status,
+    attempt,
+    agent_id,
+    at,
+    priority,
+    task_type,
+    capabilities,
+    timing=None,
+    agent_call_outcome="",
+):
+    """One task transition. `timing`: {name: seconds} of the timings the transition measures (how long
+    the task waited in the queue, until it was sent, until it ended)."""
+    message = {
+        "task_id": str(task_id),
+        "status": str(status),
+        "agent_id": str(agent_id) if agent_id else None,
+        "attempt": attempt,
+        "priority": priority,
+        "timestamp": at.isoformat(),
+        "kind": str(kind),
+        "type": task_type,
+        "capabilities": list(capabilities or []),
+    }
+    if timing:
+        message.update(timing)
+    if agent_call_outcome:
+        message["agent_call_outcome"] = agent_call_outcome
+    return message
+
+
+def agent_change(*, agent_id, name, status, current_load, max_concurrency, circuit_state, at):
+    """One agent's state as it is after a change (status, load, circuit). An unregistered agent is
+    announced with status "unregistered"."""
+    return {
+        "agent_id": str(agent_id),
+        "name": name,
+        "status": str(status),
+        "current_load": current_load,
+        "max_concurrency": max_concurrency,
+        "circuit_state": str(circuit_state),
+        "timestamp": at.isoformat(),
+    }
+
+
+# The columns of agents_agent an agent_change is built from, in agent_change_from_row's order.
+AGENT_CHANGE_COLUMNS = ("agent_id", "name", "status", "current_load", "max_concurrency", "circuit_state")
+
+
+def agent_change_from_row(row, at):
+    """agent_change from a row of AGENT_CHANGE_COLUMNS."""
+    return agent_change(**dict(zip(AGENT_CHANGE_COLUMNS, row, strict=True)), at=at)

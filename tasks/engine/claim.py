@@ -1,0 +1,288 @@
+"""The claim: one dispatch round matches pending tasks to agents and assigns them, in one transaction.
+
+Tasks are locked with `SELECT ... FOR UPDATE SKIP LOCKED` in priority order (1 first), then age, so any
+number of dispatchers run side by side and none ever sees a task another has locked. Agent slots are
+taken through agents.capacity.reserve (guarded increments), so two dispatchers can never overfill an
+agent either; what does not fit stays pending for the next round. Which agents may take work at all
+is agents.eligibility's rule; which of them gets a task is the task's strategy's choice.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, fields
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from agents import capacity, eligibility
+from orchestrator_project.prepared import prepared_cursor
+
+from ..models import EventKind, Task, TaskStatus
+from ..transitions import Step, move
+from .callspec import CALL_EXPRESSIONS, CallSpec
+from .strategies import get_strategy
+
+
+@dataclass
+class Candidate:
+    """An agent as the strategies see it during one round."""
+
+    agent_id: UUID
+    capabilities: frozenset
+    load: int
+    max_concurrency: int
+    weight: int
+    avg_latency_ms: float | None
+    success_rate: float
+    probe: bool  # an open circuit's single probe: exactly one task, then nothing until it reports
+
+    @property
+    def free(self):
+        return (1 if self.load == 0 else 0) if self.probe else self.max_concurrency - self.load
+
+
+@dataclass
+class Assignment:
+    task_id: UUID
+    attempt: int
+    agent_id: UUID
+    call: CallSpec  # what the runner needs to call the agent, read by the assigning UPDATE itself
+
+
+class NoAgentAvailable(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class QueuedTask:
+    """What a dispatch round needs of a pending task: a round reads up to DISPATCH_BATCH_SIZE of them,
+    and building model instances was half of the dispatcher's CPU."""
+
+    task_id: UUID
+    type: str
+    priority: int
+    required_capabilities: list
+    avoid_agents: list
+    strategy: str
+    timeout_seconds: int
+    attempts: int
+    created_at: object
+    auto_dispatch: bool
+
+
+_TASK_FIELDS = tuple(field.name for field in fields(QueuedTask))
+_QUEUED_COLUMNS = ", ".join(_TASK_FIELDS)
+# Pending, auto-dispatched and due: what a round may take.
+_DUE_SQL = (
+    f"status = '{TaskStatus.PENDING}' AND auto_dispatch"
+    " AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)"
+)
+# The queue in dispatch order, locked row by row; rows another round holds are skipped, not waited for.
+_QUEUE_SQL = f"""
+    SELECT {_QUEUED_COLUMNS} FROM tasks_task WHERE {_DUE_SQL}
+    ORDER BY priority, created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+"""
+# The same for tasks named by the caller (an operator's assign), due or not, auto-dispatched or not.
+_CHOSEN_SQL = f"""
+    SELECT {_QUEUED_COLUMNS} FROM tasks_task
+    WHERE status = '{TaskStatus.PENDING}' AND task_id = ANY(%(task_ids)s)
+    ORDER BY priority, created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+"""
+
+# A round reads at most this many candidate agents per task waiting for a capability set (plus a few):
+# placing 200 tasks must not mean reading 10,000 agents. The least loaded come first, so every strategy
+# chooses among the agents with the most room.
+CANDIDATES_PER_TASK = 2
+CANDIDATES_MIN = 8
+
+# Agents able to take work now, least filled first. Plain SQL: it runs once per capability set in
+# every round.
+_CANDIDATES_SQL = f"""
+    SELECT agent_id, capabilities, current_load, max_concurrency, weight, avg_latency_ms, success_rate,
+           circuit_state
+    FROM agents_agent
+    WHERE {eligibility.ELIGIBLE_SQL} AND capabilities @> %(capabilities)s::varchar[]
+    ORDER BY current_load::double precision / max_concurrency, agent_id
+    LIMIT %(limit)s
+"""
+
+_WORTH_A_ROUND_SQL = f"""
+    SELECT EXISTS (SELECT 1 FROM agents_agent WHERE {eligibility.ELIGIBLE_SQL})
+       AND EXISTS (SELECT 1 FROM tasks_task WHERE {_DUE_SQL})
+"""
+
+
+def _worth_a_round(now):
+    """Whether some agent has room and some task is due: one read, no locks, no transaction."""
+    with prepared_cursor() as cursor:
+        cursor.execute(_WORTH_A_ROUND_SQL, {"now": now})
+        return cursor.fetchone()[0]
+
+
+def _candidates(demand, now):
+    """{capability set: agents able to serve it now}, one query per distinct set of the round.
+
+    `demand` maps each required capability set to how many tasks of the round need it. An agent that
+    serves several sets is one Candidate object in all of them, so the round's bookkeeping of its load
+    stays right.
+    """
+    by_id, per_set = {}, {}
+    with prepared_cursor() as cursor:
+        for needed, count in demand.items():
+            limit = count * CANDIDATES_PER_TASK + CANDIDATES_MIN
+            cursor.execute(_CANDIDATES_SQL, {"now": now, "capabilities": sorted(needed), "limit": limit})
+            per_set[needed] = [by_id.setdefault(row[0], _candidate(row)) for row in cursor.fetchall()]
+    return per_set
+
+
+def _candidate(row):
+    agent_id, capabilities, load, max_concurrency, weight, latency, success_rate, circuit_state = row
+    probe = eligibility.is_probe_state(circuit_state)
+    return Candidate(
+        agent_id, frozenset(capabilities), load, max_concurrency, weight, latency, success_rate, probe
+    )
+
+
+def _plan(tasks, candidates):
+    """Pick an agent for each task (in claim order) with the tasks' strategies; in memory only."""
+    plan = []
+    for task in tasks:
+        able = [c for c in candidates[frozenset(task.required_capabilities)] if c.free > 0]
+        if not able:
+            continue
+        # Retries prefer an agent that has not failed this task yet, when there is one.
+        avoid = set(task.avoid_agents)
+        fresh = [c for c in able if c.agent_id not in avoid] or able
+        chosen = get_strategy(task.strategy).choose(task, fresh)
+        chosen.load += 1
+        plan.append((task, chosen))
+    return plan
+
+
+def _reserve(plan, now):
+    """Take the planned slots; returns the ids of the agents that gave them."""
+    slots = Counter(candidate.agent_id for _, candidate in plan)
+    probes = {candidate.agent_id for _, candidate in plan if candidate.probe}
+    return capacity.reserve(slots, probes=probes, now=now)
+
+
+# The assignment: a fresh attempt with its agent, and (for auto-dispatched tasks) a lease that the
+# sweep expires if no answer is recorded in time. The rows are locked by the claim, so unfenced.
+_ASSIGN = """assigned_agent_id = v.agent_id, attempts = t.attempts + 1, assigned_at = %(now)s,
+    next_attempt_at = NULL,
+    lease_expires_at = CASE WHEN t.auto_dispatch
+        THEN %(now)s + make_interval(secs => t.timeout_seconds + %(grace)s) END"""
+
+
+def _assign(plan, accepted, now):
+    steps = [
+        Step(task.task_id, agent_id=candidate.agent_id, reason=f"strategy {get_strategy(task.strategy).name}")
+        for task, candidate in plan
+        if candidate.agent_id in accepted
+    ]
+    moved = move(
+        EventKind.ASSIGNED,
+        steps,
+        now=now,
+        assignments=_ASSIGN,
+        params={"grace": settings.LEASE_GRACE_SECONDS},
+        fenced=False,
+        join="JOIN agents_agent AS a ON a.agent_id = v.agent_id",
+        returning=CALL_EXPRESSIONS,
+    )
+    order = {step.task_id: index for index, step in enumerate(steps)}
+    moved.sort(key=lambda m: order[m.task_id])  # claim order: the most urgent are called first
+    return [Assignment(m.task_id, m.attempt, m.step.agent_id, CallSpec.from_row(m.returned)) for m in moved]
+
+
+def claim(*, limit=None, task_ids=None, now=None):
+    """One dispatch round: lock due tasks, plan, reserve agent slots, assign. Returns the assignments.
+
+    With `task_ids`, only those tasks are considered (an operator's assign), whether or not they are
+    auto-dispatched; otherwise the queue's due, auto-dispatched tasks are.
+    """
+    now = now or timezone.now()
+    limit = limit or settings.DISPATCH_BATCH_SIZE
+    if task_ids is None and not _worth_a_round(now):
+        # Every agent is full, tripped or gone, or nothing is due. Locking a batch of tasks (a write per
+        # row) only to put them back made each wake-up during a backlog cost as much as a real round,
+        # and every freed slot with an empty queue cost a transaction.
+        return []
+    with transaction.atomic():
+        with prepared_cursor() as cursor:
+            if task_ids is None:
+                cursor.execute(_QUEUE_SQL, {"now": now, "limit": limit})
+            else:
+                chosen = [UUID(str(task_id)) for task_id in task_ids]
+                cursor.execute(_CHOSEN_SQL, {"task_ids": chosen, "limit": limit})
+            tasks = [QueuedTask(*row) for row in cursor.fetchall()]
+        if not tasks:
+            return []
+        demand = Counter(frozenset(task.required_capabilities) for task in tasks)
+        plan = _plan(tasks, _candidates(demand, now))
+        if not plan:
+            return []
+        return _assign(plan, _reserve(plan, now), now)
+
+
+def assign_to(task_id, agent, *, now=None):
+    """An operator's explicit choice. Raises NoAgentAvailable with the reason the agent cannot take it;
+    returns None if the task is no longer pending."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        task = (
+            Task.objects.select_for_update()
+            .filter(task_id=task_id, status=TaskStatus.PENDING)
+            .only(*_TASK_FIELDS)
+            .first()
+        )
+        if task is None:
+            return None
+        refusal = eligibility.refusal(agent, now, task.required_capabilities)
+        if refusal:
+            raise NoAgentAvailable(refusal)
+        candidate = _candidate(
+            (
+                agent.agent_id,
+                agent.capabilities,
+                agent.current_load,
+                agent.max_concurrency,
+                agent.weight,
+                agent.avg_latency_ms,
+                agent.success_rate,
+                agent.circuit_state,
+            )
+        )
+        plan = [(task, candidate)]
+        accepted = _reserve(plan, now)
+        if not accepted:
+            raise NoAgentAvailable(
+                f"agent {agent.agent_id} just became unavailable (full, offline or tripped)"
+            )
+        assignments = _assign(plan, accepted, now)
+    return assignments[0] if assignments else None
+
+
+_LEASE_SQL = f"""UPDATE tasks_task
+    SET lease_expires_at = %(now)s + make_interval(secs => timeout_seconds + %(grace)s)
+    WHERE task_id = %(task_id)s AND attempts = %(attempt)s AND status = '{TaskStatus.ASSIGNED}'
+      AND lease_expires_at IS NULL"""
+_CALL_SQL = f"""
+    SELECT {", ".join(CALL_EXPRESSIONS)}
+    FROM tasks_task t JOIN agents_agent a ON a.agent_id = t.assigned_agent_id
+    WHERE t.task_id = %(task_id)s AND t.attempts = %(attempt)s AND t.status = '{TaskStatus.ASSIGNED}'
+"""
+
+
+def start_assigned(task_id, attempt, now=None):
+    """An assigned task that waited without a lease (an operator's assignment of a task that is not
+    auto-dispatched) is about to be sent: give it its lease and return its CallSpec, or None if that
+    attempt is no longer assigned."""
+    now = now or timezone.now()
+    params = {"now": now, "grace": settings.LEASE_GRACE_SECONDS, "task_id": task_id, "attempt": attempt}
+    with prepared_cursor() as cursor:
+        cursor.execute(_LEASE_SQL, params)
+        cursor.execute(_CALL_SQL, params)
+        row = cursor.fetchone()
+    return None if row is None else CallSpec.from_row(row)

@@ -1,0 +1,96 @@
+"""The dispatcher: a thread in every worker that runs dispatch rounds (claim.py) when woken.
+
+wake.py says what wakes it: a kick (a ring now, the writer's freed slots, the bell's (re)connection),
+a due time a ring announced, or its own clock after SWEEP_INTERVAL_SECONDS without a round. The last
+makes dispatch independent of everything else: should this worker's rings stop (a lost session), it
+still claims due work.
+"""
+
+import heapq
+import logging
+import threading
+import time
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
+
+from .claim import claim
+
+logger = logging.getLogger(__name__)
+
+MAX_ROUNDS_PER_KICK = 50
+# Due times are kept per worker until they pass; past this many (a storm of retries with jitter) the
+# latest are dropped, and the dispatcher's clock picks their tasks up.
+MAX_DUE_TIMES = 10_000
+
+
+class Dispatcher(threading.Thread):
+    def __init__(self, runner):
+        super().__init__(name="orchestrator-dispatcher", daemon=True)
+        self.runner = runner
+        self._wakeup = threading.Condition()
+        self._kicked = False
+        self._due = []  # a heap of epoch seconds at which to run a round
+        self.rounds = 0
+
+    def kick(self):
+        """Run a round as soon as possible."""
+        with self._wakeup:
+            self._kicked = True
+            self._wakeup.notify()
+
+    def wake_at(self, when):
+        """Run a round at `when` (epoch seconds)."""
+        with self._wakeup:
+            if len(self._due) < MAX_DUE_TIMES:
+                heapq.heappush(self._due, when)
+            self._wakeup.notify()
+
+    def _wait(self):
+        """Until kicked, a due time passes, or SWEEP_INTERVAL_SECONDS pass."""
+        give_up = time.monotonic() + settings.SWEEP_INTERVAL_SECONDS
+        with self._wakeup:
+            while True:
+                now = time.time()
+                while self._due and self._due[0] <= now:
+                    heapq.heappop(self._due)
+                    self._kicked = True
+                if self._kicked:
+                    self._kicked = False
+                    return
+                timeout = give_up - time.monotonic()
+                if self._due:
+                    timeout = min(timeout, self._due[0] - now)
+                if timeout <= 0:
+                    return
+                self._wakeup.wait(timeout)
+
+    def run(self):
+        while True:
+            self._wait()
+            try:
+                close_old_connections()
+                self.dispatch_rounds()
+            except (OperationalError, InterfaceError):
+                logger.warning(
+                    "database unavailable for dispatch; retrying on the next wake-up", exc_info=True
+                )
+                connection.close()
+            except Exception:
+                logger.exception("dispatch round failed")
+
+    def dispatch_rounds(self):
+        """Claim and hand over work until nothing more can be dispatched now."""
+        dispatched = 0
+        for _ in range(MAX_ROUNDS_PER_KICK):
+            if not self.runner.accepting:
+                break  # shutting down: claiming now would strand tasks until their leases expire
+            assignments = claim()
+            self.rounds += 1
+            if assignments:
+                dispatched += self.runner.submit([a.call for a in assignments])
+            if len(assignments) < settings.DISPATCH_BATCH_SIZE:
+                # A short round took everything it could: the rest is waiting for capacity (freed
+                # capacity kicks again) or is locked by another dispatcher.
+                break
+        return dispatched

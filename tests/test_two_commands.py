@@ -7,9 +7,11 @@ real thing through make, the way the README says to.
 
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -169,8 +171,18 @@ def assert_it_is_production_on_loopback(stack, roles):
     assert len(workers) == usable_cpu_count()
 
 
-def test_make_run_with_no_urls_starts_its_own_postgres_and_redis(tmp_path):
-    var_dir = tmp_path / "var"
+@pytest.fixture
+def var_dir():
+    """A var dir outside pytest's own temporary tree. As root the embedded PostgreSQL runs as another
+    user, who must be able to reach its data directory; pytest makes /tmp/pytest-of-root private again
+    whenever any session starts, and other sessions may be running on this machine."""
+    path = Path(tempfile.mkdtemp(prefix="orchestrator-make-run-"))
+    path.chmod(0o755)
+    yield path / "var"
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_make_run_with_no_urls_starts_its_own_postgres_and_redis(tmp_path, var_dir):
     env = embedded_env(
         var_dir, SERVICE_PORT=str(free_port()), CELERY_QUEUE=f"two-commands-{uuid.uuid4().hex[:8]}"
     )

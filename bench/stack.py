@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+# Threads of the baselines' Celery workers; the product's worker has WORKER_CONCURRENCY (8), as `make run`.
 WORKER_CONCURRENCY = os.environ.get("BENCH_WORKER_CONCURRENCY", "8")
 QUEUE = "orchestrator-bench"
 NOOP_QUEUE = "bench-noop"
@@ -48,15 +49,13 @@ def configure():
         "DJANGO_SETTINGS_MODULE": "orchestrator_project.settings",
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
-        # Production settings (DEBUG off: no query log kept in memory, no debug toolbar of any kind),
-        # loosened only where loopback agents and plain HTTP need it.
+        # `make run`'s settings (DEBUG off, plain HTTP with no proxy in front), with what its embedded
+        # mode would bring itself spelled out: the URLs above point at the bench database, so these
+        # processes are not in the embedded mode.
         "DEBUG": "false",
         "ORCHESTRATOR_TESTING": "false",
         "SECRET_KEY": "bench-" + secrets.token_urlsafe(40),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "false",
-        "SESSION_COOKIE_SECURE": "false",
-        "CSRF_COOKIE_SECURE": "false",
         "AGENT_ALLOWED_NETWORKS": "127.0.0.0/8",
         "CELERY_QUEUE": QUEUE,
         "BENCH_NOOP_QUEUE": NOOP_QUEUE,
@@ -219,16 +218,24 @@ def wait_for_port(child, port, timeout=30):
             time.sleep(0.05)
 
 
+def service_commands(port):
+    """The commands `make run` starts (orchestrator_project/process_commands.py), as this environment's
+    settings make them (configure() exported it, so the children read the same), on the benchmark's port."""
+    from django.conf import settings
+
+    from orchestrator_project.process_commands import service_commands as make_run_commands
+
+    return make_run_commands(settings, host="127.0.0.1", port=port)
+
+
+def _service_env(port):
+    return {"SERVICE_PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+
+
 def start_web(log_dir, port):
-    # The very command `make run` uses (orchestrator_project/runstack.py), on the benchmark's port.
-    from types import SimpleNamespace
-
-    from orchestrator_project.runstack import commands
-
-    args = commands(SimpleNamespace(SERVICE_HOST="127.0.0.1", SERVICE_PORT=port), reload=False)["web"]
-    child = Child(
-        "web", args, log_dir, {"SERVICE_PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
-    )
+    # WEB_CONCURRENCY processes, as `make run`: the parent binds the port before its workers have loaded
+    # the application, so an open port means requests queue until they have.
+    child = Child("web", service_commands(port)["web"], log_dir, _service_env(port))
     wait_for_port(child, port)
     return child
 
@@ -242,13 +249,9 @@ def _celery_worker_args(app, name, queue, *, pool="threads", concurrency=WORKER_
 
 
 def start_worker(log_dir, port, name="worker"):
-    # Same flags as `make run` (orchestrator_project/runstack.py), logging at WARNING.
-    child = Child(
-        name,
-        _celery_worker_args("orchestrator_project", name, QUEUE),
-        log_dir,
-        {"SERVICE_PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"},
-    )
+    # `make run`'s worker, named (the benchmark pings it by name and may run two) on the bench queue.
+    extra = ["-n", f"{name}@%h", "-Q", QUEUE, "--without-gossip", "--without-mingle"]
+    child = Child(name, [*service_commands(port)["worker"], *extra], log_dir, _service_env(port))
     _wait_for_celery(child, name)
     return child
 
@@ -309,11 +312,7 @@ def _wait_for_celery(child, node, timeout=40):
 
 
 def start_beat(log_dir, port):
-    args = [
-        sys.executable, "-m", "celery", "-A", "orchestrator_project", "beat", "--loglevel", "WARNING",
-        "--schedule", str(Path(log_dir) / "celerybeat-schedule"),
-    ]  # fmt: skip
-    child = Child("beat", args, log_dir, {"SERVICE_PORT": str(port)})
+    child = Child("beat", service_commands(port)["beat"], log_dir, {"SERVICE_PORT": str(port)})
     time.sleep(0.5)
     if child.proc.poll() is not None:
         raise RuntimeError(f"beat exited:\n{child.output()[-3000:]}")

@@ -42,6 +42,12 @@ def boot_with(*, unset=(), **env):
         ("HEARTBEAT_RATE", "lots", "HEARTBEAT_RATE must be a rate like 6000/min"),
         ("HEARTBEAT_RATE", "0/min", "HEARTBEAT_RATE must be a rate like 6000/min"),
         ("AUTH_TOKEN_RATE", "10/fortnight", "AUTH_TOKEN_RATE must be a rate like 6000/min"),
+        ("WEB_CONCURRENCY", "all", "WEB_CONCURRENCY must be an integer"),
+        ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be >= 1"),
+        ("WORKER_CONCURRENCY", "-4", "WORKER_CONCURRENCY must be >= 1"),
+        ("NUM_PROXIES", "-1", "NUM_PROXIES must be >= 0"),
+        ("RUNSTACK_CRASH_LIMIT", "0", "RUNSTACK_CRASH_LIMIT must be >= 1"),
+        ("RUNSTACK_BACKOFF_INITIAL", "soon", "RUNSTACK_BACKOFF_INITIAL must be a number"),
     ],
 )
 def test_it_refuses_to_start_with_a_bad_value_naming_the_variable(variable, value, message):

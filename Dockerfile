@@ -1,12 +1,14 @@
 # One image for every process of the service; the command picks which one runs:
-#   web (default)  uvicorn --host 0.0.0.0 --port 8006 [flags below] orchestrator_project.asgi:application
-#   worker         celery -A orchestrator_project --quiet worker --loglevel INFO --pool threads --concurrency 8
-#   beat           celery -A orchestrator_project --quiet beat --loglevel INFO --scheduler django_celery_beat.schedulers:DatabaseScheduler
+#   web (default)  python -m orchestrator_project.serve web
+#   worker         python -m orchestrator_project.serve worker
+#   beat           python -m orchestrator_project.serve beat
 #   migrate        python manage.py migrate --noinput
-# Logs are JSON lines on stdout/stderr (LOG_FORMAT=json, the default with DEBUG off): `--no-access-log`
-# turns off Uvicorn's plain-text access log (the app writes one JSON line per request, with its
-# X-Request-ID), Uvicorn's own start/stop lines go through the app's formatter, and `--quiet` drops
-# Celery's start-up banner.
+# `serve` reads the settings and replaces itself with the very command `make run` starts for that
+# process (orchestrator_project/process_commands.py): Uvicorn with WEB_CONCURRENCY worker processes
+# (default: the cores the container may use), the Celery worker with WORKER_CONCURRENCY threads, beat.
+# Logs are JSON lines on stdout/stderr (LOG_FORMAT=json, the default with DATABASE_URL set): Uvicorn's
+# plain-text access log is off (the app writes one JSON line per request, with its X-Request-ID),
+# Uvicorn's own start/stop lines go through the app's formatter, and Celery's banner is left out.
 # Containers must set DATABASE_URL and REDIS_URL: without them the app would start embedded dev servers.
 FROM python:3.11-slim
 
@@ -48,13 +50,11 @@ EXPOSE 8006
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "/app/deploy/docker/healthcheck.py"]
 
-# Exec form: uvicorn is PID 1 and receives SIGTERM itself. On SIGTERM it stops accepting, lets open
-# requests finish for up to --timeout-graceful-shutdown seconds, closes WebSockets with 1012 (service
-# restart) and exits. The flags are runstack.UVICORN_FLAGS (what `make run` uses; deploy/validate.sh
-# checks they agree): --no-proxy-headers because Uvicorn would otherwise believe X-Forwarded-For and
-# X-Forwarded-Proto from any loopback peer (a sidecar, a port-forward); throttles trust proxies through
-# NUM_PROXIES instead, and HTTPS detection uses SECURE_PROXY_SSL_HEADER. uvloop, httptools and
-# websockets-sansio are named so that a missing one fails the start instead of falling back to the slow
-# pure-Python implementations. WEB_CONCURRENCY (default 1) sets Uvicorn's worker processes.
-# tests/deployment runs this exact command (two instances at once).
-CMD ["uvicorn", "--host", "0.0.0.0", "--port", "8006", "--no-proxy-headers", "--no-access-log", "--no-server-header", "--lifespan", "off", "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--timeout-graceful-shutdown", "20", "orchestrator_project.asgi:application"]
+# Exec form, and `serve` execs the server: Uvicorn is PID 1 and receives SIGTERM itself. On SIGTERM it
+# stops accepting, lets open requests finish for up to WEB_SHUTDOWN_GRACE (20) seconds
+# (--timeout-graceful-shutdown), closes WebSockets with 1012 (service restart) and exits. Its flags
+# (process_commands.UVICORN_FLAGS) include --no-proxy-headers: Uvicorn would otherwise believe
+# X-Forwarded-For and X-Forwarded-Proto from any loopback peer (a sidecar, a port-forward); proxies are
+# trusted through NUM_PROXIES instead (throttles and HTTPS detection). deploy/validate.sh checks that
+# Compose and Kubernetes run the same command; tests/deployment runs it (two instances at once).
+CMD ["python", "-m", "orchestrator_project.serve", "web"]

@@ -20,16 +20,17 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
-## run: the whole service (web + worker + beat) on SERVICE_PORT (8006), with embedded Postgres/Redis if needed
+## run: the whole service (web + worker + beat, production settings) on 127.0.0.1:8006, with embedded Postgres/Redis if needed
 run: $(STAMP)
 	@$(PY) -m orchestrator_project.runstack
 
-## dev: like run, but the web server reloads on code changes
+## dev: like run, but with DEBUG on and a web server that reloads on code changes
 dev: $(STAMP)
-	@$(PY) -m orchestrator_project.runstack --reload
+	@$(PY) -m orchestrator_project.runstack --dev
 
-## test: the whole test suite against real Postgres and Redis (embedded unless the URLs are set)
+## test: the whole test suite against real Postgres and Redis (embedded unless the URLs are set); installs Chromium if it may
 test: $(STAMP)
+	@bash scripts/ensure-chromium.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## chaos: the fault-injection suite (kills, restarts, stalls) on its own throwaway PostgreSQL and Redis

@@ -1,9 +1,11 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.utils import timezone
 from django.utils.html import format_html
 
+from orchestrator_project.admin_verbs import Report, Verb, VerbsMixin
+
 from . import services
-from .models import Agent, AgentStatus, AgentStatusChange
+from .models import Agent, AgentStatus, AgentStatusChange, CircuitState
 
 STATUS_COLORS = {
     AgentStatus.ONLINE: "#2e7d32",
@@ -40,8 +42,113 @@ class AgentStatusChangeInline(admin.TabularInline):
         return False
 
 
+def _by(request, verb):
+    return f"{verb} by {request.user} in the admin"
+
+
+def _agents(ids):
+    return {
+        agent.pk: agent
+        for agent in Agent.objects.filter(pk__in=ids).only(
+            "name", "status", "drained_by_operator", "circuit_state"
+        )
+    }
+
+
+def _one_by_one(service, verb, verdict):
+    """Run the service per agent; `verdict(change, agent before)` says (why not, or None; a note, or None)."""
+
+    def run(request, ids):
+        report, before = Report(), _agents(ids)
+        for pk in ids:
+            change = service(agent_id=pk, reason=_by(request, verb))
+            if change is None:
+                report.refused.append(f"{pk} (no longer registered)")
+                continue
+            refused, note = verdict(change, before.get(pk))
+            if refused:
+                report.refused.append(f"{change.name} ({refused})")
+                continue
+            report.done += 1
+            if note:
+                report.notes.append(f"{change.name} is {change.status}: {note}")
+        return report
+
+    return run
+
+
+def _drained(change, before):
+    if change.moved:
+        return None, None
+    if change.status == AgentStatus.DRAINING:
+        return "already draining", None
+    return None, "it comes back draining"  # offline or unhealthy: the drain waits for its return
+
+
+def _resumed(change, before):
+    if change.moved:
+        return None, "its heartbeat had expired" if change.status == AgentStatus.OFFLINE else None
+    if getattr(before, "drained_by_operator", False):  # offline or unhealthy: no longer back draining
+        return None, "it comes back online"
+    return f"not draining: {change.status}", None
+
+
+def _mark_offline(request, ids):
+    moved = {
+        change.agent_id
+        for change in services.mark_offline(agent_ids=ids, reason=_by(request, "marked offline"))
+    }
+    report = Report(done=len(moved))
+    for agent in _agents(set(ids) - moved).values():
+        report.refused.append(f"{agent.name} (already offline)")
+    return report
+
+
+def _reset_circuit(request, ids):
+    closed = [agent.name for agent in _agents(ids).values() if agent.circuit_state == CircuitState.CLOSED]
+    report = Report(done=services.reset_circuit(agent_ids=ids) - len(closed))
+    report.refused.extend(f"{name} (circuit already closed)" for name in closed)
+    return report
+
+
+VERBS = (
+    Verb(
+        "drain",
+        "Drain",
+        "Drain selected agents (finish running work, take nothing new)",
+        "Drained {n} agent(s).",
+        _one_by_one(services.drain, "drained", _drained),
+        offered=lambda agent: agent.status != AgentStatus.DRAINING,
+    ),
+    Verb(
+        "resume",
+        "Resume",
+        "Resume selected agents",
+        "Resumed {n} agent(s).",
+        _one_by_one(services.resume, "resumed", _resumed),
+        offered=lambda agent: agent.status == AgentStatus.DRAINING or agent.drained_by_operator,
+    ),
+    Verb(
+        "mark_offline",
+        "Mark offline",
+        "Mark selected agents offline (their work is handed back)",
+        "Marked {n} agent(s) offline.",
+        _mark_offline,
+        offered=lambda agent: agent.status != AgentStatus.OFFLINE,
+    ),
+    Verb(
+        "reset_circuit",
+        "Reset circuit",
+        "Reset circuit breaker of selected agents",
+        "Reset the circuit of {n} agent(s).",
+        _reset_circuit,
+        offered=lambda agent: agent.circuit_state != CircuitState.CLOSED,
+    ),
+)
+
+
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(VerbsMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "type",
@@ -54,7 +161,7 @@ class AgentAdmin(admin.ModelAdmin):
     list_filter = ["status", "type", "circuit_state"]
     search_fields = ["name", "endpoint", "capabilities"]
     ordering = ["name"]
-    actions = ["drain", "resume", "mark_offline", "reset_circuit"]
+    verbs = VERBS  # drain, resume, mark offline, reset circuit; deleting one unregisters it (below)
     inlines = [AgentStatusChangeInline]
     # Statuses, load and breaker state change only through the services, which leave history rows;
     # the endpoint only through registration, which checks it. Credentials are never shown.
@@ -120,36 +227,10 @@ class AgentAdmin(admin.ModelAdmin):
             )
         return f"{seconds} s ago"
 
-    def _report(self, request, count, verb):
-        self.message_user(request, f"{count} agent(s) {verb}.", messages.SUCCESS)
+    def delete_model(self, request, obj):
+        # Unregistering hands the agent's work back before the row goes; a plain delete would strand it.
+        services.unregister_agent(agent_id=obj.pk)
 
-    def _one_by_one(self, request, queryset, service, verb):
-        changes = [
-            service(agent_id=pk, reason=f"{verb} by {request.user} in the admin")
-            for pk in queryset.values_list("pk", flat=True)
-        ]
-        self._report(request, sum(1 for change in changes if change and change.moved), verb)
-
-    @admin.action(description="Drain selected agents (finish running work, take nothing new)")
-    def drain(self, request, queryset):
-        self._one_by_one(request, queryset, services.drain, "drained")
-
-    @admin.action(description="Resume selected agents")
-    def resume(self, request, queryset):
-        self._one_by_one(request, queryset, services.resume, "resumed")
-
-    @admin.action(description="Mark selected agents offline (their work is handed back)")
-    def mark_offline(self, request, queryset):
-        moved = services.mark_offline(
-            agent_ids=list(queryset.values_list("pk", flat=True)),
-            reason=f"marked offline by {request.user} in the admin",
-        )
-        self._report(request, len(moved), "marked offline")
-
-    @admin.action(description="Reset circuit breaker of selected agents")
-    def reset_circuit(self, request, queryset):
-        self._report(
-            request,
-            services.reset_circuit(agent_ids=list(queryset.values_list("pk", flat=True))),
-            "had their circuit reset",
-        )
+    def delete_queryset(self, request, queryset):
+        for pk in queryset.values_list("pk", flat=True):
+            services.unregister_agent(agent_id=pk)

@@ -1,9 +1,10 @@
 """Figures from the raw results, and the Markdown/JSON report.
 
-Every figure is computed per run (value, its same-run baseline, their ratio) and the report shows the
-median over runs of each. A throughput judged against a baseline is compared with that baseline
-measured right before and right after it (bench/run.py BRACKETED), so a ratio compares numbers
-measured seconds apart, not minutes.
+Every figure is computed per run (value, its same-run baseline, their ratio); the report shows each
+run's and the median. A target counts as met only when the worst run meets it. A throughput judged
+against a baseline is compared with that baseline measured right before and right after it (bench/run.py
+BRACKETED), so a ratio compares numbers measured seconds apart, not minutes. Everything in the report is
+generated from this run; the hand-written analysis lives in bench/notes.md and is only linked.
 """
 
 import json
@@ -12,8 +13,6 @@ import statistics
 from pathlib import Path
 
 import psutil
-
-NOTES = Path(__file__).resolve().parent / "notes.md"
 
 
 def _get(data, path):
@@ -26,26 +25,31 @@ def _get(data, path):
 
 # (key, figure, unit, value path, baseline name, baseline path, target text, check(value, ratio))
 FIGURES = [
-    ("e2e_single", "End-to-end throughput, one task per request (created -> completed)", "tasks/s",
-     "e2e_single.tasks_per_s", "bare DRF creates/s", "e2e_single.bracket.requests_per_s",
-     ">= 0.5 x bare DRF", lambda v, r: r is not None and r >= 0.5),
+    ("e2e_single", "End-to-end, one task per request (created -> completed)", "tasks/s",
+     "e2e_single.tasks_per_s", "bare DRF creates/s", "e2e_single.bracket.baseline_drf.requests_per_s",
+     ">= 0.45 x bare DRF", lambda v, r: r is not None and r >= 0.45),
+    ("e2e_vs_celery", "End-to-end, one task per request, against a hand-rolled Celery dispatch", "tasks/s",
+     "e2e_single.tasks_per_s", "hand-rolled dispatch tasks/s",
+     "e2e_single.bracket.baseline_dispatch.tasks_per_s",
+     ">= 1.0 x hand-rolled Celery", lambda v, r: r is not None and r >= 1.0),
     ("e2e_bulk", "End-to-end throughput, POST /tasks/bulk x 1,000", "tasks/s",
-     "e2e_bulk.tasks_per_s", "raw Celery no-op tasks/s", "e2e_bulk.bracket.tasks_per_s",
+     "e2e_bulk.tasks_per_s", "raw Celery no-op tasks/s", "e2e_bulk.bracket.baseline_celery.tasks_per_s",
      ">= 1.2 x raw Celery", lambda v, r: r is not None and r >= 1.2),
-    ("create_max", "Task creation API, max rate", "req/s",
-     "create_api.requests_per_s", "bare DRF creates/s", "create_api.bracket.requests_per_s",
-     ">= 0.7 x bare DRF", lambda v, r: r is not None and r >= 0.7),
+    ("create_max", "Task creation API, max rate, with dispatch running beside it", "req/s",
+     "create_api.requests_per_s", "bare DRF creates/s", "create_api.bracket.baseline_drf.requests_per_s",
+     ">= 0.5 x bare DRF", lambda v, r: r is not None and r >= 0.5),
     ("create_p99", "Task creation API, p99 at 100 req/s", "ms",
      "create_api.at_100.p99_ms", None, None, "<= 50 ms", lambda v, r: v is not None and v <= 50),
     ("dispatch_p50", "Dispatch latency p50 (created -> agent receives), 100 tasks/s", "ms",
      "dispatch_latency.p50_ms", None, None, "<= 15 ms", lambda v, r: v is not None and v <= 15),
     ("dispatch_p99", "Dispatch latency p99, 100 tasks/s", "ms",
      "dispatch_latency.p99_ms", None, None, "<= 100 ms", lambda v, r: v is not None and v <= 100),
-    ("heartbeat_max", "Heartbeat ingestion, max rate", "req/s",
-     "heartbeats.requests_per_s", "bare DRF creates/s", "heartbeats.bracket.requests_per_s",
-     ">= 0.9 x bare DRF", lambda v, r: r is not None and r >= 0.9),
+    ("heartbeat_max", "Heartbeat ingestion, max rate (distinct agents: see Sizes)", "req/s",
+     "heartbeats.requests_per_s", "bare DRF creates/s, same commit mode",
+     "heartbeats.bracket.baseline_drf_relaxed.requests_per_s",
+     ">= 0.8 x bare DRF", lambda v, r: r is not None and r >= 0.8),
     ("heartbeat_p99", "Heartbeat p99 at half the max rate", "ms",
-     "heartbeats.at_half.p99_ms", None, None, "<= 50 ms", lambda v, r: v is not None and v <= 50),
+     "heartbeats.at_half.p99_ms", None, None, "<= 100 ms", lambda v, r: v is not None and v <= 100),
     ("read_list", "Reads at scale: task list p99", "ms",
      "reads.list.p99_ms", None, None, "<= 50 ms", lambda v, r: v is not None and v <= 50),
     ("read_filter", "Reads at scale: filtered task list p99", "ms",
@@ -61,16 +65,34 @@ FIGURES = [
      "slow_agents.all_done_s", None, None, "<= 6 s", lambda v, r: v is not None and v <= 6),
     ("live_p99", "Live events: delivery p99 at 100 transitions/s", "ms",
      "live_events.p99_ms", None, None, "<= 250 ms", lambda v, r: v is not None and v <= 250),
-    ("rss_web", "Memory: web (Uvicorn) peak RSS, throughput runs", "MB",
+    ("rss_web", "Memory: web peak RSS of its largest process, throughput runs", "MB",
      "memory.web", None, None, "<= 250 MB", lambda v, r: v is not None and v <= 250),
-    ("rss_worker", "Memory: Celery worker peak RSS, throughput runs", "MB",
+    ("rss_worker", "Memory: Celery worker peak RSS of its largest process, throughput runs", "MB",
      "memory.worker", None, None, "<= 250 MB", lambda v, r: v is not None and v <= 250),
 ]  # fmt: skip
 
 BASELINES = [
-    ("Raw Celery: no-op tasks published and consumed", "tasks/s", "baseline_celery.tasks_per_s"),
-    ("Bare DRF: authenticated POST inserting one row", "req/s", "baseline_drf.requests_per_s"),
+    (
+        "Raw Celery: no-op tasks, one publisher per core, prefork consumer",
+        "tasks/s",
+        "baseline_celery.tasks_per_s",
+    ),
+    (
+        "Bare DRF on gunicorn (sync worker per core): token auth, validate, insert one row",
+        "req/s",
+        "baseline_drf.requests_per_s",
+    ),
     ("Bare DRF: p99 at max rate", "ms", "baseline_drf.p99_ms"),
+    (
+        "Bare DRF, committing without waiting for the WAL flush",
+        "req/s",
+        "baseline_drf_relaxed.requests_per_s",
+    ),
+    (
+        "Hand-rolled Celery dispatch: row + Celery task POSTing to the agent",
+        "tasks/s",
+        "baseline_dispatch.tasks_per_s",
+    ),
     (
         "Postgres: single-row INSERT commits from 4 connections",
         "commits/s",
@@ -98,8 +120,11 @@ def figures(runs):
             bases.append(base)
             ratios.append(value / base if value is not None and base else None)
         value, base = _median(values), _median(bases)
-        # Judged unrounded: a median ratio of 0.697 does not meet ">= 0.7", whatever two decimals show.
         ratio = _median(ratios, digits=None) if base_path else None
+        # Met only when every run meets it (the worst run decides), judged unrounded: a ratio of 0.697
+        # does not meet ">= 0.7", whatever two decimals show.
+        judged = [(v, r) for v, r in zip(values, ratios, strict=True) if v is not None]
+        met = bool(judged) and len(judged) == len(runs) and all(check(v, r) for v, r in judged)
         rows.append(
             {
                 "key": key,
@@ -110,8 +135,9 @@ def figures(runs):
                 "baseline": base,
                 "ratio": None if ratio is None else round(ratio, 3),
                 "target": target,
-                "met": bool(check(value, ratio)) if value is not None else False,
+                "met": met,
                 "per_run": values,
+                "per_run_ratio": [None if r is None else round(r, 3) for r in ratios],
             }
         )
     return rows
@@ -153,23 +179,34 @@ def markdown(data):
         "# Benchmarks",
         "",
         f"Generated by `{data['command']}` on {data['finished']} ({data['size']['name']} size, "
-        f"{data['runs']} run{'s' if data['runs'] > 1 else ''}, medians shown; total {data['wall_s']:.0f} s). "
+        f"{data['runs']} run{'s' if data['runs'] > 1 else ''}; total {data['wall_s']:.0f} s). "
         f"Machine: {data['machine']['cpus']} CPUs, {data['machine']['memory_gb']} GB, Python "
-        f"{data['machine']['python']}. Everything (one Uvicorn process, one Celery worker with 8 threads, "
-        "beat, Postgres, Redis, fake agents, load generator, WebSocket clients) shares these CPUs.",
+        f"{data['machine']['python']}. Every process below, Postgres, Redis, the fake agents, the load"
+        " generator and the WebSocket clients share these CPUs.",
         "",
-        "Ratios are computed within each run, then the median is taken; a target is met when that median,"
-        " unrounded, is. A throughput's baseline is measured again right before and right after it, and"
-        " its ratio is to the mean of the two (the box's speed drifts within minutes); the baselines"
-        " table below shows each run's first measurement.",
+        "The orchestrator runs as `make run` runs it; the baselines run beside it the ordinary way:",
         "",
-        "| figure | value | baseline | ratio | target | met? |",
+        "| process | command |",
+        "| --- | --- |",
+        *[f"| {name} | `{command}` |" for name, command in (data.get("stack") or {}).items()],
+        "",
+        "Each run's ratio is computed within that run; a target is met only when every run meets it"
+        " (judged unrounded). A throughput's baseline is measured again right before and right after it,"
+        " and its ratio is to the mean of the two. The hand-written analysis (how the figures were"
+        " reached, what was tried) is in [bench/notes.md](../bench/notes.md); nothing of it is copied here.",
+        "",
+        "| figure | median | baseline (median) | ratio per run | target | met in every run? |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in data["figures"]:
         base = f"{_fmt(row['baseline'])} ({row['baseline_name']})" if row["baseline_name"] else "-"
+        per_run = (
+            ", ".join(_ratio(r) for r in row.get("per_run_ratio") or [])
+            if row["baseline_name"]
+            else (", ".join(_fmt(v) for v in row["per_run"]))
+        )
         lines.append(
-            f"| {row['figure']} | {_fmt(row['value'])} {row['unit']} | {base} | {_ratio(row['ratio'])} | "
+            f"| {row['figure']} | {_fmt(row['value'])} {row['unit']} | {base} | {per_run} | "
             f"{row['target']} | {'yes' if row['met'] else '**no**'} |"
         )
     lines += ["", "## Baselines (same run)", "", "| baseline | value | per run |", "| --- | --- | --- |"]
@@ -181,8 +218,6 @@ def markdown(data):
     last = data["raw"][-1]
     lines += _details(last, data)
     lines += ["", "## Sizes", "", "```", json.dumps(size, indent=None), "```", ""]
-    if NOTES.exists():
-        lines += ["", NOTES.read_text().strip(), ""]
     if data.get("profiles"):
         lines += ["", "## Profile summaries (generated)", ""]
         for name, summary in data["profiles"].items():
@@ -213,10 +248,14 @@ def _brackets(runs):
     ]
     names = [name for name in ("create_api", "e2e_single", "e2e_bulk", "heartbeats") if _get(runs[0], name)]
     for name in names:
-        brackets = [_get(run, f"{name}.bracket") or {} for run in runs]
-        baseline = next((b["baseline"] for b in brackets if b.get("baseline")), "-")
-        cells = ", ".join(f"{_fmt(b.get('before'))} / {_fmt(b.get('after'))}" for b in brackets)
-        lines.append(f"| {name} | {baseline} | {cells} |")
+        baselines = sorted({b for run in runs for b in (_get(run, f"{name}.bracket") or {})})
+        for baseline in baselines:
+            cells = ", ".join(
+                f"{_fmt(_get(run, f'{name}.bracket.{baseline}.before'))} / "
+                f"{_fmt(_get(run, f'{name}.bracket.{baseline}.after'))}"
+                for run in runs
+            )
+            lines.append(f"| {name} | {baseline} | {cells} |")
     return lines if names else []
 
 

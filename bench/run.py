@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = [
     "baseline_postgres",
     "baseline_drf",
+    "baseline_drf_relaxed",
     "baseline_celery",
+    "baseline_dispatch",
     "create_api",
     "e2e_single",
     "e2e_bulk",
@@ -39,10 +41,10 @@ THROUGHPUT = ("e2e_single", "e2e_bulk")
 # after them (outside their own window): this box's speed drifts by a fifth within minutes, and a
 # scenario sits minutes after its run's first baseline. Their ratio is to the mean of the two.
 BRACKETED = {
-    "create_api": ("baseline_drf", "requests_per_s"),
-    "e2e_single": ("baseline_drf", "requests_per_s"),
-    "e2e_bulk": ("baseline_celery", "tasks_per_s"),
-    "heartbeats": ("baseline_drf", "requests_per_s"),
+    "create_api": [("baseline_drf", "requests_per_s")],
+    "e2e_single": [("baseline_drf", "requests_per_s"), ("baseline_dispatch", "tasks_per_s")],
+    "e2e_bulk": [("baseline_celery", "tasks_per_s")],
+    "heartbeats": [("baseline_drf_relaxed", "requests_per_s")],
 }
 
 
@@ -89,6 +91,7 @@ def main(argv=None):
     # SIGTERM (a timeout, CI) unwinds like Ctrl-C, so the children are stopped and the report written.
     signal.signal(signal.SIGTERM, _interrupt)
     raw = [{} for _ in range(runs)]
+    described = {}  # the processes measured, for the report
     profiles = {}
     failures = []
     try:
@@ -96,6 +99,7 @@ def main(argv=None):
         stack.start()
         print(f"bench: stack up in {time.monotonic() - t0:.1f} s (migrate {migrate_s:.1f} s), "
               f"web on 127.0.0.1:{stack.port}", flush=True)  # fmt: skip
+        described = stack.describe()
         bench = Bench(stack, size)
         bench.setup()
         for r in range(runs):
@@ -121,7 +125,11 @@ def main(argv=None):
                     profiles.update(profiling.stop(profiler))
                 result["process"] = stack.sampler.window(label)
                 if name in BRACKETED:
-                    result["bracket"] = _bracket_result(name, before, _bracket(bench, name, failures, label))
+                    after = _bracket(bench, name, failures, label)
+                    result["bracket"] = {
+                        baseline: _bracket_result(key, before[baseline], after[baseline])
+                        for baseline, key in BRACKETED[name]
+                    }
                 result["wall_s"] = round(time.monotonic() - t1, 1)
                 raw[r][name] = result
                 print(
@@ -184,6 +192,7 @@ def main(argv=None):
         "runs": runs,
         "wall_s": time.monotonic() - started,
         "machine": report.machine(),
+        "stack": described,
         "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in stack.sampler.peak.items()},
         "figures": report.figures(raw),
         "baselines": report.baselines(raw),
@@ -203,23 +212,22 @@ def main(argv=None):
 
 
 def _bracket(bench, name, failures, label):
-    """The bracketing baseline's figure, measured now (None if `name` has none or it failed)."""
-    if name not in BRACKETED:
-        return None
-    baseline, key = BRACKETED[name]
-    try:
-        return getattr(bench, baseline)().get(key)
-    except Exception as exc:
-        traceback.print_exc()
-        failures.append(f"{label} ({baseline} beside it): {exc!r}")
-        return None
+    """{baseline: its figure, measured now (None if it failed)} for each baseline bracketing `name`."""
+    measured = {}
+    for baseline, key in BRACKETED.get(name, []):
+        try:
+            measured[baseline] = getattr(bench, baseline)().get(key)
+        except Exception as exc:
+            traceback.print_exc()
+            failures.append(f"{label} ({baseline} beside it): {exc!r}")
+            measured[baseline] = None
+    return measured
 
 
-def _bracket_result(name, before, after):
-    baseline, key = BRACKETED[name]
+def _bracket_result(key, before, after):
     measured = [v for v in (before, after) if v is not None]
     mean = round(sum(measured) / len(measured), 1) if len(measured) == 2 else None
-    return {"baseline": baseline, "before": before, "after": after, key: mean}
+    return {"before": before, "after": after, key: mean}
 
 
 def _interrupt(signum, frame):

@@ -80,15 +80,36 @@ class Bench:
 
         user = get_user_model().objects.create_superuser("bench", "bench@example.invalid", uuid.uuid4().hex)
         _, self.token = ApiToken.issue(user=user, name="bench")
+        # The baseline's own token (DRF's TokenAuthentication, bench/baseline), for the same user.
+        self.baseline_token = uuid.uuid4().hex
         with connection.cursor() as cursor:
             cursor.execute(
-                "CREATE TABLE bench_baseline (id bigserial PRIMARY KEY, payload jsonb NOT NULL,"
-                " created_at timestamptz NOT NULL)"
+                "INSERT INTO authtoken_token (key, created, user_id) VALUES (%s, now(), %s)",
+                [self.baseline_token, user.pk],
             )
             cursor.execute(
                 "CREATE TABLE bench_pg (id bigserial PRIMARY KEY, payload jsonb NOT NULL,"
                 " created_at timestamptz NOT NULL)"
             )
+
+        self.warm_up()
+
+    def warm_up(self):
+        """Every server's first requests pay for imports, connections and caches: a few hundred of each
+        kind before anything is measured, so no process starts cold."""
+        for path in ("/baseline/rows", "/baseline/rows-relaxed", "/baseline/jobs"):
+            self.run(
+                httpload.closed_loop(
+                    self.stack.baseline_port,
+                    lambda i, path=path: self._baseline_request(path, i),
+                    total=200,
+                    concurrency=8,
+                    deadline_s=60,
+                )
+            )
+        self.run(httpload.closed_loop(self.port, self.task_request, total=200, concurrency=8, deadline_s=60))
+        self.sql("TRUNCATE baseline_job, baseline_row")
+        self.reset()
 
     def sql(self, statement, params=None):
         with connection.cursor() as cursor:
@@ -189,16 +210,19 @@ class Bench:
             "elapsed_s": round(elapsed, 2),
         }
 
-    def baseline_drf(self):
-        def make(i):
-            return json_request(
-                "POST", "/bench/baseline", {"type": "bench", "input_data": {"n": i}}, self.token
-            )
+    def _baseline_request(self, path, i):
+        return json_request(
+            "POST",
+            path,
+            {"type": "bench", "input_data": {"n": i}},
+            extra_headers={"Authorization": f"Token {self.baseline_token}"},
+        )
 
+    def _baseline_creates(self, path):
         result = self.run(
             httpload.closed_loop(
-                self.port,
-                make,
+                self.stack.baseline_port,
+                lambda i: self._baseline_request(path, i),
                 total=self.size.drf_requests,
                 concurrency=self.size.concurrency,
                 deadline_s=self.size.phase_s,
@@ -206,39 +230,103 @@ class Bench:
         )
         return {"requests_per_s": round(result.rate, 1), **result.summary()}
 
+    def baseline_drf(self):
+        """A bare DRF create endpoint (token auth, validate, insert one row) on gunicorn sync workers."""
+        return self._baseline_creates("/baseline/rows")
+
+    def baseline_drf_relaxed(self):
+        """The same, committing without waiting for the WAL flush, as the orchestrator's heartbeats do."""
+        return self._baseline_creates("/baseline/rows-relaxed")
+
+    def baseline_dispatch(self):
+        """Hand-rolled Celery dispatch: a row and a Celery task per request, whose prefork worker POSTs to
+        the agent and marks the row done. Created -> done, one per request, as e2e_single measures."""
+        self.sql("TRUNCATE baseline_job")
+        total = self.size.e2e_tasks
+        t0 = time.time()
+        created = self.run(
+            httpload.closed_loop(
+                self.stack.baseline_port,
+                lambda i: self._baseline_request("/baseline/jobs", i),
+                total=total,
+                concurrency=self.size.concurrency,
+                deadline_s=self.size.wait_s,
+            )
+        )
+        deadline = time.monotonic() + self.size.wait_s
+        while True:
+            done, last = self.sql(
+                "SELECT count(*), extract(epoch FROM max(done_at))"
+                " FROM baseline_job WHERE done_at IS NOT NULL"
+            )[0]
+            if done >= created.ok or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        elapsed = (float(last) if last is not None else time.time()) - t0
+        return {
+            "tasks_per_s": round(done / elapsed, 1),
+            "tasks": done,
+            "elapsed_s": round(elapsed, 3),
+            "create_rate_per_s": round(created.rate, 1),
+        }
+
     def baseline_celery(self):
+        """No-op Celery tasks published by one process per core and consumed by a prefork worker (one
+        process per core): what Celery itself does per task on this machine, saturated."""
         import redis
 
-        from .celery_noop import DONE_KEY, app, noop
+        from .celery_noop import DONE_KEY, publish
 
         self.stack.start_noop_worker()
         client = redis.Redis.from_url(os.environ["REDIS_URL"])
         total = self.size.celery_tasks
+        publishers = self.stack.cores
+        procs = []
         try:
             client.delete(DONE_KEY)
-            with app.producer_or_acquire() as producer:
-                t0 = time.time()
-                for _ in range(total):
-                    noop.apply_async(producer=producer)
-                published = time.time()
+            for _ in range(publishers):
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-c", publish(total // publishers)],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        text=True,
+                    )
+                )
+            for proc in procs:
+                if proc.stdout.readline().strip() != "ready":
+                    raise RuntimeError("a Celery publisher did not start")
+            t0 = time.time()
+            for proc in procs:
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+            for proc in procs:
+                proc.wait(self.size.wait_s)
+            published = time.time()
+            expected = publishers * (total // publishers)
             deadline = time.monotonic() + self.size.wait_s
-            while int(client.get(DONE_KEY) or 0) < total and time.monotonic() < deadline:
+            while int(client.get(DONE_KEY) or 0) < expected and time.monotonic() < deadline:
                 time.sleep(0.01)
             done_at = time.time()
             done = int(client.get(DONE_KEY) or 0)
         finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
             self.stack.stop_child("noop-worker")
         return {
             "tasks_per_s": round(done / (done_at - t0), 1),
             "tasks": done,
+            "publishers": publishers,
             "publish_s": round(published - t0, 3),
             "elapsed_s": round(done_at - t0, 3),
         }
 
     # --- scenarios -----------------------------------------------------------------------------------
     def create_api(self):
-        """Task creation alone: no agent is registered, so dispatch finds nothing to send."""
+        """Task creation with dispatch running beside it, as in real use: fast agents take every task."""
         self.reset()
+        self._fast_agents()
         size = self.size
         max_run = self.run(
             httpload.closed_loop(
@@ -249,7 +337,9 @@ class Bench:
                 deadline_s=self.size.phase_s,
             )
         )
+        self.wait_terminal(max_run.ok, timeout=size.wait_s)
         self.reset()
+        self._fast_agents()
         at_rate = self.run(
             httpload.open_loop(
                 self.port, self.task_request, rate=100, total=int(100 * size.rate_seconds),

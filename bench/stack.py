@@ -23,9 +23,13 @@ from urllib.parse import urlsplit, urlunsplit
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+# Threads of the baselines' Celery workers; the product's worker has WORKER_CONCURRENCY (8), as `make run`.
 WORKER_CONCURRENCY = os.environ.get("BENCH_WORKER_CONCURRENCY", "8")
 QUEUE = "orchestrator-bench"
 NOOP_QUEUE = "bench-noop"
+BASELINE_QUEUE = "bench-baseline"
+# The baselines run the ordinary way: one process per core (gunicorn sync workers, Celery prefork).
+CORES = os.cpu_count() or 1
 
 
 def _with_path(url, path):
@@ -42,21 +46,20 @@ def configure():
     database_url = _with_path(base_db, f"/{db_name}")
     redis_url = _with_path(base_redis, f"/{os.environ.get('BENCH_REDIS_DB', '5')}")
     env = {
-        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "DJANGO_SETTINGS_MODULE": "orchestrator_project.settings",
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
-        # Production settings (DEBUG off: no query log kept in memory, no debug toolbar of any kind),
-        # loosened only where loopback agents and plain HTTP need it.
+        # `make run`'s settings (DEBUG off, plain HTTP with no proxy in front), with what its embedded
+        # mode would bring itself spelled out: the URLs above point at the bench database, so these
+        # processes are not in the embedded mode.
         "DEBUG": "false",
         "ORCHESTRATOR_TESTING": "false",
         "SECRET_KEY": "bench-" + secrets.token_urlsafe(40),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "false",
-        "SESSION_COOKIE_SECURE": "false",
-        "CSRF_COOKIE_SECURE": "false",
         "AGENT_ALLOWED_NETWORKS": "127.0.0.0/8",
         "CELERY_QUEUE": QUEUE,
         "BENCH_NOOP_QUEUE": NOOP_QUEUE,
+        "BENCH_BASELINE_QUEUE": BASELINE_QUEUE,
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
@@ -117,17 +120,22 @@ def migrate(log_dir):
 
 
 def _run_migrate(log_dir):
-    result = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
-        cwd=ROOT,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    (Path(log_dir) / "migrate.log").write_text(result.stdout + result.stderr)
-    if result.returncode != 0:
-        raise RuntimeError(f"migrate failed:\n{result.stderr[-3000:]}")
+    # The product's schema, then the bare-DRF baseline's own tables (bench/baseline) beside it.
+    log = []
+    for settings_module in ("orchestrator_project.settings", "bench.baseline.settings"):
+        result = subprocess.run(
+            [sys.executable, "-m", "django", "migrate", "--verbosity", "0"],
+            cwd=ROOT,
+            env=dict(os.environ, DJANGO_SETTINGS_MODULE=settings_module),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        log.append(result.stdout + result.stderr)
+        if result.returncode != 0:
+            (Path(log_dir) / "migrate.log").write_text("".join(log))
+            raise RuntimeError(f"migrate ({settings_module}) failed:\n{result.stderr[-3000:]}")
+    (Path(log_dir) / "migrate.log").write_text("".join(log))
 
 
 def _die_with_parent():
@@ -210,43 +218,74 @@ def wait_for_port(child, port, timeout=30):
             time.sleep(0.05)
 
 
+def service_commands(port):
+    """The commands `make run` starts (orchestrator_project/process_commands.py), as this environment's
+    settings make them (configure() exported it, so the children read the same), on the benchmark's port."""
+    from django.conf import settings
+
+    from orchestrator_project.process_commands import service_commands as make_run_commands
+
+    return make_run_commands(settings, host="127.0.0.1", port=port)
+
+
+def _service_env(port):
+    return {"SERVICE_PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+
+
 def start_web(log_dir, port):
-    # The very command `make run` uses (orchestrator_project/runstack.py), on the benchmark's port.
-    from types import SimpleNamespace
-
-    from orchestrator_project.runstack import commands
-
-    args = commands(SimpleNamespace(SERVICE_HOST="127.0.0.1", SERVICE_PORT=port), reload=False)["web"]
-    child = Child(
-        "web", args, log_dir, {"SERVICE_PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
-    )
+    # WEB_CONCURRENCY processes, as `make run`: the parent binds the port before its workers have loaded
+    # the application, so an open port means requests queue until they have.
+    child = Child("web", service_commands(port)["web"], log_dir, _service_env(port))
     wait_for_port(child, port)
     return child
 
 
-def _celery_worker_args(app, name, queue):
+def _celery_worker_args(app, name, queue, *, pool="threads", concurrency=WORKER_CONCURRENCY):
     return [
         sys.executable, "-m", "celery", "-A", app, "worker",
-        "--loglevel", "WARNING", "--pool", "threads", "--concurrency", WORKER_CONCURRENCY,
+        "--loglevel", "WARNING", "--pool", pool, "--concurrency", str(concurrency),
         "-n", f"{name}@%h", "-Q", queue, "--without-gossip", "--without-mingle",
     ]  # fmt: skip
 
 
 def start_worker(log_dir, port, name="worker"):
-    # Same flags as `make run` (orchestrator_project/runstack.py), logging at WARNING.
-    child = Child(
-        name,
-        _celery_worker_args("orchestrator_project", name, QUEUE),
-        log_dir,
-        {"SERVICE_PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"},
-    )
+    # `make run`'s worker, named (the benchmark pings it by name and may run two) on the bench queue.
+    extra = ["-n", f"{name}@%h", "-Q", QUEUE, "--without-gossip", "--without-mingle"]
+    child = Child(name, [*service_commands(port)["worker"], *extra], log_dir, _service_env(port))
     _wait_for_celery(child, name)
     return child
 
 
 def start_noop_worker(log_dir):
-    child = Child("noop-worker", _celery_worker_args("bench.celery_noop", "noop", NOOP_QUEUE), log_dir)
+    # The raw-Celery baseline's consumer: a process per core (prefork), so it is not what limits it.
+    args = _celery_worker_args("bench.celery_noop", "noop", NOOP_QUEUE, pool="prefork", concurrency=CORES)
+    child = Child("noop-worker", args, log_dir)
     _wait_for_celery(child, "noop")
+    return child
+
+
+def start_baseline_web(log_dir, port):
+    """The bare-DRF baseline, served the ordinary way: gunicorn, one sync worker per core."""
+    args = [
+        sys.executable, "-m", "gunicorn", "bench.baseline.wsgi:application", "--bind", f"127.0.0.1:{port}",
+        "--workers", str(CORES), "--worker-class", "sync", "--log-level", "warning",
+    ]  # fmt: skip
+    child = Child("baseline-web", args, log_dir, {"DJANGO_SETTINGS_MODULE": "bench.baseline.settings"})
+    wait_for_port(child, port)
+    return child
+
+
+def start_baseline_worker(log_dir, agents_port):
+    """The hand-rolled dispatch's Celery worker: prefork, one process per core."""
+    args = _celery_worker_args(
+        "bench.baseline.celery_app", "baseline", BASELINE_QUEUE, pool="prefork", concurrency=CORES
+    )
+    env = {
+        "DJANGO_SETTINGS_MODULE": "bench.baseline.settings",
+        "BENCH_AGENT_URL": f"http://127.0.0.1:{agents_port}",
+    }
+    child = Child("baseline-worker", args, log_dir, env)
+    _wait_for_celery(child, "baseline")
     return child
 
 
@@ -273,11 +312,7 @@ def _wait_for_celery(child, node, timeout=40):
 
 
 def start_beat(log_dir, port):
-    args = [
-        sys.executable, "-m", "celery", "-A", "orchestrator_project", "beat", "--loglevel", "WARNING",
-        "--schedule", str(Path(log_dir) / "celerybeat-schedule"),
-    ]  # fmt: skip
-    child = Child("beat", args, log_dir, {"SERVICE_PORT": str(port)})
+    child = Child("beat", service_commands(port)["beat"], log_dir, {"SERVICE_PORT": str(port)})
     time.sleep(0.5)
     if child.proc.poll() is not None:
         raise RuntimeError(f"beat exited:\n{child.output()[-3000:]}")
@@ -299,7 +334,8 @@ def start_agents(log_dir):
 
 
 class Sampler(threading.Thread):
-    """Samples RSS (process plus its children) and CPU of the named processes every `interval` seconds.
+    """Samples RSS (the largest process of each tree) and CPU (the whole tree) of the named processes every
+    `interval` seconds.
 
     `mark(label)` starts a new window; `window(label)` gives each process's peak RSS and mean CPU there.
     """
@@ -374,13 +410,15 @@ class Sampler(threading.Thread):
         return total
 
     def _rss(self, proc):
-        total = 0
+        """The largest RSS of one process in the tree: each web or worker process must stay within the
+        memory budget (a web server of N worker processes is N of them, not one)."""
+        largest = 0
         for p in self._tree(proc):
             try:
-                total += p.memory_info().rss
+                largest = max(largest, p.memory_info().rss)
             except psutil.Error:
                 pass
-        return total
+        return largest
 
     def run(self):
         # Bounded: a sampler nobody stops gives up after two hours.
@@ -412,6 +450,9 @@ class Sampler(threading.Thread):
 class Stack:
     """Starts and stops the service processes; `restart_service()` gives a scenario a clean slate."""
 
+    cores = CORES
+    root = ROOT
+
     def __init__(self, log_dir):
         self.log_dir = Path(log_dir)
         self.port = free_port()
@@ -431,6 +472,11 @@ class Stack:
         self._add(start_worker(self.log_dir, self.port))
         if beat:
             self._add(start_beat(self.log_dir, self.port))
+        self.start_baseline()
+
+    def describe(self):
+        """{process: its command line}, for the report: what exactly was measured."""
+        return {name: " ".join(str(arg) for arg in child.proc.args) for name, child in self.children.items()}
 
     def stop_child(self, name):
         child = self.children.pop(name, None)
@@ -440,6 +486,12 @@ class Stack:
 
     def start_noop_worker(self):
         return self._add(start_noop_worker(self.log_dir))
+
+    def start_baseline(self):
+        """The bare-DRF baseline's web and dispatch worker (bench/baseline), beside the product."""
+        self.baseline_port = free_port()
+        self._add(start_baseline_web(self.log_dir, self.baseline_port))
+        self._add(start_baseline_worker(self.log_dir, self.agents_port))
 
     def start_worker(self):
         return self._add(start_worker(self.log_dir, self.port))

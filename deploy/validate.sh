@@ -10,9 +10,10 @@
 # 2. docker-compose.yml with `docker compose config -q` when the Compose plugin is present; otherwise a
 #    structural check in Python (services, health checks, depends_on, referenced files).
 # 3. The Prometheus and Grafana provisioning files parse as YAML.
-# 4. The process commands agree everywhere (Dockerfile CMD, Compose, Kubernetes), the web command is the
-#    canonical one (orchestrator_project/runstack.py: UVICORN_FLAGS, ASGI_APP) and Uvicorn's own command
-#    line parser accepts it, the web's stop grace outlasts its --timeout-graceful-shutdown (plus the
+# 4. The process commands agree everywhere (Dockerfile CMD, Compose, Kubernetes): each runs
+#    `python -m orchestrator_project.serve web|worker|beat|relay`, which becomes the command `make run` starts
+#    (orchestrator_project/process_commands.py). Uvicorn's own command line parser accepts that web
+#    command, containers listen on 0.0.0.0, the web's stop grace outlasts WEB_SHUTDOWN_GRACE (plus the
 #    preStop pause on Kubernetes), and each worker's stop grace outlasts WORKER_SHUTDOWN_GRACE.
 # 5. `collectstatic` with production settings, in a copy of the tree with no network (as in `docker
 #    build`): the compressed manifest must be written. DEPLOY_CHECK_STATIC=0 skips it.
@@ -126,7 +127,7 @@ compose = yaml.safe_load(pathlib.Path("docker-compose.yml").read_text())  # reso
 services = compose.get("services") or {}
 errors, warnings = [], []
 
-required = ["postgres", "redis", "migrate", "web", "worker", "beat"]
+required = ["postgres", "redis", "migrate", "web", "worker", "beat", "relay"]
 errors += [f"service {name!r} is missing" for name in required if name not in services]
 for name in ("postgres", "redis", "web", "worker"):
     test = ((services.get(name) or {}).get("healthcheck") or {}).get("test")
@@ -201,7 +202,6 @@ echo "== process commands and shutdown grace"
 "$PY" - <<'PYEOF' || fail "the process commands or shutdown graces disagree"
 import importlib.util
 import json
-import os
 import pathlib
 import re
 import sys
@@ -212,24 +212,48 @@ from uvicorn.main import main as uvicorn_cli
 
 # Seconds a stop grace must leave, beyond the drain it waits for, for the process to exit (more than).
 MARGIN = 5
+SERVE = ["python", "-m", "orchestrator_project.serve"]
 
 errors = []
 dockerfile = pathlib.Path("Dockerfile").read_text()
 [cmd] = [line for line in dockerfile.splitlines() if line.startswith("CMD [")]
 image_web = json.loads(cmd.removeprefix("CMD "))
-compose = yaml.safe_load(pathlib.Path("docker-compose.yml").read_text())["services"]
+compose_text = pathlib.Path("docker-compose.yml").read_text()
+compose_file = yaml.safe_load(compose_text)
+compose = compose_file["services"]
 k8s = {}
 for path in sorted(pathlib.Path("deploy/kubernetes").glob("*.yaml")):
     for document in yaml.safe_load_all(path.read_text()):
         if document and document.get("kind") in ("Deployment", "Job"):
             for container in document["spec"]["template"]["spec"]["containers"]:
                 k8s[container["name"]] = (container.get("command"), document)
+configmap = yaml.safe_load(pathlib.Path("deploy/kubernetes/configmap.yaml").read_text())["data"]
+
+# Every artifact starts web, worker and beat through `serve`, which becomes the command `make run` starts.
+if image_web != [*SERVE, "web"]:
+    errors.append(f"Dockerfile CMD {image_web} must be {[*SERVE, 'web']} (orchestrator_project/serve.py)")
+for name in ("web", "worker", "beat", "relay", "migrate"):
+    in_compose = compose.get(name, {}).get("command")
+    in_k8s = k8s.get(name, (None, None))[0]
+    expected = in_compose if name == "migrate" else [*SERVE, name]
+    if in_compose != expected or in_k8s != expected:
+        errors.append(f"{name}: expected {expected}; Compose runs {in_compose}, Kubernetes {in_k8s}")
+
+# SERVICE_HOST defaults to loopback (`make run`): a container listening there would be unreachable.
+app_env = compose.get("web", {}).get("environment") or {}
+for where, host in (
+    ("the Dockerfile", "0.0.0.0" if re.search(r"SERVICE_HOST=0\.0\.0\.0\b", dockerfile) else None),
+    ("Compose", app_env.get("SERVICE_HOST")),
+    ("the Kubernetes ConfigMap", configmap.get("SERVICE_HOST")),
+):
+    if host != "0.0.0.0":
+        errors.append(f"{where} must set SERVICE_HOST to 0.0.0.0, got {host!r}")
 
 
 def uvicorn_options(argv):
-    """Uvicorn's own reading of a web command: (options, None), or (None, why it refuses it)."""
+    """Uvicorn's own reading of its arguments: (options, None), or (None, why it refuses them)."""
     try:
-        with uvicorn_cli.make_context("uvicorn", argv[1:]) as context:
+        with uvicorn_cli.make_context("uvicorn", argv) as context:
             return context.params, None
     except click.ClickException as error:
         return None, error.format_message()
@@ -237,58 +261,48 @@ def uvicorn_options(argv):
         return None, "it would only print something and exit"
 
 
-# The canonical command, as `make run` builds it (loaded by path: importing the package would set up
-# Celery), with the default grace: WEB_SHUTDOWN_GRACE only reaches `make run`; the artifacts spell it out.
-spec = importlib.util.spec_from_file_location("runstack", "orchestrator_project/runstack.py")
-runstack = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(runstack)
-os.environ.pop("WEB_SHUTDOWN_GRACE", None)
-canonical = runstack.web_command("0.0.0.0", 8006)
-if image_web[0] != "uvicorn":
-    errors.append(f"Dockerfile CMD must start uvicorn, got {image_web}")
-elif (refusal := uvicorn_options(image_web)[1]) is not None:
-    errors.append(f"uvicorn rejects the Dockerfile CMD {image_web}: {refusal}")
-if image_web != canonical:
-    errors.append(f"Dockerfile CMD {image_web} is not the canonical web command {canonical} (runstack.py)")
-for name in ("web", "worker", "beat", "migrate"):
-    in_compose = compose.get(name, {}).get("command")
-    in_k8s = k8s.get(name, (None, None))[0]
-    expected = image_web if name == "web" else in_compose
-    if in_compose != expected or in_k8s != expected:
-        errors.append(f"{name}: Dockerfile/Compose {expected} != Compose {in_compose} / Kubernetes {in_k8s}")
-
-
 def seconds(value):
     match = re.fullmatch(r"(\d+)s?", str(value))
     return int(match.group(1)) if match else None
 
 
-compose_grace = re.search(r"WORKER_SHUTDOWN_GRACE:-(\d+)", pathlib.Path("docker-compose.yml").read_text())
+# The web command `serve` builds (loaded by path: importing the package would set up Celery), with each
+# artifact's WEB_SHUTDOWN_GRACE; Uvicorn's parser must accept it.
+spec = importlib.util.spec_from_file_location("process_commands", "orchestrator_project/process_commands.py")
+process_commands = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(process_commands)
+compose_drain = re.search(r"WEB_SHUTDOWN_GRACE:-(\d+)", compose_text)
+k8s_drain = seconds(configmap.get("WEB_SHUTDOWN_GRACE"))
+if not compose_drain:
+    errors.append("Compose must set WEB_SHUTDOWN_GRACE (with a default)")
+if k8s_drain is None:
+    errors.append("the Kubernetes ConfigMap must set WEB_SHUTDOWN_GRACE (whole seconds)")
+for where, drain in (("Compose", compose_drain and int(compose_drain.group(1))), ("Kubernetes", k8s_drain)):
+    if drain is None:
+        continue
+    argv = process_commands.web_command(host="0.0.0.0", port=8006, workers=2, grace=drain, python="python")
+    options, refusal = uvicorn_options(argv[3:])  # after `python -m uvicorn`
+    if refusal is not None:
+        errors.append(f"uvicorn rejects the web command {argv} ({where}): {refusal}")
+    elif options["timeout_graceful_shutdown"] != drain:
+        errors.append(f"the web command does not pass WEB_SHUTDOWN_GRACE on: {argv}")
+
+compose_grace = re.search(r"WORKER_SHUTDOWN_GRACE:-(\d+)", compose_text)
 if not compose_grace or seconds(compose["worker"].get("stop_grace_period")) is None:
     errors.append("Compose must set WORKER_SHUTDOWN_GRACE (with a default) and the worker's stop_grace_period")
 elif seconds(compose["worker"]["stop_grace_period"]) <= int(compose_grace.group(1)):
     errors.append("Compose: the worker's stop_grace_period must exceed WORKER_SHUTDOWN_GRACE")
-configmap = yaml.safe_load(pathlib.Path("deploy/kubernetes/configmap.yaml").read_text())["data"]
 worker_pod = k8s["worker"][1]["spec"]["template"]["spec"]
 if float(configmap.get("WORKER_SHUTDOWN_GRACE", 30)) >= worker_pod.get("terminationGracePeriodSeconds", 30):
     errors.append("Kubernetes: the worker's terminationGracePeriodSeconds must exceed WORKER_SHUTDOWN_GRACE")
 
-
-def drain_seconds(argv):
-    """--timeout-graceful-shutdown of a web command Uvicorn accepts; None otherwise (reported above)."""
-    if not argv or argv[0] != "uvicorn":
-        return None
-    return (uvicorn_options(argv)[0] or {}).get("timeout_graceful_shutdown")
-
-
-# On SIGTERM the web drains for up to --timeout-graceful-shutdown: SIGKILL must not come first.
-if (drain := drain_seconds(compose.get("web", {}).get("command"))) is not None:
+# On SIGTERM the web drains for up to WEB_SHUTDOWN_GRACE: SIGKILL must not come first.
+if compose_drain:
+    drain = int(compose_drain.group(1))
     stop_grace = seconds(compose["web"].get("stop_grace_period", "10s"))
     if stop_grace is None or stop_grace <= drain + MARGIN:
-        errors.append(
-            f"Compose: the web's stop_grace_period must exceed --timeout-graceful-shutdown ({drain}) + {MARGIN} s"
-        )
-if "web" in k8s and (drain := drain_seconds(k8s["web"][0])) is not None:
+        errors.append(f"Compose: the web's stop_grace_period must exceed WEB_SHUTDOWN_GRACE ({drain}) + {MARGIN} s")
+if "web" in k8s and k8s_drain is not None:
     web_pod = k8s["web"][1]["spec"]["template"]["spec"]
     [web_container] = [c for c in web_pod["containers"] if c["name"] == "web"]
     pre_stop = ((web_container.get("lifecycle") or {}).get("preStop") or {}).get("exec", {}).get("command")
@@ -299,10 +313,10 @@ if "web" in k8s and (drain := drain_seconds(k8s["web"][0])) is not None:
             errors.append(f"Kubernetes: the web's preStop must be a plain `sleep SECONDS`, got {pre_stop}")
             pause = 0
     termination = web_pod.get("terminationGracePeriodSeconds", 30)
-    if termination <= pause + drain + MARGIN:
+    if termination <= pause + k8s_drain + MARGIN:
         errors.append(
             f"Kubernetes: the web's terminationGracePeriodSeconds ({termination}) must exceed the preStop "
-            f"sleep ({pause}) + --timeout-graceful-shutdown ({drain}) + {MARGIN} s"
+            f"sleep ({pause}) + WEB_SHUTDOWN_GRACE ({k8s_drain}) + {MARGIN} s"
         )
 for error in errors:
     print(f"FAIL: {error}", file=sys.stderr)

@@ -7,7 +7,8 @@ FLUSH_INTERVAL_SECONDS the hub encodes each event once and builds one frame per 
 all sockets with that filter share; a socket only sends the text.
 
 A socket's frames wait until it has sent its snapshot (the protocol promises the snapshot first); it
-joins before reading the snapshot, so a change committed meanwhile arrives after it, never lost.
+joins before reading the snapshot, so a change committed meanwhile arrives after it, never lost. A
+snapshot a client asks for later holds the socket's frames the same way while it is read.
 """
 
 import asyncio
@@ -53,6 +54,11 @@ class Hub:
         if self._listener is None:
             self._listener = asyncio.ensure_future(self._listen())
         await self._subscribed.wait()
+
+    def hold(self, socket):
+        """Hold `socket`'s frames again (a fresh snapshot is being read for it) until `ready(socket)`."""
+        if socket in self.members and self.members[socket] is None:
+            self.members[socket] = []
 
     async def ready(self, socket):
         held = self.members.get(socket)

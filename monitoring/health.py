@@ -19,7 +19,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
-from . import beat, event_relay
+from . import beat, event_relay, schedules
 from .workers import live_workers
 
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -59,8 +59,8 @@ def _celery_workers():
     return {"status": "ok" if workers else "degraded", "workers": workers}
 
 
-def _beat():
-    state = beat.beat_state()
+def _beat(expected):
+    state = beat.beat_state(expected=expected)
     return {
         "status": "ok" if state["state"] == "ok" else "degraded",
         "state": state["state"],
@@ -87,12 +87,19 @@ async def _channel_layer():
     return {"status": "ok" if message.get("nonce") == nonce else "error"}
 
 
+async def _beat_check():
+    # The schedule rows are read on the request's own database thread (a connection opened in a pool
+    # thread would stay checked out); only the Redis part runs where a stuck Redis cannot hold it.
+    expected = await sync_to_async(schedules.expected)()
+    return await sync_to_async(_beat, thread_sensitive=False)(expected)
+
+
 CHECKS = {
     "database": lambda: sync_to_async(_database)(),
     "redis": _redis,
     # Not thread-sensitive: a broker that does not answer must not hold the request's own thread.
     "celery_workers": lambda: sync_to_async(_celery_workers, thread_sensitive=False)(),
-    "beat": lambda: sync_to_async(_beat, thread_sensitive=False)(),
+    "beat": _beat_check,
     "channel_layer": _channel_layer,
     # Thread-sensitive, like the database check: it reads Postgres, and only the request's own thread
     # gives its connection back when the request ends.

@@ -1,13 +1,14 @@
-"""Celery jobs and hooks of the monitoring app: notifications, and workers announcing that they are
-alive (see workers.py)."""
+"""Celery jobs and hooks of the monitoring app: notifications, workers announcing that they are alive
+(see workers.py), and beat bringing its schedule rows up to date with the settings before it runs them
+(see schedules.py)."""
 
 import httpx
 from celery import shared_task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import beat_init, worker_ready, worker_shutdown
 
 from orchestrator_project import live
 
-from . import notifier, workers
+from . import notifier, schedules, workers
 
 NOTIFY_MAX_RETRIES = 5
 
@@ -34,3 +35,10 @@ def _announce(sender, **_):
 def _withdraw(sender, **_):
     workers.withdraw(sender.hostname)
     live.flush()  # the last transitions of a stopping worker still reach the dashboards
+
+
+@beat_init.connect
+def _apply_schedule_settings(**_):
+    # The scheduler has read the rows already; a written row bumps PeriodicTasks, which makes it reload
+    # them before its first due sweep.
+    schedules.sync_from_settings()

@@ -16,15 +16,19 @@ from tasks.models import EventKind, Task, TaskEvent, TaskStatus
 ANY_CAPABILITY = "*"
 
 
-def tasks_by_status():
+def tasks_by_status(tasks=None):
+    """{status: count} over all tasks, or over the queryset `tasks`."""
     counts = {status: 0 for status in TaskStatus.values}
-    counts.update(dict(Task.objects.order_by().values_list("status").annotate(n=Count("task_id"))))
+    tasks = Task.objects.all() if tasks is None else tasks
+    counts.update(dict(tasks.order_by().values_list("status").annotate(n=Count("task_id"))))
     return counts
 
 
-def agents_by_status():
+def agents_by_status(agents=None):
+    """{status: count} over all agents, or over the queryset `agents`."""
     counts = {status: 0 for status in AgentStatus.values}
-    counts.update(dict(Agent.objects.order_by().values_list("status").annotate(n=Count("agent_id"))))
+    agents = Agent.objects.all() if agents is None else agents
+    counts.update(dict(agents.order_by().values_list("status").annotate(n=Count("agent_id"))))
     return counts
 
 
@@ -152,24 +156,56 @@ _TASK_FIELDS = (
 )
 
 
-def task_snapshot(*, ids=None, statuses=None):
-    """The latest non-terminal tasks and the most recent others, newest first, bounded."""
-    tasks = Task.objects.only(*_TASK_FIELDS)
+def _matching_tasks(ids, statuses):
+    tasks = Task.objects.all()
     if ids:
         tasks = tasks.filter(task_id__in=ids)
     if statuses:
         tasks = tasks.filter(status__in=statuses)
+    return tasks
+
+
+def task_snapshot(*, ids=None, statuses=None):
+    """The latest non-terminal tasks and the most recent others, newest first, bounded.
+
+    Returns {"tasks": [...], "complete_after": ISO time or None}: every matching task created after
+    `complete_after` is in `tasks` (None: every matching task is). A client told of a task it does not
+    hold can tell from this whether the snapshot missed it (older) or it is new since (younger).
+    """
+    tasks = _matching_tasks(ids, statuses).only(*_TASK_FIELDS)
     terminal = [TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED]
     active = list(tasks.exclude(status__in=terminal).order_by("-created_at")[:TASK_SNAPSHOT_ACTIVE])
     recent = list(tasks.filter(status__in=terminal).order_by("-created_at")[:TASK_SNAPSHOT_RECENT])
+    # A full section may have left older tasks out; a section that is not full holds all of its kind.
+    floors = [
+        section[-1].created_at
+        for section, size in ((active, TASK_SNAPSHOT_ACTIVE), (recent, TASK_SNAPSHOT_RECENT))
+        if len(section) == size
+    ]
     rows = sorted(active + recent, key=lambda task: task.created_at, reverse=True)
-    return [task_message(task) for task in rows]
+    return {
+        "tasks": [task_message(task) for task in rows],
+        "complete_after": max(floors).isoformat() if floors else None,
+    }
 
 
-def agent_snapshot(*, ids=None, statuses=None):
+def task_counts(*, ids=None, statuses=None):
+    return tasks_by_status(_matching_tasks(ids, statuses))
+
+
+def _matching_agents(ids, statuses):
     agents = Agent.objects.all()
     if ids:
         agents = agents.filter(agent_id__in=ids)
     if statuses:
         agents = agents.filter(status__in=statuses)
+    return agents
+
+
+def agent_snapshot(*, ids=None, statuses=None):
+    agents = _matching_agents(ids, statuses)
     return [agent_message(agent) for agent in agents.order_by("name", "agent_id")[:AGENT_SNAPSHOT_MAX]]
+
+
+def agent_counts(*, ids=None, statuses=None):
+    return agents_by_status(_matching_agents(ids, statuses))

@@ -1,14 +1,19 @@
 """The operator dashboard: a page in the admin's look and the JSON it starts from."""
 
+from functools import wraps
+
 from django.contrib import admin
-from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 from redis.exceptions import RedisError
 
+from orchestrator_project.accounts.roles import is_operator, is_viewer
 from tasks.models import Task
 
 from . import queries, recorder
@@ -18,11 +23,31 @@ RECENT_TASKS = 50
 CHART_SECONDS = 15 * 60
 
 
+def viewer_required(view):
+    """Viewers, operators and superusers (session login). Anonymous visitors go to the admin's login page;
+    anyone else, staff included, is refused: staff status alone gives no role."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+        if not is_viewer(request.user):
+            raise PermissionDenied("The dashboard needs the viewers or operators role.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
 @require_GET
-@staff_member_required
+@viewer_required
 @ensure_csrf_cookie  # the page's buttons call the API with the session and this token
 def dashboard(request):
-    context = {**admin.site.each_context(request), "title": "Dashboard", "chart_minutes": CHART_SECONDS // 60}
+    context = {
+        **admin.site.each_context(request),
+        "title": "Dashboard",
+        "chart_minutes": CHART_SECONDS // 60,
+        "can_operate": is_operator(request.user),  # viewers get no buttons: the API would refuse them
+    }
     return render(request, "monitoring/dashboard.html", context)
 
 
@@ -38,7 +63,7 @@ def _rates():
 
 
 @require_GET
-@staff_member_required
+@viewer_required
 def summary(request):
     """Everything the dashboard shows, in one request: it then follows changes over the WebSockets."""
     now = timezone.now()

@@ -1,4 +1,8 @@
-"""One ASGI application for HTTP and WebSockets, served by Uvicorn on SERVICE_PORT (runstack.web_command)."""
+"""One ASGI application for HTTP and WebSockets, served by Uvicorn on SERVICE_PORT (process_commands.py).
+
+With several web processes (WEB_CONCURRENCY) each one imports this module itself, so each sets up Django
+and freezes its own start-up objects; live events reach every process through the Redis channel layer.
+"""
 
 import os
 

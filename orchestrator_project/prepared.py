@@ -9,7 +9,8 @@ connection pool (psycopg_pool) keeps connections, and with them their prepared s
 transaction-mode pooler (PgBouncer < 1.21), set DB_PREPARED_STATEMENTS=false.
 
 The cursor is wrapped like any other Django cursor, so execute wrappers, query logging and
-CaptureQueriesContext see these statements too.
+CaptureQueriesContext see these statements too, and counted in the django_db_* series like the engine's
+own cursors (which this one bypasses): db_metrics.py.
 """
 
 from contextlib import contextmanager
@@ -17,6 +18,9 @@ from contextlib import contextmanager
 import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
+from django_prometheus.db.common import DatabaseWrapperMixin
+
+from .db_metrics import counted
 
 
 class _PreparingCursor(psycopg.Cursor):
@@ -26,11 +30,17 @@ class _PreparingCursor(psycopg.Cursor):
         return super().execute(query, params, prepare=self.prepare, binary=binary)
 
 
+def _cursor_class(db):
+    if isinstance(db, DatabaseWrapperMixin):  # the engine counts its statements: these count too
+        return counted(_PreparingCursor, db.alias, db.vendor)
+    return _PreparingCursor
+
+
 @contextmanager
 def prepared_cursor():
     db = connections[DEFAULT_DB_ALIAS]  # once: each `connection.x` is a thread-local lookup
     db.ensure_connection()
-    raw = _PreparingCursor(db.connection)
+    raw = _cursor_class(db)(db.connection)
     if db.queries_logged:
         # psycopg keeps no query text for a prepared execution, and the log (DEBUG, or a test capturing
         # queries) wants it: these statements then run unprepared, with the same server-side binding.

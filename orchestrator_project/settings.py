@@ -1,13 +1,12 @@
 """Django settings. The environment is read here and only here, through the typed helpers in config.py."""
 
-import os
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from . import embedded
+from . import embedded, local_secret
 from .config import (
     env_bool,
     env_choice,
@@ -19,16 +18,25 @@ from .config import (
     env_str,
     env_url,
 )
+from .machine import usable_cpu_count
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VERSION = "0.1.0"
 
 # --- Service ---------------------------------------------------------------------------------------
-SERVICE_HOST = env_str("SERVICE_HOST", "0.0.0.0")
+# Loopback unless told otherwise: `make run` on a laptop must not be reachable from the network. The
+# image, Compose and Kubernetes set 0.0.0.0 explicitly.
+SERVICE_HOST = env_str("SERVICE_HOST", "127.0.0.1")
 SERVICE_PORT = env_int("SERVICE_PORT", 8006, minimum=1, maximum=65535)
 # Threads per web process serving sync API views (orchestrator_project/http_handler.py); each holds at
 # most one database connection while it serves a request.
 WEB_THREADS = env_int("WEB_THREADS", 4, minimum=1, maximum=64)
+# Uvicorn worker processes (`--workers`): one event loop is one core, so by default one per usable core.
+WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", usable_cpu_count(), minimum=1)
+# Seconds open requests get to finish after SIGTERM (Uvicorn's --timeout-graceful-shutdown).
+WEB_SHUTDOWN_GRACE = env_int("WEB_SHUTDOWN_GRACE", 20, minimum=0)
+# Threads of the Celery worker process: each runs one dispatch round or sweep at a time.
+WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 8, minimum=1)
 
 # --- Backing services: from the environment, or the embedded development servers -------------------
 _DATABASE_URL = env_url(
@@ -43,7 +51,7 @@ _DATABASE_URL = env_url(
     ),
 )
 _REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss"))
-# No URL means a development checkout: the project brings its own servers and defaults to DEBUG.
+# No URL means one machine: the project brings its own servers (under var/) and serves loopback agents.
 EMBEDDED_SERVICES = _DATABASE_URL is None
 DATABASE_URL = _DATABASE_URL or embedded.ensure_postgres()
 REDIS_URL = _REDIS_URL or embedded.ensure_redis()
@@ -54,18 +62,29 @@ TESTING = env_bool("ORCHESTRATOR_TESTING", "pytest" in sys.modules)
 if TESTING:
     REDIS_URL = urlunsplit(urlsplit(REDIS_URL)._replace(path=f"/{env_int('TEST_REDIS_DB', 9, minimum=0)}"))
 
-# Tests get the development defaults too, wherever their servers are (`DATABASE_URL=... make test`).
-DEBUG = env_bool("DEBUG", EMBEDDED_SERVICES or TESTING)
+# Off unless asked for (`make dev` asks): `make run` is the production configuration, embedded or not.
+# Tests get the development defaults, wherever their servers are (`DATABASE_URL=... make test`).
+DEBUG = env_bool("DEBUG", TESTING)
 
 _DEV_SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
-SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY)
-if not DEBUG and SECRET_KEY == _DEV_SECRET_KEY:
+SECRET_KEY = env_str("SECRET_KEY")
+if SECRET_KEY is None and EMBEDDED_SERVICES:
+    # One machine, no key given: a random key made on the first start and kept beside the data it
+    # signs for (sessions, webhook signatures), so a restart does not log everyone out.
+    SECRET_KEY = local_secret.load_or_create(embedded.VAR_DIR / "secret_key")
+elif SECRET_KEY is None and DEBUG:
+    SECRET_KEY = _DEV_SECRET_KEY
+if not DEBUG and SECRET_KEY in (None, _DEV_SECRET_KEY):
     raise ImproperlyConfigured("SECRET_KEY must be set to a secret value when DEBUG is off")
 if not DEBUG and len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters when DEBUG is off")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"] if DEBUG else ["localhost", "127.0.0.1"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Reverse proxies every request passes through. With one or more, the last proxy's X-Forwarded-For is
+# the client address (throttles, /metrics access) and its X-Forwarded-Proto says whether the client
+# used HTTPS; with none, both headers are the client's own word and are ignored.
+NUM_PROXIES = env_int("NUM_PROXIES", 0, minimum=0)
 
 # Public address of this service, given to agents as the base of their `callback_url`.
 PUBLIC_BASE_URL = env_url(
@@ -89,8 +108,10 @@ AGENT_PROBE_TIMEOUT = env_float("AGENT_PROBE_TIMEOUT", 5.0, minimum=0.1)
 AGENT_DEFAULT_MAX_CONCURRENCY = env_int("AGENT_DEFAULT_MAX_CONCURRENCY", 10, minimum=1)
 _PRIVATE_NETWORKS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
 _LOOPBACK_NETWORKS = ["127.0.0.0/8", "::1/128"]
+# Loopback agents (a model server on the same laptop, the tests' fake agents) only where everything runs
+# on one machine; a deployment's agents live on its private networks.
 AGENT_ALLOWED_NETWORKS = env_networks(
-    "AGENT_ALLOWED_NETWORKS", _PRIVATE_NETWORKS + (_LOOPBACK_NETWORKS if DEBUG else [])
+    "AGENT_ALLOWED_NETWORKS", _PRIVATE_NETWORKS + (_LOOPBACK_NETWORKS if EMBEDDED_SERVICES or TESTING else [])
 )
 AGENT_RESPONSE_MAX_BYTES = env_int("AGENT_RESPONSE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 AGENT_CONNECT_TIMEOUT = env_float("AGENT_CONNECT_TIMEOUT", 5.0, minimum=0.1)
@@ -122,7 +143,9 @@ WORKER_SHUTDOWN_GRACE = env_float("WORKER_SHUTDOWN_GRACE", 30.0, minimum=0)
 
 # --- Monitoring ------------------------------------------------------------------------------------
 METRICS_TOKEN = env_str("METRICS_TOKEN")
-METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", _LOOPBACK_NETWORKS if DEBUG else [])
+METRICS_ALLOWED_NETWORKS = env_networks(
+    "METRICS_ALLOWED_NETWORKS", _LOOPBACK_NETWORKS if DEBUG or EMBEDDED_SERVICES else []
+)
 
 # --- Event streaming (docs/events.md) ------------------------------------------------------------
 # Where the relay publishes the outbox: a Redis Stream per entity type (works with no Kafka at all), Kafka,
@@ -174,7 +197,7 @@ KAFKA_DELIVERY_TIMEOUT_MS = env_int("KAFKA_DELIVERY_TIMEOUT_MS", 30000, minimum=
 
 # --- Django ----------------------------------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "orchestrator_project.apps.OrchestratorAdminConfig",  # django.contrib.admin, open to roles
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -236,7 +259,9 @@ def _database_config(url):
     # The seed's example uses an SQLAlchemy-style scheme (postgresql+asyncpg://); the driver is ours.
     scheme, rest = url.split("://", 1)
     config = dj_database_url.parse(f"{scheme.split('+')[0]}://{rest}")
-    config["ENGINE"] = "django.db.backends.postgresql"
+    # Django's psycopg backend as django-prometheus instruments it (django_db_* series), with a lighter
+    # cursor counter (orchestrator_project/db_metrics.py); prepared.py counts its own cursors the same way.
+    config["ENGINE"] = "orchestrator_project.database"
     config["CONN_MAX_AGE"] = 0
     # Lets several test runs share one server without dropping each other's test database.
     config["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME", f"test_{config['NAME']}")}
@@ -323,22 +348,29 @@ WHITENOISE_USE_FINDERS = DEBUG or TESTING
 
 LOGIN_URL = "/admin/login/"
 
-# --- Security (production defaults; `manage.py check --deploy` is clean with DEBUG off) ------------
+# --- Security (production defaults; `manage.py check --deploy` is clean behind an HTTPS proxy) -----
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the dashboard's JavaScript reads it to call the API
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
-    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    # Probes and scrapers talk plain HTTP inside the cluster.
-    SECURE_REDIRECT_EXEMPT = [r"^health", r"^metrics", r"^status"]
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Sent on HTTPS responses only (SecurityMiddleware checks request.is_secure()), so harmless on plain HTTP.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+# HTTPS is known to be on offer only through a trusted proxy (the service itself speaks plain HTTP).
+# Behind one, plain requests are redirected and cookies are Secure; without one (`make run` on
+# loopback) a redirect would point at a port that speaks no TLS and a Secure cookie would never come
+# back. Trusting X-Forwarded-Proto with no proxy would let any client claim HTTPS.
+_BEHIND_HTTPS_PROXY = NUM_PROXIES > 0
+if NUM_PROXIES > 0:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _BEHIND_HTTPS_PROXY)
+# Probes and scrapers talk plain HTTP inside the cluster.
+SECURE_REDIRECT_EXEMPT = [r"^health", r"^metrics", r"^status"]
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _BEHIND_HTTPS_PROXY)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", _BEHIND_HTTPS_PROXY)
 
 # --- REST framework and OpenAPI ------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -363,7 +395,7 @@ REST_FRAMEWORK = {
         "heartbeat": env_rate("HEARTBEAT_RATE", "6000/min"),
     },
     "EXCEPTION_HANDLER": "orchestrator_project.exceptions.exception_handler",
-    "NUM_PROXIES": env_int("NUM_PROXIES", 0, minimum=0),
+    "NUM_PROXIES": NUM_PROXIES,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -409,7 +441,8 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "orchestrator-test" if TESTI
 # --- Logging ---------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 # `json`: one object per line with request_id / task_id, for log collectors. `plain`: for a terminal.
-LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEBUG else "json")
+# Plain for a terminal (`make run`, `make dev`), JSON where a collector reads the logs.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEBUG or EMBEDDED_SERVICES else "json")
 if LOG_FORMAT not in ("json", "plain"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, got {LOG_FORMAT!r}")
 LOGGING = {
@@ -429,7 +462,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "httpx": {"level": "WARNING"},
-        # Uvicorn's own lines (start, stop, errors) in our format; its access log is off (runstack.py).
+        # Uvicorn's own lines (start, stop, errors) in our format; its access log is off (--no-access-log).
         "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
         # Configuring "uvicorn" would otherwise re-attach its access logger, which --no-access-log
         # detached: uvicorn checks for handlers, and a second line per request cost the event loop.
@@ -439,8 +472,19 @@ LOGGING = {
     },
 }
 
-# Default superuser created by `make run` when none is configured.
-DEV_SUPERUSER_USERNAME = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
+# The superuser `make run` makes (manage.py ensure_superuser): the password given, or on one machine a
+# random one shown once; never a default one.
+SUPERUSER_USERNAME = env_str("DJANGO_SUPERUSER_USERNAME", "admin")
+SUPERUSER_PASSWORD = env_str("DJANGO_SUPERUSER_PASSWORD")
+
+# --- `make run`'s supervisor (orchestrator_project/runstack.py) --------------------------------------
+# A crashed web, worker or beat is restarted after RUNSTACK_BACKOFF_INITIAL seconds, doubling with each
+# further crash of that process within RUNSTACK_CRASH_WINDOW seconds (at most RUNSTACK_BACKOFF_MAX);
+# its RUNSTACK_CRASH_LIMIT-th crash within the window stops everything with a non-zero exit.
+RUNSTACK_BACKOFF_INITIAL = env_float("RUNSTACK_BACKOFF_INITIAL", 1.0, minimum=0)
+RUNSTACK_BACKOFF_MAX = env_float("RUNSTACK_BACKOFF_MAX", 30.0, minimum=0)
+RUNSTACK_CRASH_LIMIT = env_int("RUNSTACK_CRASH_LIMIT", 5, minimum=1)
+RUNSTACK_CRASH_WINDOW = env_float("RUNSTACK_CRASH_WINDOW", 120.0, minimum=1)
 
 if TESTING:
     # Test users are created by the hundred; a deliberately slow hash would dominate the suite's time.

@@ -7,10 +7,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from orchestrator_project.accounts.views import TokenView
 from orchestrator_project.outbox.views import ReplayView
 
-admin.site.site_header = "Agent Orchestrator"
-admin.site.site_title = "Agent Orchestrator"
-admin.site.index_title = "Operations"
-
 
 @csrf_exempt
 def api_not_found(request, *args, **kwargs):

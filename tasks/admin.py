@@ -1,14 +1,15 @@
 import json
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
+from orchestrator_project.admin_verbs import Report, Verb, VerbsMixin
 from orchestrator_project.errors import DomainError
 
 from . import services
-from .models import Task, TaskEvent, TaskStatus
+from .models import CANCELLABLE_STATUSES, RETRYABLE_BY_OPERATOR, Task, TaskEvent, TaskStatus
 
 STATUS_COLOURS = {
     TaskStatus.PENDING: "#6c757d",
@@ -62,15 +63,56 @@ def _pretty(value):
     )
 
 
+def _each(service):
+    """Run `service(request, task_id)` per task; a refusal (the task's state forbids it, or it is gone)
+    is reported."""
+
+    def run(request, ids):
+        report = Report()
+        for task_id in ids:
+            try:
+                service(request, task_id)
+                report.done += 1
+            except DomainError as exc:  # Conflict (the task's state), NotFound (deleted meanwhile)
+                report.refused.append(f"{task_id} ({exc.message})")
+        return report
+
+    return run
+
+
+VERBS = (
+    Verb(
+        "retry_tasks",
+        "Retry",
+        "Retry selected failed/cancelled tasks",
+        "Retried {n} task(s).",
+        _each(lambda request, task_id: services.retry_task(task_id=task_id)),
+        offered=lambda task: task.status in RETRYABLE_BY_OPERATOR,
+    ),
+    Verb(
+        "cancel_tasks",
+        "Cancel",
+        "Cancel selected tasks",
+        "Cancelled {n} task(s).",
+        _each(
+            lambda request, task_id: services.cancel_task(
+                task_id=task_id, reason=f"cancelled by {request.user} in the admin"
+            )
+        ),
+        offered=lambda task: task.status in CANCELLABLE_STATUSES,
+    ),
+)
+
+
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(VerbsMixin, admin.ModelAdmin):
     list_display = ["task_id", "type", "coloured_status", "priority", "assigned_agent_id", "attempts", "age"]
     list_filter = [DeadLetterFilter, "status", "priority", "type", "auto_dispatch"]
     search_fields = ["=task_id", "type", "description", "=idempotency_key"]
     list_per_page = 50
     show_full_result_count = False  # counting millions of rows on every page view is not worth it
     ordering = ["-created_at"]
-    actions = ["retry_tasks", "cancel_tasks"]
+    verbs = VERBS
     inlines = [TaskEventInline]
     readonly_fields = [
         "task_id",
@@ -111,11 +153,16 @@ class TaskAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        # A task changes only through its verbs: the change page is read-only, even for operators.
         return (
             False
             if obj is not None and request.method == "POST"
             else super().has_change_permission(request, obj)
         )
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context.update(show_save=False, show_save_and_continue=False, show_save_and_add_another=False)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="status", ordering="status")
     def coloured_status(self, task):
@@ -136,23 +183,3 @@ class TaskAdmin(admin.ModelAdmin):
     @admin.display(description="error")
     def pretty_error(self, task):
         return _pretty(task.error)
-
-    def _each(self, request, queryset, verb, action):
-        done, refused = 0, []
-        for task_id in queryset.values_list("task_id", flat=True):
-            try:
-                action(task_id=task_id)
-                done += 1
-            except DomainError as exc:
-                refused.append(f"{task_id}: {exc.message}")
-        self.message_user(request, f"{verb} {done} task(s).", messages.SUCCESS)
-        if refused:
-            self.message_user(request, "Not changed: " + "; ".join(refused[:10]), messages.WARNING)
-
-    @admin.action(description="Retry selected failed/cancelled tasks")
-    def retry_tasks(self, request, queryset):
-        self._each(request, queryset, "Retried", services.retry_task)
-
-    @admin.action(description="Cancel selected tasks")
-    def cancel_tasks(self, request, queryset):
-        self._each(request, queryset, "Cancelled", services.cancel_task)

@@ -15,7 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-from orchestrator_project.runstack import web_command
+from orchestrator_project.process_commands import web_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,6 +35,8 @@ def child_env(**extra):
         DEBUG="true",
         PYTHONUNBUFFERED="1",
         ORCHESTRATOR_TESTING="false",
+        # The fake agents listen on loopback, which by default only the embedded mode lets agents use.
+        AGENT_ALLOWED_NETWORKS="127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7",
     )
     env.update({key: str(value) for key, value in extra.items()})
     return env
@@ -111,15 +113,14 @@ def free_port():
 
 
 def web_server_command(port):
-    """The production web command (orchestrator_project/runstack.py), run from this venv on loopback."""
-    return web_command("127.0.0.1", port, python=sys.executable)
+    """The production web command (orchestrator_project/process_commands.py) on loopback, with one
+    process: then Uvicorn imports the application before it binds, and an open port means ready."""
+    return web_command(host="127.0.0.1", port=port, workers=1, grace=20, python=sys.executable)
 
 
 def launch_web(name, log_dir, port, env):
-    """The web server on `port` with exactly `env`; returns once it accepts connections.
-
-    Uvicorn imports the application (Django set up, URLs and middleware loaded) before it binds, so an
-    open port means it is ready to serve."""
+    """The web server on `port` with exactly `env`; returns once it accepts connections, which with one
+    process means it is ready to serve (see web_server_command)."""
     child = Child(name, web_server_command(port), env, log_dir)
     child.port = port
     child.url = f"http://127.0.0.1:{port}"

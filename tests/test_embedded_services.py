@@ -23,8 +23,8 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 # Variables that would make a child use the test session's servers (or settings) instead of its own.
 _INHERITED = ("DATABASE_URL", "REDIS_URL", "ORCHESTRATOR_VAR_DIR", "EMBEDDED_POSTGRES_PORT",
-              "EMBEDDED_REDIS_PORT", "SERVICE_PORT", "ORCHESTRATOR_TESTING", "DEBUG",
-              "MAKEFLAGS", "MAKELEVEL", "MFLAGS")  # fmt: skip
+              "EMBEDDED_REDIS_PORT", "SERVICE_HOST", "SERVICE_PORT", "ORCHESTRATOR_TESTING", "DEBUG",
+              "SECRET_KEY", "WEB_CONCURRENCY", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")  # fmt: skip
 
 
 def free_port():

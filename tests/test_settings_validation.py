@@ -48,6 +48,12 @@ def boot_with(*, unset=(), **env):
         ("EVENT_RELAY_BATCH", "many", "EVENT_RELAY_BATCH must be an integer"),
         ("EVENT_REDIS_URL", "localhost:6379", "EVENT_REDIS_URL must be a URL"),
         ("KAFKA_SECURITY_PROTOCOL", "tls", "KAFKA_SECURITY_PROTOCOL must be one of"),
+        ("WEB_CONCURRENCY", "all", "WEB_CONCURRENCY must be an integer"),
+        ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be >= 1"),
+        ("WORKER_CONCURRENCY", "-4", "WORKER_CONCURRENCY must be >= 1"),
+        ("NUM_PROXIES", "-1", "NUM_PROXIES must be >= 0"),
+        ("RUNSTACK_CRASH_LIMIT", "0", "RUNSTACK_CRASH_LIMIT must be >= 1"),
+        ("RUNSTACK_BACKOFF_INITIAL", "soon", "RUNSTACK_BACKOFF_INITIAL must be a number"),
     ],
 )
 def test_it_refuses_to_start_with_a_bad_value_naming_the_variable(variable, value, message):
@@ -99,7 +105,7 @@ def test_the_seed_database_url_spelling_is_accepted():
 
     db = _database_config("postgresql+asyncpg://user:pw@db.example:5433/surveillance")
     assert (db["ENGINE"], db["HOST"], db["PORT"], db["NAME"], db["USER"]) == (
-        "django.db.backends.postgresql",
+        "orchestrator_project.database",  # Django's psycopg backend, counted for django-prometheus
         "db.example",
         5433,
         "surveillance",

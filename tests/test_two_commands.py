@@ -1,11 +1,17 @@
 """`make run` serves /health, /admin/ and /docs, with its own embedded Postgres and Redis when the URLs are
 unset and with the given servers (starting nothing) when they are set; one Ctrl-C stops web, worker and
-beat. These start the real thing through make, the way the README says to.
+beat. With no URLs it is the production configuration on loopback: DEBUG off, a secret key kept in var/
+across restarts, a superuser with a random password shown once, a web process per core. These start the
+real thing through make, the way the README says to.
 """
 
 import os
+import re
+import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +23,7 @@ import psycopg
 import pytest
 from django.conf import settings
 
+from orchestrator_project.machine import usable_cpu_count
 from tests.test_embedded_services import REPO, embedded_command, embedded_env, free_port, port_answers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -55,7 +62,7 @@ class Stack:
         raise AssertionError(f"/health did not answer within {START_DEADLINE}s:\n{self.output()}")
 
     def wait_for_processes(self):
-        """web, worker and beat: the processes below make, by role."""
+        """web, worker, beat and the event relay: the processes below make, by role."""
         deadline = time.monotonic() + START_DEADLINE
         while time.monotonic() < deadline:
             roles = {}
@@ -67,11 +74,13 @@ class Stack:
                     roles["worker"] = proc
                 elif "celery" in with_args and " beat" in with_args:
                     roles["beat"] = proc
-            if len(roles) == 3:
-                self.children = list(roles.values())
+                elif "relay_events" in with_args:
+                    roles["relay"] = proc
+            if len(roles) == 4:
+                self.children = psutil.Process(self.make.pid).children(recursive=True)
                 return roles
             time.sleep(0.2)
-        raise AssertionError(f"web, worker and beat did not all start:\n{self.output()}")
+        raise AssertionError(f"web, worker, beat and relay did not all start:\n{self.output()}")
 
     def interrupt(self):
         """What a Ctrl-C in the terminal does: SIGINT to the foreground process group."""
@@ -121,30 +130,105 @@ def assert_the_first_lines_say_where_things_are(stack):
         assert f"{stack.base}{where}" in first_lines, first_lines
 
 
+def assert_the_relay_leads(base):
+    """The default sink (Redis Streams) needs nothing more: the relay takes the lead and publishes."""
+    deadline = time.monotonic() + START_DEADLINE
+    while not httpx.get(f"{base}/health/detailed", timeout=10).json()["checks"]["event_relay"].get("leader"):
+        assert time.monotonic() < deadline, "the event relay never took the lead"
+        time.sleep(0.2)  # polling interval
+
+
 def assert_one_ctrl_c_stops_web_worker_and_beat(stack):
-    children = list(stack.wait_for_processes().values())
+    stack.wait_for_processes()
+    everything = list(stack.children)  # Uvicorn's worker processes too
     stack.interrupt()
-    assert wait_until_gone(children) == []
+    assert wait_until_gone(everything) == []
     assert not port_answers(stack.env["SERVICE_PORT"])
 
 
-def test_make_run_with_no_urls_starts_its_own_postgres_and_redis(tmp_path):
-    var_dir = tmp_path / "var"
-    env = embedded_env(var_dir, SERVICE_HOST="127.0.0.1", SERVICE_PORT=str(free_port()),
-                       CELERY_QUEUE=f"two-commands-{uuid.uuid4().hex[:8]}")  # fmt: skip
+def the_password_shown(output):
+    shown = re.findall(r"^Created superuser 'admin' with the password (\S+)$", output, re.M)
+    assert len(shown) == 1, output
+    return shown[0]
+
+
+def log_in_to_the_admin(base, password):
+    """A browser's login: the form's CSRF token, then the POST; returns the session's cookies."""
+    with httpx.Client(base_url=base, timeout=10) as browser:
+        form = browser.get("/admin/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+        login = browser.post(
+            "/admin/login/?next=/admin/",
+            data={"username": "admin", "password": password, "csrfmiddlewaretoken": token},
+        )
+        assert login.status_code == 302 and login.headers["location"] == "/admin/", login.text[:2000]
+        assert browser.get("/admin/").status_code == 200
+        return dict(browser.cookies)
+
+
+def assert_it_is_production_on_loopback(stack, roles):
+    # DEBUG off: a missing page is a plain 404, not Django's list of URL patterns.
+    missing = httpx.get(f"{stack.base}/no-such-page", timeout=10)
+    assert missing.status_code == 404 and "URL patterns" not in missing.text
+    assert httpx.get(f"{stack.base}/admin/login/", timeout=10).headers["x-frame-options"] == "DENY"
+    web = roles["web"]
+    listening = {c.laddr for c in web.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+    assert {(address.ip, address.port) for address in listening} == {
+        ("127.0.0.1", int(stack.env["SERVICE_PORT"]))
+    }
+    # One Uvicorn worker process per usable core, under the parent the supervisor started.
+    workers = [p for p in web.children() if "multiprocessing.spawn" in " ".join(p.cmdline())]
+    assert len(workers) == usable_cpu_count()
+
+
+@pytest.fixture
+def var_dir():
+    """A var dir outside pytest's own temporary tree. As root the embedded PostgreSQL runs as another
+    user, who must be able to reach its data directory; pytest makes /tmp/pytest-of-root private again
+    whenever any session starts, and other sessions may be running on this machine."""
+    path = Path(tempfile.mkdtemp(prefix="orchestrator-make-run-"))
+    path.chmod(0o755)
+    yield path / "var"
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_make_run_with_no_urls_starts_its_own_postgres_and_redis(tmp_path, var_dir):
+    env = embedded_env(
+        var_dir, SERVICE_PORT=str(free_port()), CELERY_QUEUE=f"two-commands-{uuid.uuid4().hex[:8]}"
+    )
+    env.pop("DJANGO_SUPERUSER_USERNAME", None)
     env.pop("DJANGO_SUPERUSER_PASSWORD", None)
     stack = Stack(env, tmp_path / "make-run.log")
+    again = None
     try:
         stack.wait_until_healthy()
         assert_it_serves_health_admin_and_docs(stack.base)
         assert_the_first_lines_say_where_things_are(stack)
-        assert "admin / admin" in stack.output()
+        assert_it_is_production_on_loopback(stack, stack.wait_for_processes())
+        assert_the_relay_leads(stack.base)
+        # A superuser with a password of its own, shown once; the secret key kept where only we read it.
+        password = the_password_shown(stack.output())
+        assert password != "admin" and "admin / admin" not in stack.output()
+        session = log_in_to_the_admin(stack.base, password)
+        key_file = var_dir / "secret_key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        key = key_file.read_text()
         # Its servers run from the var dir it was given, on the ports it was given.
         assert (var_dir / "postgres" / "PG_VERSION").exists() and (var_dir / "redis.pid").exists()
         assert port_answers(env["EMBEDDED_POSTGRES_PORT"]) and port_answers(env["EMBEDDED_REDIS_PORT"])
         assert_one_ctrl_c_stops_web_worker_and_beat(stack)
+
+        # Started again: the same key (the session from before still logs in), no new password shown.
+        again = Stack(env, tmp_path / "make-run-again.log")
+        again.wait_until_healthy()
+        assert key_file.read_text() == key
+        assert httpx.get(f"{again.base}/admin/", cookies=session, timeout=10).status_code == 200
+        assert "with the password" not in again.output()
+        assert_one_ctrl_c_stops_web_worker_and_beat(again)
     finally:
-        stack.kill()
+        for started in (stack, again):
+            if started is not None:
+                started.kill()
         stopped = embedded_command(env, "stop")
     assert stopped.returncode == 0, stopped.stderr
     assert not port_answers(env["EMBEDDED_POSTGRES_PORT"]) and not port_answers(env["EMBEDDED_REDIS_PORT"])
@@ -170,7 +254,7 @@ def test_make_run_with_urls_uses_those_servers_and_starts_nothing(tmp_path, own_
         var_dir,
         DATABASE_URL=own_database_url,
         REDIS_URL=redis_url,
-        # Explicit URLs otherwise mean production (DEBUG off, a real SECRET_KEY, HTTPS only); this is a
+        # Explicit URLs otherwise mean a deployment (DEBUG off, a SECRET_KEY of its own); this is a
         # developer pointing `make run` at servers of their own.
         DEBUG="true",
         SERVICE_HOST="127.0.0.1",

@@ -6,6 +6,16 @@ Agents authenticate with their own token and appear as an `AgentPrincipal`, neve
 OPERATORS = "operators"
 VIEWERS = "viewers"
 
+# The roles' model permissions, which the admin checks: for every model of each app, these actions.
+# The groups are given exactly these by a migration and again after every `migrate` (permissions.py
+# in this package), so a model added to one of these apps later is covered as soon as it is migrated.
+ROLE_PERMISSIONS = {
+    # change: edit an agent's settings, and the admin's verbs (drain, resume, mark offline, reset a
+    # circuit; retry, cancel). delete: unregister an agent (its work is handed back first).
+    OPERATORS: {"agents": ("view", "change", "delete"), "tasks": ("view", "change")},
+    VIEWERS: {"agents": ("view",), "tasks": ("view",)},
+}
+
 
 class AgentPrincipal:
     """The identity of a request made with an agent's token."""
@@ -52,3 +62,13 @@ def is_viewer(user):
     if not user or not user.is_authenticated or is_agent(user) or not user.is_active:
         return False
     return VIEWERS in _group_names(user)
+
+
+def can_use_admin(user):
+    """Django's staff, or anyone with a role: being given a role is all it takes to log into the admin.
+
+    What a user then sees there is up to their model permissions: a staff user with no role sees nothing.
+    """
+    if not user or not user.is_authenticated or is_agent(user) or not user.is_active:
+        return False
+    return user.is_staff or is_viewer(user)

@@ -1,8 +1,9 @@
-/* Operator dashboard: starts from /dashboard/api/summary, then follows /ws/tasks/ and /ws/agents/.
+/* Operator dashboard: follows /ws/tasks/ and /ws/agents/ for its tiles and tables, and polls
+ * /dashboard/api/summary for the rest (queue by capability, charts, version, workers, beat).
  *
- * Tasks and agents are kept in maps keyed by id; an event older than what we hold for that id is
- * ignored (a reconnect's snapshot may be newer than an event still in flight). Counters and charts are
- * refreshed from the summary endpoint, at most once a second while events flow and every 5 s otherwise.
+ * Tiles and rows are drawn together from one state (board.js): each socket's snapshot sets it, each
+ * event moves an item and its count at once, and what the state cannot place asks the socket for a
+ * fresh snapshot. The summary is refreshed at most once a second while events flow, every 5 s otherwise.
  */
 (function () {
   "use strict";
@@ -10,12 +11,13 @@
   var root = document.getElementById("dashboard");
   if (!root) return;
   var SUMMARY_URL = root.dataset.summaryUrl;
+  // Viewers get no buttons: the API would refuse what they ask.
+  var CAN_OPERATE = root.dataset.canOperate === "true";
   var MAX_TASK_ROWS = 50;
-  var TASK_STATUSES = ["pending", "assigned", "running", "completed", "failed", "cancelled"];
-  var AGENT_STATUSES = ["online", "draining", "unhealthy", "offline"];
+  // A fresh snapshot now and then mends what a lost event (Redis away, say) left stale.
+  var RESNAPSHOT_MS = 30000;
 
-  var tasks = new Map();
-  var agents = new Map();
+  var board = { tasks: window.OrchestratorBoard.tasks(), agents: window.OrchestratorBoard.agents() };
   var sockets = {};
   var charts = {};
   var summaryTimer = null;
@@ -55,14 +57,6 @@
     return Math.round(seconds / 60) + " min";
   }
 
-  function newer(current, incoming) {
-    if (!current) return true;
-    if ((incoming.attempt || 0) !== (current.attempt || 0) && incoming.attempt !== undefined) {
-      return (incoming.attempt || 0) > (current.attempt || 0);
-    }
-    return Date.parse(incoming.timestamp) >= Date.parse(current.timestamp);
-  }
-
   function showMessage(text, isError) {
     var node = $("dash-message");
     node.textContent = text;
@@ -87,21 +81,31 @@
   }
 
   // --- WebSockets -------------------------------------------------------------------------------
-  function connect(name, path, onSnapshot, onEvents) {
+  function connect(name, path) {
     var entry = sockets[name] || (sockets[name] = { state: "connecting", retry: 0 });
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var ws = new WebSocket(scheme + location.host + path);
     entry.ws = ws;
+    entry.asked = false;
     ws.onmessage = function (message) {
       var data = JSON.parse(message.data);
+      var store = board[name];
       if (data.type === "snapshot") {
         entry.state = "live";
         entry.retry = 0;
+        entry.asked = false;
+        store.reset(data[name], data.counts, data.complete_after);
         updateIndicator();
-        onSnapshot(data);
       } else if (data.type === "batch") {
-        onEvents(data.events);
+        var placed = data.events.map(function (event) { return store.apply(event); });
+        if (placed.indexOf(false) >= 0) askSnapshot(name);
+        scheduleSummary(1000);
+      } else if (data.type === "error") {
+        showMessage(data.detail, true);
+        entry.asked = false;
+        return;
       }
+      render(); // tiles and rows, from the state just changed, in one go
     };
     ws.onclose = function (event) {
       if (event.code === 4401 || event.code === 4403) {
@@ -112,35 +116,23 @@
       entry.state = "reconnecting";
       updateIndicator();
       var delay = Math.min(10000, 500 * Math.pow(2, entry.retry++)) * (0.5 + Math.random() / 2);
-      setTimeout(function () { connect(name, path, onSnapshot, onEvents); }, delay);
+      setTimeout(function () { connect(name, path); }, delay);
     };
   }
 
-  function applyTasks(events, fromSnapshot) {
-    events.forEach(function (event) {
-      var current = tasks.get(event.task_id);
-      if (!fromSnapshot && !newer(current, event)) return;
-      tasks.set(event.task_id, Object.assign({}, current || {}, event));
-    });
-    renderTasks();
-    scheduleSummary(1000);
-  }
-
-  function applyAgents(events) {
-    events.forEach(function (event) {
-      var current = agents.get(event.agent_id);
-      if (current && Date.parse(event.timestamp) < Date.parse(current.timestamp)) return;
-      agents.set(event.agent_id, Object.assign({}, current || {}, event));
-    });
-    renderAgents();
-    scheduleSummary(1000);
+  function askSnapshot(name) {
+    var entry = sockets[name];
+    if (!entry || entry.asked || !entry.ws || entry.ws.readyState !== WebSocket.OPEN) return;
+    entry.asked = true;
+    entry.ws.send(JSON.stringify({ type: "snapshot" }));
   }
 
   // --- rendering --------------------------------------------------------------------------------
-  function renderCounters(id, counts, order, kind) {
+  function renderCounters(id, store, kind) {
     var box = $(id);
+    var counts = store.counts;
     box.textContent = "";
-    order.forEach(function (status) {
+    Object.keys(counts).forEach(function (status) {
       box.appendChild(el("div", { className: "counter " + kind + "-" + status, "data-status": status }, [
         el("span", { className: "value", text: String(counts[status] || 0) }),
         el("span", { className: "name", text: status }),
@@ -163,27 +155,23 @@
   }
 
   function renderTasks() {
-    var rows = Array.from(tasks.values()).sort(function (a, b) {
-      return Date.parse(b.created_at || b.timestamp) - Date.parse(a.created_at || a.timestamp);
-    });
-    // Forget what falls off the table so that a long-open page does not grow without bound.
-    rows.slice(MAX_TASK_ROWS * 4).forEach(function (task) { tasks.delete(task.task_id); });
+    var rows = board.tasks.sorted(function (a, b) { return Date.parse(b.created_at) - Date.parse(a.created_at); });
     var tbody = $("tasks-table").tBodies[0];
     tbody.textContent = "";
     if (!rows.length) return emptyRow(tbody, 8, "No task yet.");
     rows.slice(0, MAX_TASK_ROWS).forEach(function (task) {
       var actions = el("td", { className: "actions" });
-      if (task.status === "failed" || task.status === "cancelled") {
+      if (CAN_OPERATE && (task.status === "failed" || task.status === "cancelled")) {
         actions.appendChild(actionButton("Retry", function () {
           callApi("POST", "/api/v1/tasks/" + task.task_id + "/retry", "Retry requested");
         }));
       }
-      if (["pending", "assigned", "running"].indexOf(task.status) >= 0) {
+      if (CAN_OPERATE && ["pending", "assigned", "running"].indexOf(task.status) >= 0) {
         actions.appendChild(actionButton("Cancel", function () {
           callApi("DELETE", "/api/v1/tasks/" + task.task_id, "Cancel requested");
         }));
       }
-      var agent = task.agent_id ? agents.get(task.agent_id) : null;
+      var agent = task.agent_id ? board.agents.items.get(task.agent_id) : null;
       tbody.appendChild(el("tr", { "data-task-id": task.task_id, "data-status": task.status }, [
         el("td", { className: "mono", title: task.task_id, text: task.task_id.slice(0, 8) }),
         el("td", { text: task.task_type || "" }),
@@ -198,7 +186,7 @@
   }
 
   function renderAgents() {
-    var rows = Array.from(agents.values()).sort(function (a, b) { return (a.name || "").localeCompare(b.name || ""); });
+    var rows = board.agents.sorted(function (a, b) { return (a.name || "").localeCompare(b.name || ""); });
     var tbody = $("agents-table").tBodies[0];
     tbody.textContent = "";
     if (!rows.length) return emptyRow(tbody, 6, "No agent registered.");
@@ -209,11 +197,11 @@
         el("span", { className: "load-fill", style: "width:" + Math.min(100, Math.round(100 * load / max)) + "%" }),
       ]);
       var actions = el("td", { className: "actions" });
-      if (agent.status === "draining") {
+      if (CAN_OPERATE && agent.status === "draining") {
         actions.appendChild(actionButton("Resume", function () {
           callApi("POST", "/api/v1/agents/" + agent.agent_id + "/resume", "Resume requested");
         }));
-      } else if (agent.status !== "offline") {
+      } else if (CAN_OPERATE && agent.status !== "offline") {
         actions.appendChild(actionButton("Drain", function () {
           callApi("POST", "/api/v1/agents/" + agent.agent_id + "/drain", "Drain requested");
         }));
@@ -278,9 +266,14 @@
     }
   }
 
+  function render() {
+    renderCounters("agent-counters", board.agents, "agent");
+    renderCounters("task-counters", board.tasks, "task");
+    renderAgents();
+    renderTasks();
+  }
+
   function renderSummary(summary) {
-    renderCounters("agent-counters", summary.agents.by_status, AGENT_STATUSES, "agent");
-    renderCounters("task-counters", summary.tasks.by_status, TASK_STATUSES, "task");
     renderQueue(summary.queue.by_capability);
     renderCharts(summary.rates);
     $("meta-version").textContent = summary.version;
@@ -297,27 +290,21 @@
   }
 
   // --- data loading -----------------------------------------------------------------------------
-  function loadSummary(initial) {
+  function loadSummary() {
     lastSummaryAt = Date.now();
     return fetch(SUMMARY_URL, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
         if (!response.ok) throw new Error("summary: HTTP " + response.status);
         return response.json();
       })
-      .then(function (summary) {
-        renderSummary(summary);
-        if (initial) {
-          applyAgents(summary.agent_list);
-          applyTasks(summary.recent_tasks, true);
-        }
-      })
+      .then(renderSummary)
       .catch(function (error) { showMessage(error.message, true); });
   }
 
   function scheduleSummary(delay) {
     if (summaryTimer) return;
     var wait = Math.max(delay, 1000 - (Date.now() - lastSummaryAt));
-    summaryTimer = setTimeout(function () { summaryTimer = null; loadSummary(false); }, wait);
+    summaryTimer = setTimeout(function () { summaryTimer = null; loadSummary(); }, wait);
   }
 
   function callApi(method, url, done) {
@@ -338,13 +325,12 @@
     });
   }
 
-  loadSummary(true).then(function () {
-    connect("tasks", "/ws/tasks/", function (data) { applyTasks(data.tasks, true); }, function (events) {
-      applyTasks(events, false);
-    });
-    connect("agents", "/ws/agents/", function (data) { applyAgents(data.agents); }, applyAgents);
-    updateIndicator();
-  });
+  render();
+  loadSummary();
+  connect("tasks", "/ws/tasks/?counts=true");
+  connect("agents", "/ws/agents/?counts=true");
+  updateIndicator();
+  setInterval(function () { askSnapshot("tasks"); askSnapshot("agents"); }, RESNAPSHOT_MS);
   setInterval(tick, 1000);
   setInterval(function () { scheduleSummary(0); }, 5000);
   window.addEventListener("resize", function () {

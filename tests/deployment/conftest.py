@@ -24,19 +24,14 @@ from tests.tasks.conftest import fake_agents, register, wait_until  # noqa: F401
 CAPABILITY = "document_analysis"
 
 
-def production_web_command(port):
-    """The Dockerfile's CMD (the web server as deployed), run from .venv on a loopback port."""
+def production_command(role, *extra):
+    """The production image's command for `role` (web, worker or beat: its CMD names the launcher, and
+    Compose and Kubernetes run the same one with the other roles; deploy/validate.sh checks that), run
+    from .venv. Settings come from the environment, as in a container."""
     [line] = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD [")]
     argv = json.loads(line.removeprefix("CMD "))
-    assert argv[0] == "uvicorn", argv
-    args = [sys.executable, "-m", "uvicorn", *argv[1:]]
-    args[args.index("--host") + 1] = "127.0.0.1"
-    args[args.index("--port") + 1] = str(port)
-    return args
-
-
-def celery(*args):
-    return [sys.executable, "-m", "celery", "-A", "orchestrator_project", "--quiet", *args]
+    assert argv[:3] == ["python", "-m", "orchestrator_project.serve"], argv
+    return [sys.executable, *argv[1:-1], role, *extra]
 
 
 class Deployment:
@@ -47,35 +42,38 @@ class Deployment:
         self.env = env
         self.children = []
 
-    def _start(self, name, args, **env):
+    def _start(self, name, role, args, **env):
         child = Child(name, args, child_env(**{**self.env, **env}), self.log_dir)
+        child.role = role
         self.children.append(child)
         return child
 
-    def web(self, name):
+    def web(self, name, **env):
         port = free_port()
-        child = self._start(name, production_web_command(port), SERVICE_PORT=port)
+        child = self._start(
+            name, "web", production_command("web"), SERVICE_HOST="127.0.0.1", SERVICE_PORT=port, **env
+        )
         child.port = port
         child.url = f"http://127.0.0.1:{port}"
         return child
 
     def worker(self, name):
-        args = ["worker", "--loglevel", "INFO", "--pool", "threads", "--concurrency", "4", "-n", f"{name}@%h"]
-        return self._start(name, celery(*args, "--without-gossip", "--without-mingle"))
+        # Two workers on one host need names of their own; gossip and mingle only slow their start.
+        extra = ["-n", f"{name}@%h", "--without-gossip", "--without-mingle"]
+        return self._start(name, "worker", production_command("worker", *extra), WORKER_CONCURRENCY=4)
 
     def beat(self):
         # The production schedule (the migrations' rows): transactional tests truncate it between tests.
         for module in ("tasks.migrations.0002_beat_schedule", "agents.migrations.0003_beat_schedules"):
             migration = importlib.import_module(module)
             (getattr(migration, "create_schedule", None) or migration.create_schedules)(apps, None)
-        scheduler = "django_celery_beat.schedulers:DatabaseScheduler"
-        return self._start("beat", celery("beat", "--loglevel", "INFO", "--scheduler", scheduler))
+        return self._start("beat", "beat", production_command("beat"))
 
     def wait_until_ready(self):
         for child in self.children:
-            if "celery" in child.proc.args and "worker" in child.proc.args:
+            if child.role == "worker":
                 child.wait_for_output("ready.", timeout=60)
-            elif "beat" in child.proc.args:
+            elif child.role == "beat":
                 child.wait_for_output("beat: Starting", timeout=60)
             else:
                 wait_until(lambda c=child: self._answers(c), timeout=60, message=f"{child.name} to answer")
@@ -214,6 +212,11 @@ class EventStream:
             self._connected.set()
             with self._changed:
                 self._changed.notify_all()
+
+    @property
+    def local_port(self):
+        """This client's end of the connection (the server sees it as the peer's port)."""
+        return self._socket.writer.get_extra_info("sockname")[1]
 
     def seen(self, status):
         """Ids of the tasks this client was told reached `status`."""

@@ -12,12 +12,23 @@ def _edit(path, old, new):
 
 
 def test_the_deploy_check_reports_each_broken_artifact_and_exits_non_zero(tmp_path):
-    for name in ("Dockerfile", "docker-compose.yml", "orchestrator_project/runstack.py"):
+    for name in ("Dockerfile", "docker-compose.yml", "orchestrator_project/process_commands.py"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
-    # A Uvicorn flag that does not exist (the real one is --timeout-keep-alive) ...
-    _edit(tmp_path / "Dockerfile", '"--no-access-log",', '"--keep-alive-timeout", "60",')
+    # A Uvicorn flag that does not exist (the real one is --timeout-keep-alive) in the web command ...
+    _edit(
+        tmp_path / "orchestrator_project/process_commands.py",
+        '"--no-access-log",',
+        '"--keep-alive-timeout", "60",',
+    )
+    # ... an image that starts Uvicorn by hand instead of through `serve`, listening on loopback ...
+    _edit(
+        tmp_path / "Dockerfile",
+        '"orchestrator_project.serve", "web"]',
+        '"uvicorn", "orchestrator_project.asgi:application"]',
+    )
+    _edit(tmp_path / "Dockerfile", "SERVICE_HOST=0.0.0.0", "SERVICE_HOST=127.0.0.1")
     # ... a worker killed before its own shutdown grace is over ...
     _edit(
         tmp_path / "deploy/kubernetes/worker-deployment.yaml",
@@ -45,9 +56,11 @@ def test_the_deploy_check_reports_each_broken_artifact_and_exits_non_zero(tmp_pa
         timeout=120,
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    [rejected] = [line for line in result.stderr.splitlines() if "uvicorn rejects the Dockerfile CMD" in line]
-    assert "--keep-alive-timeout" in rejected.split("]: ", 1)[1]  # click's message names the bad flag
+    rejected = [line for line in result.stderr.splitlines() if "uvicorn rejects the web command" in line]
+    assert len(rejected) == 2  # with Compose's and with Kubernetes' settings
+    assert "--keep-alive-timeout" in rejected[0].split("): ", 1)[1]  # click's message names the bad flag
     assert "terminationGracePeriodSeconds must exceed WORKER_SHUTDOWN_GRACE" in result.stderr
     assert "the web's terminationGracePeriodSeconds (30) must exceed the preStop sleep (5)" in result.stderr
     assert "service.yaml does not match the Kubernetes schema" in result.stderr
-    assert "web: Dockerfile/Compose" in result.stderr  # the image's command no longer matches the others
+    assert "Dockerfile CMD ['python', '-m', 'uvicorn'" in result.stderr  # not the command of the others
+    assert "the Dockerfile must set SERVICE_HOST to 0.0.0.0" in result.stderr

@@ -156,13 +156,18 @@ def start_web_server(port, env, name):
 
 
 class FakeAgent(BaseHTTPRequestHandler):
-    """Answers `POST /execute` after a short think, with a result echoing the task."""
+    """Answers `POST /execute` after a short think, with a result echoing the task. A subclass with a
+    `gate` (threading.Event) holds every call until the gate is set instead."""
 
     delay = 0.3
+    gate = None
 
     def do_POST(self):  # noqa: N802 (http.server's naming)
         body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
-        time.sleep(self.delay)
+        if self.gate is not None:
+            self.gate.wait(60)
+        else:
+            time.sleep(self.delay)
         payload = json.dumps({"result": {"echo": body.get("input_data"), "ok": True}}).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")

@@ -121,3 +121,46 @@ def test_without_redis_gauges_remain_and_the_store_is_reported_down(client):
 def test_django_prometheus_series_are_included(client):
     client.get("/health")
     assert any(name.startswith("django_http_requests") for name, _ in scrape(client))
+
+
+def _db_executions(samples):
+    return samples.get(("django_db_execute_total", (("alias", "default"), ("vendor", "postgresql"))), 0)
+
+
+def test_database_queries_are_counted(client):
+    before = _db_executions(scrape(client))
+    Task.objects.count()
+    assert _db_executions(scrape(client)) > before
+    assert any(name == "django_db_query_duration_seconds_count" for name, _ in scrape(client))
+
+
+def test_the_prepared_hot_statements_are_counted_too(db, settings):
+    """orchestrator_project/prepared.py makes its own cursors: they are counted like Django's."""
+    from django.db import connection
+    from prometheus_client import REGISTRY
+
+    from orchestrator_project.prepared import prepared_cursor
+
+    labels = {"alias": "default", "vendor": "postgresql"}
+    settings.DB_PREPARED_STATEMENTS = True
+    before = REGISTRY.get_sample_value("django_db_execute_total", labels) or 0
+    with prepared_cursor() as cursor:
+        for _ in range(3):
+            cursor.execute("SELECT %s::int AS counted_and_prepared", [1])
+    assert REGISTRY.get_sample_value("django_db_execute_total", labels) == before + 3
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%counted_and_prepared%%'"
+        )
+        assert cursor.fetchone()[0] == 1
+
+
+def test_a_failing_statement_is_counted_as_an_error_of_its_type(db):
+    from django.db import DatabaseError, connection, transaction
+    from prometheus_client import REGISTRY
+
+    labels = {"alias": "default", "vendor": "postgresql", "type": "UndefinedTable"}
+    before = REGISTRY.get_sample_value("django_db_errors_total", labels) or 0
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM no_such_table")
+    assert REGISTRY.get_sample_value("django_db_errors_total", labels) == before + 1

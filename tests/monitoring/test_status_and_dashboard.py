@@ -1,4 +1,4 @@
-"""/status for viewers, and the staff-only dashboard page, its JSON and its link from the admin."""
+"""/status for viewers, and the dashboard page (for roles), its JSON and its link from the admin."""
 
 from datetime import timedelta
 
@@ -59,12 +59,15 @@ def test_status_counts_agree_with_the_database(viewer_client):
     assert body["beat"]["state"] == "never"
 
 
-def test_dashboard_sends_anonymous_and_non_staff_users_to_the_admin_login(client, viewer):
+def test_dashboard_sends_anonymous_users_to_the_admin_login_and_refuses_users_without_a_role(client, nobody):
+    # Viewers and operators are let in: tests/test_roles_in_the_admin.py.
     response = client.get("/dashboard/")
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
-    client.force_login(viewer)
-    assert client.get("/dashboard/").status_code == 302
     assert client.get("/dashboard/api/summary").status_code == 302
+    for user in (nobody, make_watcher("stan-staff-no-role", staff=True)):
+        client.force_login(user)
+        assert client.get("/dashboard/").status_code == 403
+        assert client.get("/dashboard/api/summary").status_code == 403
 
 
 def test_dashboard_renders_in_the_admin_look_for_staff(client):

@@ -1,8 +1,10 @@
-"""Production settings: `manage.py check --deploy` is clean, and secrets come only from the environment.
+"""Production settings: `manage.py check --deploy` is clean behind an HTTPS proxy, HTTPS redirects and
+Secure cookies follow whether requests come through such a proxy (not DEBUG), and secrets come only from
+the environment.
 
 Each case is a fresh process with a production environment (DEBUG off, a long SECRET_KEY, the test
-servers' DATABASE_URL and REDIS_URL, ALLOWED_HOSTS), as a container would start it. They run at the same
-time: a Django start-up costs seconds on this machine.
+servers' DATABASE_URL and REDIS_URL, ALLOWED_HOSTS, one TLS-terminating proxy in front), as a container
+would start it. They run at the same time: a Django start-up costs seconds on this machine.
 """
 
 import json
@@ -30,6 +32,33 @@ from django.conf import settings as s
 print(json.dumps({"secrets": [s.SECRET_KEY, s.METRICS_TOKEN, s.NOTIFIER_SIGNING_SECRET], "debug": s.DEBUG}))
 """
 
+# Requests through the whole middleware stack of a production process, over plain HTTP, with and without
+# a proxy's word that the client used HTTPS.
+REQUESTS = """
+import json, django
+django.setup()
+from django.contrib.staticfiles import storage
+from django.test import Client
+# Static URLs without the manifest that `collectstatic` writes into a real deployment's image.
+storage.staticfiles_storage._wrapped = storage.StaticFilesStorage()
+def seen(response):
+    cookie = response.cookies.get("csrftoken")
+    return {
+        "status": response.status_code,
+        "location": response.headers.get("Location"),
+        "hsts": response.headers.get("Strict-Transport-Security"),
+        "secure_cookie": None if cookie is None else bool(cookie["secure"]),
+        "headers": {name: response.headers.get(name) for name in (
+            "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy", "Cross-Origin-Opener-Policy")},
+    }
+client = Client(HTTP_HOST="orchestrator.example.com")
+print(json.dumps({
+    "plain": seen(client.get("/admin/login/")),
+    "says_https": seen(client.get("/admin/login/", HTTP_X_FORWARDED_PROTO="https")),
+    "health": seen(client.get("/health")),
+}))
+"""
+
 
 def _database_url():
     db = settings.DATABASES["default"]
@@ -49,6 +78,8 @@ def production_env(**overrides):
         DATABASE_URL=_database_url(),
         REDIS_URL=settings.REDIS_URL,
         ALLOWED_HOSTS="orchestrator.example.com",
+        # Behind one reverse proxy that terminates TLS: the production setup docs/deployment.md describes.
+        NUM_PROXIES="1",
         METRICS_TOKEN=METRICS_TOKEN,
         NOTIFIER_SIGNING_SECRET=NOTIFIER_SIGNING_SECRET,
     )
@@ -76,6 +107,12 @@ def runs():
             "--fail-level",
             "WARNING",
         ),
+        # Served straight to clients over plain HTTP: HTTPS cannot be had, and the deploy check says so.
+        "no_proxy": start(
+            production_env(NUM_PROXIES="0"), "manage.py", "check", "--deploy", "--fail-level", "WARNING"
+        ),
+        "requests_through_proxy": start(production_env(), "-c", REQUESTS),
+        "requests_direct": start(production_env(NUM_PROXIES="0"), "-c", REQUESTS),
         "no_secret_key": start(production_env(SECRET_KEY=None), "manage.py", "check"),
         "short_secret_key": start(production_env(SECRET_KEY="short-but-set"), "manage.py", "check"),
     }
@@ -97,6 +134,48 @@ def test_the_deploy_check_does_warn_when_a_setting_is_unsafe(runs):
     code, out, err = runs["no_hsts"]
     assert code != 0
     assert "security.W004" in out + err
+
+
+def test_the_deploy_check_says_when_nothing_offers_https(runs):
+    code, out, err = runs["no_proxy"]
+    assert code != 0
+    for check in ("security.W008", "security.W012", "security.W016"):  # redirect, session and CSRF cookies
+        assert check in out + err
+
+
+def responses(runs, case):
+    code, out, err = runs[case]
+    assert code == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def test_behind_a_proxy_plain_http_is_redirected_and_https_gets_secure_cookies_and_hsts(runs):
+    seen = responses(runs, "requests_through_proxy")
+    assert seen["plain"]["status"] == 301
+    assert seen["plain"]["location"] == "https://orchestrator.example.com/admin/login/"
+    https = seen["says_https"]
+    assert https["status"] == 200 and https["secure_cookie"] is True
+    assert https["hsts"] == "max-age=31536000; includeSubDomains; preload"
+    assert https["headers"] == SECURITY_HEADERS
+    assert seen["health"]["status"] == 200  # probes inside the cluster speak plain HTTP
+
+
+def test_served_directly_plain_http_works_and_a_clients_claim_of_https_is_ignored(runs):
+    # `make run` on loopback: DEBUG off, no proxy. A redirect would point at a port that speaks no TLS.
+    seen = responses(runs, "requests_direct")
+    for case in ("plain", "says_https"):
+        assert seen[case]["status"] == 200
+        assert seen[case]["secure_cookie"] is False
+        assert seen[case]["hsts"] is None
+        assert seen[case]["headers"] == SECURITY_HEADERS
 
 
 def test_secrets_are_the_environments_own(runs):

@@ -1,24 +1,46 @@
-import os
+import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-DEV_DEFAULT_USERNAME = "admin"
-DEV_DEFAULT_PASSWORD = "admin"
-
 
 class Command(BaseCommand):
-    help = "Create the superuser from DJANGO_SUPERUSER_USERNAME/PASSWORD if it does not exist (idempotent)."
+    help = (
+        "Make sure someone can log in to the admin (idempotent; `make run` calls it). With "
+        "DJANGO_SUPERUSER_PASSWORD: create DJANGO_SUPERUSER_USERNAME (default admin) with it unless that "
+        "user exists. Without: when no superuser exists, create one with a random password printed this "
+        "once (embedded servers, one machine), or print how to create one (a deployment). Never a default "
+        "password."
+    )
 
     def handle(self, *args, **options):
-        username = os.environ.get("DJANGO_SUPERUSER_USERNAME") or DEV_DEFAULT_USERNAME
-        password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
-        using_default = not password
-        password = password or DEV_DEFAULT_PASSWORD
         User = get_user_model()
-        if User.objects.filter(username=username).exists():
-            self.stdout.write(f"Superuser {username!r} exists.")
+        username, password = settings.SUPERUSER_USERNAME, settings.SUPERUSER_PASSWORD
+        if password:
+            if User.objects.filter(username=username).exists():
+                self.stdout.write(f"Superuser {username!r} exists.")
+            else:
+                User.objects.create_superuser(username=username, email="", password=password)
+                self.stdout.write(
+                    f"Created superuser {username!r} with the password in DJANGO_SUPERUSER_PASSWORD."
+                )
             return
+        if User.objects.filter(is_superuser=True).exists():
+            return
+        if not settings.EMBEDDED_SERVICES:
+            # A deployment's database outlives this process: a password printed to its logs would sit
+            # there for anyone who can read them.
+            self.stdout.write(
+                "No superuser exists. Create one with `python manage.py createsuperuser` (or set "
+                "DJANGO_SUPERUSER_USERNAME and DJANGO_SUPERUSER_PASSWORD, then run "
+                "`python manage.py ensure_superuser`)."
+            )
+            return
+        password = secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email="", password=password)
-        note = f" with the development password {password!r}" if using_default else ""
-        self.stdout.write(f"Created superuser {username!r}{note}.")
+        self.stdout.write(
+            f"Created superuser {username!r} with the password {password}\n"
+            f"  It is shown this once: note it now, or set another with "
+            f"`.venv/bin/python manage.py changepassword {username}`."
+        )

@@ -165,6 +165,10 @@ class Relay:
         acknowledged = self.sink.publish(events)
         session.execute(_MARK_PUBLISHED, [list(acknowledged)])
         self.stats.add(published=len(acknowledged))
+        if len(acknowledged) < len(events):
+            # The rest goes again, after the backoff: a message the broker keeps refusing must not spin.
+            missing = len(events) - len(acknowledged)
+            raise SinkUnavailable(f"{missing} of {len(events)} events were not acknowledged")
         return True
 
     def _replay_next(self, session):

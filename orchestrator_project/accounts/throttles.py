@@ -7,24 +7,35 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from orchestrator_project.redis_client import get_redis
 
-# A sliding window kept as a sorted set of request times, checked and extended in one script: Redis runs
-# it atomically, so concurrent requests in any number of processes cannot both take the last slot.
-# Returns {1, 0} when the request is let through, {0, time of the oldest request in the window} if not.
-_SLIDING_WINDOW = """
-local key, now, window, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-if redis.call('ZCARD', key) < limit then
-    redis.call('ZADD', key, now, ARGV[4])
-    redis.call('PEXPIRE', key, math.ceil(window * 1000))
-    return {1, '0'}
+# Sliding windows kept as sorted sets of request times, checked and extended in one script: Redis runs
+# it atomically, so concurrent requests in any number of processes cannot both take the last slot. With
+# several keys (one client's address and the username it tries) a request is let through only if every
+# window has room, and only then recorded in all of them: a request refused by one window must not use
+# up a slot of another. Returns {1, 0} when let through, {0, the time the fullest window frees a slot}.
+_SLIDING_WINDOWS = """
+local now, window, limit, member = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local frees_at = nil
+for _, key in ipairs(KEYS) do
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+    if redis.call('ZCARD', key) >= limit then
+        local oldest = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
+        if frees_at == nil or oldest > frees_at then frees_at = oldest end
+    end
 end
-return {0, redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]}
+if frees_at ~= nil then
+    return {0, tostring(frees_at)}
+end
+for _, key in ipairs(KEYS) do
+    redis.call('ZADD', key, now, member)
+    redis.call('PEXPIRE', key, math.ceil(window * 1000))
+end
+return {1, '0'}
 """
 
 
 @lru_cache(maxsize=1)
-def _sliding_window():
-    return get_redis().register_script(_SLIDING_WINDOW)
+def _sliding_windows():
+    return get_redis().register_script(_SLIDING_WINDOWS)
 
 
 class AtomicRateThrottle(SimpleRateThrottle):
@@ -38,21 +49,27 @@ class AtomicRateThrottle(SimpleRateThrottle):
         # lets a changed setting (an override in tests, a reloaded config) take effect.
         return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
 
+    def get_cache_keys(self, request, view):
+        """The windows a request counts against; each must have room. One, unless a subclass says."""
+        key = self.get_cache_key(request, view)
+        return [] if key is None else [key]
+
     def allow_request(self, request, view):
         self.retry_in = None
         if self.rate is None:
             return True
-        key = self.get_cache_key(request, view)
-        if key is None:
+        keys = self.get_cache_keys(request, view)
+        if not keys:
             return True
         self.now = self.timer()
         member = f"{self.now}:{uuid.uuid4().hex}"
-        allowed, oldest = _sliding_window()(
-            keys=[self.key_prefix + key], args=[self.now, self.duration, self.num_requests, member]
+        allowed, frees_at = _sliding_windows()(
+            keys=[self.key_prefix + key for key in keys],
+            args=[self.now, self.duration, self.num_requests, member],
         )
         if allowed:
             return True
-        self.retry_in = max(0.0, float(oldest) + self.duration - self.now)
+        self.retry_in = max(0.0, float(frees_at) + self.duration - self.now)
         return False
 
     def wait(self):
@@ -60,23 +77,18 @@ class AtomicRateThrottle(SimpleRateThrottle):
 
 
 class TokenEndpointThrottle(AtomicRateThrottle):
-    """Limits password attempts per client address and, separately, per username (shared via Redis)."""
+    """Limits password attempts per client address and, in the same check, per username: a guesser
+    spreading attempts over many addresses still hits the second (shared via Redis)."""
 
     scope = "auth"
 
-    def get_cache_key(self, request, view):
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
-
-
-class TokenUsernameThrottle(TokenEndpointThrottle):
-    # Per username as well: a guesser spreading attempts over many addresses still hits this limit.
-
-    def get_cache_key(self, request, view):
+    def get_cache_keys(self, request, view):
+        keys = [self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}]
         data = request.data
         # A body that is not an object (a JSON list, say) has no username; the serializer rejects it.
         username = str(data.get("username", ""))[:150].lower() if hasattr(data, "get") else ""
-        if not username:
-            return None
-        # Hashed: a username is arbitrary text, a cache key should not be (control characters, length).
-        ident = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()
-        return self.cache_format % {"scope": f"{self.scope}-user", "ident": ident}
+        if username:
+            # Hashed: a username is arbitrary text, a cache key should not be (control characters, length).
+            ident = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()
+            keys.append(self.cache_format % {"scope": f"{self.scope}-user", "ident": ident})
+        return keys

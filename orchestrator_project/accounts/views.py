@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from .models import ApiToken
 from .serializers import TokenRequestSerializer, TokenResponseSerializer
-from .throttles import TokenEndpointThrottle, TokenUsernameThrottle
+from .throttles import TokenEndpointThrottle
 
 
 class TokenView(APIView):
@@ -16,7 +16,7 @@ class TokenView(APIView):
 
     authentication_classes = []
     permission_classes = [AllowAny]
-    throttle_classes = [TokenEndpointThrottle, TokenUsernameThrottle]
+    throttle_classes = [TokenEndpointThrottle]
 
     @extend_schema(
         request=TokenRequestSerializer,

@@ -69,6 +69,21 @@ def test_the_token_endpoint_never_lets_more_than_the_rate_through(transactional_
     assert statuses.count(429) == THREADS * PER_THREAD - LIMIT
 
 
+def test_an_attempt_refused_for_its_address_uses_none_of_its_usernames_budget(db, rates):
+    rates(auth=f"{LIMIT}/min")
+
+    def attempt(username, address):
+        body = {"username": username, "password": "wrong"}
+        return APIClient().post("/api/v1/auth/token", body, format="json", REMOTE_ADDR=address).status_code
+
+    assert [attempt("first", "192.0.2.1") for _ in range(LIMIT)] == [401] * LIMIT
+    # The address is spent: these are refused, and must not count against "second"...
+    assert [attempt("second", "192.0.2.1") for _ in range(3)] == [429] * 3
+    # ...whose full budget is still there from another address.
+    assert [attempt("second", "192.0.2.2") for _ in range(LIMIT)] == [401] * LIMIT
+    assert attempt("second", "192.0.2.3") == 429
+
+
 def test_heartbeats_of_one_agent_never_exceed_the_rate(transactional_db, rates):
     # DRF's own throttle let 6 or 7 of these through: its read-decide-write races with itself.
     rates(heartbeat=f"{LIMIT}/min")

@@ -75,6 +75,7 @@ def registered(agent, *, at):
 
 def unregistered(agent, *, at):
     _append(agent, UNREGISTERED, at, old_status=agent.status)
+    writer.forget(aggregatetype=AGGREGATE, aggregateid=agent.agent_id)
 
 
 def _append(agent, event, at, **fields):

@@ -43,6 +43,12 @@ def next_sequence_cte(name, *, aggregatetype, source):
         )"""
 
 
+def forget(*, aggregatetype, aggregateid):
+    """Drop the counter of an entity that is gone for good (its last event written): nothing will
+    number another event of it, and its row would otherwise stay for ever."""
+    EntitySequence.objects.filter(aggregatetype=aggregatetype, aggregateid=aggregateid).delete()
+
+
 def append(*, aggregatetype, aggregateid, event, payload, at, sequence=None):
     """Write one event (`event`: its type, from event_type) in the caller's transaction, for paths that
     are not hot (registration, say).

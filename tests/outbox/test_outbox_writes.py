@@ -11,7 +11,7 @@ from django.utils import timezone
 from agents import capacity
 from agents import services as agent_services
 from agents.capacity import Verdict
-from orchestrator_project.outbox.models import OutboxEvent
+from orchestrator_project.outbox.models import EntitySequence, OutboxEvent
 from tasks import services
 from tasks.models import EventKind, Task
 from tasks.serializers import TaskCreateSerializer
@@ -161,6 +161,7 @@ def test_an_agent_publishes_its_registration_status_and_circuit_changes_and_its_
     }
     assert events[3].payload["old_state"] == "closed" and events[3].payload["consecutive_failures"] == 1
     assert events[-1].payload["old_status"] == "online"
+    assert not EntitySequence.objects.filter(aggregateid=agent.agent_id).exists()  # its counter went too
 
 
 def test_an_operator_closing_circuits_publishes_only_those_that_were_not_closed(db):

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import redis
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -112,3 +113,11 @@ def test_the_admin_shows_the_relay_lag_and_the_oldest_unpublished_event(db, admi
     page = admin_client.get("/admin/outbox/outboxevent/").content.decode()
     assert "No relay is running" in page
     assert "2 events waiting" in page and "5" in page and "minutes ago" in page
+
+
+def test_the_outbox_is_vacuumed_after_every_few_thousand_published_rows(db):
+    # The relay's partial index would otherwise keep a dead entry per published row for a long time.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'outbox_event'")
+        options = cursor.fetchone()[0]
+    assert "autovacuum_vacuum_scale_factor=0" in options and "autovacuum_vacuum_threshold=5000" in options

@@ -15,7 +15,7 @@ from tests.processes import Child, child_env
 
 pytestmark = pytest.mark.slow
 
-BATCH = 20
+BATCH = 10  # small: many round trips, so the kill lands while most events still wait
 
 
 def relay_process(name, log_dir, broker, topics):

@@ -7,7 +7,8 @@
 - `record_acceptance(agent_id, latency_ms, now)`: the agent took a task (202) and keeps the slot.
 - `retire(agent_id, reason)`: the agent said 410 Gone; it gets nothing new until an operator resumes it.
 
-Each runs inside the caller's transaction, so the agent's row changes with the task's. The circuit
+Each runs inside the caller's transaction, so the agent's row changes with the task's. A statement that
+may move a circuit's state also writes its `agent.circuit_changed` event (outbox.py), in itself. The circuit
 state lives in Postgres, so every process sees the same breaker: after CIRCUIT_BREAKER_FAILURE_THRESHOLD
 failures in a row it opens until `circuit_retry_at`; then a dispatch round flips it to half-open with a
 guarded update, which lets exactly one probe task through (eligibility.py).
@@ -23,10 +24,11 @@ from django.db import transaction
 
 from orchestrator_project import live
 from orchestrator_project.live.messages import AGENT_CHANGE_COLUMNS, agent_change_from_row
+from orchestrator_project.outbox import writer
 from orchestrator_project.prepared import prepared_cursor
 
-from . import changes, eligibility
-from .models import AgentStatus, CircuitState
+from . import changes, eligibility, outbox
+from .models import Agent, AgentStatus, CircuitState
 
 # Moving averages: recent calls weigh 20% (latency) and 10% (success rate).
 LATENCY_ALPHA = 0.2
@@ -88,6 +90,38 @@ _VERDICT_SETS = {
 }
 
 
+def circuit_update(*, lock, sets, where="true", source="", returning=_RETURNING, at="%(now)s::timestamptz"):
+    """`UPDATE agents AS a SET <sets> WHERE <where>` on the agents `lock` selects (locked in id order),
+    returning `returning` per updated agent, and an `agent.circuit_changed` event for every one whose
+    circuit state moved. `source` adds to the FROM clause (`, unnest(...) AS v`).
+
+    The `old` CTE reads each agent's circuit state under the row lock, so it is the state this update
+    replaces even when another transaction changed it while this one waited.
+    """
+    published = outbox.circuit_changed_ctes("moved", at=at) if writer.enabled() else ""
+    return f"""
+        WITH old AS (
+            SELECT agent_id, circuit_state AS old_circuit FROM {Agent._meta.db_table}
+            WHERE {lock} ORDER BY agent_id FOR UPDATE
+        ), moved AS (
+            UPDATE {Agent._meta.db_table} AS a SET {sets} FROM old{source}
+            WHERE a.agent_id = old.agent_id AND {where}
+            RETURNING a.agent_id, a.name, a.status, a.current_load, a.max_concurrency, a.circuit_state,
+                      a.consecutive_failures, a.circuit_retry_at, old.old_circuit
+        ){published}
+        SELECT {returning} FROM moved"""
+
+
+def _probe_flip():
+    return circuit_update(
+        lock="agent_id = %(agent)s",
+        sets=f"circuit_state = '{CircuitState.HALF_OPEN}', current_load = current_load + 1, "
+        "updated_at = %(now)s",
+        where=f"{eligibility.ONLINE_SQL} AND {eligibility.PROBE_DUE_SQL}",
+        returning="agent_id",
+    )
+
+
 def _publish(rows, now):
     messages = [agent_change_from_row(row, now) for row in rows]
     if messages:
@@ -132,14 +166,8 @@ def reserve(slots, *, probes, now):
             if agent_id not in probes:
                 continue
             # Open -> half-open exactly once: whoever flips it owns the single probe.
-            cursor.execute(
-                f"""UPDATE agents_agent SET circuit_state = '{CircuitState.HALF_OPEN}',
-                        current_load = current_load + 1, updated_at = %(now)s
-                    WHERE agent_id = %(agent)s
-                      AND {eligibility.ONLINE_SQL} AND {eligibility.PROBE_DUE_SQL}""",
-                {"now": now, "agent": agent_id},
-            )
-            if cursor.rowcount == 1:
+            cursor.execute(_probe_flip(), {"now": now, "agent": agent_id})
+            if cursor.fetchall():
                 accepted.add(agent_id)
     return accepted
 
@@ -158,9 +186,12 @@ def release(agent_id, *, verdict, now, latency_ms=None):
     }
     with prepared_cursor() as cursor:
         cursor.execute(
-            f"""UPDATE agents_agent SET current_load = GREATEST(current_load - 1, 0),
-                    {_VERDICT_SETS[verdict]}, updated_at = %(now)s
-                WHERE agent_id = %(agent)s RETURNING {_RETURNING}, circuit_retry_at""",
+            circuit_update(
+                lock="agent_id = %(agent)s",
+                sets=f"current_load = GREATEST(current_load - 1, 0), {_VERDICT_SETS[verdict]}, "
+                "updated_at = %(now)s",
+                returning=f"{_RETURNING}, circuit_retry_at",
+            ),
             params,
         )
         rows = cursor.fetchall()
@@ -193,8 +224,9 @@ def release_successes(calls, *, now):
     means = [sum(per_agent[a][1]) / len(per_agent[a][1]) if per_agent[a][1] else None for a in agent_ids]
     with prepared_cursor() as cursor:
         cursor.execute(
-            f"""UPDATE agents_agent AS a SET
-                    current_load = GREATEST(a.current_load - v.n, 0),
+            circuit_update(
+                lock="agent_id = ANY(%(agents)s::uuid[])",
+                sets=f"""current_load = GREATEST(a.current_load - v.n, 0),
                     success_count = a.success_count + v.n,
                     {_CLOSE},
                     success_rate = 1 - (1 - a.success_rate) * power(1 - {SUCCESS_ALPHA}, v.n),
@@ -202,11 +234,12 @@ def release_successes(calls, *, now):
                                           WHEN a.avg_latency_ms IS NULL THEN v.latency
                                           ELSE a.avg_latency_ms * power(1 - {LATENCY_ALPHA}, v.n)
                                                + v.latency * (1 - power(1 - {LATENCY_ALPHA}, v.n)) END,
-                    updated_at = %s
-                FROM unnest(%s::uuid[], %s::int[], %s::float8[]) AS v(agent_id, n, latency)
-                WHERE a.agent_id = v.agent_id
-                RETURNING {", ".join(f"a.{column}" for column in AGENT_CHANGE_COLUMNS)}""",
-            [now, agent_ids, counts, means],
+                    updated_at = %(now)s""",
+                source=", unnest(%(agents)s::uuid[], %(counts)s::int[], %(means)s::float8[])"
+                " AS v(agent_id, n, latency)",
+                where="a.agent_id = v.agent_id",
+            ),
+            {"now": now, "agents": agent_ids, "counts": counts, "means": means},
         )
         _publish(cursor.fetchall(), now)
 
@@ -215,9 +248,10 @@ def record_acceptance(agent_id, *, latency_ms, now):
     """The agent took the task (202): it is healthy, but the slot stays held until it reports."""
     with prepared_cursor() as cursor:
         cursor.execute(
-            f"""UPDATE agents_agent SET {_CLOSE}, avg_latency_ms = {_latency_average(LATENCY_ALPHA)},
-                    updated_at = %(now)s
-                WHERE agent_id = %(agent)s RETURNING {_RETURNING}""",
+            circuit_update(
+                lock="agent_id = %(agent)s",
+                sets=f"{_CLOSE}, avg_latency_ms = {_latency_average(LATENCY_ALPHA)}, updated_at = %(now)s",
+            ),
             {"agent": agent_id, "now": now, "latency": latency_ms},
         )
         _publish(cursor.fetchall(), now)

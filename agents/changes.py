@@ -2,8 +2,9 @@
 
 A change is a single SQL statement. A CTE locks the selected agents and remembers their old status,
 the UPDATE applies the caller's SET clause, and an INSERT writes one AgentStatusChange row for each
-agent whose status really moved, in the same statement. Callers supply only WHERE and SET; the
-history row, the live event, the notification and the dispatch wake-up cannot be forgotten.
+agent whose status really moved, in the same statement, with its outbox event (outbox.py). Callers
+supply only WHERE and SET; the history row, the published event, the live event, the notification and
+the dispatch wake-up cannot be forgotten.
 
 SET expressions must qualify columns with `a.` (the agent being updated): the CTE that holds the
 old status also has a `status` column, so an unqualified name would be ambiguous.
@@ -17,9 +18,10 @@ from django.db import transaction
 
 from orchestrator_project import live
 from orchestrator_project.live.messages import agent_change
+from orchestrator_project.outbox import writer
 from orchestrator_project.prepared import prepared_cursor
 
-from . import signals
+from . import outbox, signals
 from .models import Agent, AgentStatus, AgentStatusChange
 
 # The database's clock, unless a caller (a sweep, a test) passes `now`: liveness never trusts an agent's
@@ -77,6 +79,7 @@ def apply(
     # heartbeat in autocommit, a crash can lose the last fraction of a second of them, which the next
     # heartbeat restores; waiting on the disk was most of a heartbeat's time.
     relaxed = "" if durable else ", (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"
+    published = outbox.status_changed_ctes("moved") if writer.enabled() else ""
     sql = f"""
         WITH old AS (
             SELECT agent_id, status{relaxed} FROM {agents} WHERE {where} {order_limit} {lock}
@@ -89,7 +92,7 @@ def apply(
         ), recorded AS (
             INSERT INTO {history} (agent_id, old_status, new_status, reason, created_at)
             SELECT agent_id, old_status, status, %(reason)s, at FROM moved WHERE status <> old_status
-        )
+        ){published}
         SELECT agent_id, name, old_status, status, current_load, max_concurrency, circuit_state,
                heartbeat_timeout, heartbeat_expires_at, at
         FROM moved
@@ -104,6 +107,7 @@ def apply(
 def record_registration(agent, *, at, reason):
     """A new agent's first status: a row with no old status, announced like any other change."""
     AgentStatusChange.objects.create(agent=agent, old_status="", new_status=agent.status, reason=reason)
+    outbox.registered(agent, at=at)
     change = Change(
         agent.agent_id,
         agent.name,

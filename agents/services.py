@@ -14,7 +14,7 @@ from orchestrator_project import live
 from orchestrator_project.errors import InvalidInput, RateLimited
 from orchestrator_project.live.messages import AGENT_CHANGE_COLUMNS, agent_change, agent_change_from_row
 
-from . import changes, pacing, signals
+from . import capacity, changes, outbox, pacing, signals
 from .changes import CLOCK
 from .discovery import DiscoveryFailed, discover_capabilities
 from .models import Agent, AgentStatus, CircuitState
@@ -211,10 +211,13 @@ def reset_circuit(*, agent_ids):
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(
-                f"""UPDATE {Agent._meta.db_table} SET circuit_state = %(closed)s, consecutive_failures = 0,
-                        circuit_opened_at = NULL, circuit_retry_at = NULL, updated_at = statement_timestamp()
-                    WHERE agent_id = ANY(%(agents)s)
-                    RETURNING {", ".join(AGENT_CHANGE_COLUMNS)}, updated_at""",
+                capacity.circuit_update(
+                    lock="agent_id = ANY(%(agents)s::uuid[])",
+                    sets="""circuit_state = %(closed)s, consecutive_failures = 0, circuit_opened_at = NULL,
+                        circuit_retry_at = NULL, updated_at = statement_timestamp()""",
+                    returning=f"{', '.join(AGENT_CHANGE_COLUMNS)}, statement_timestamp()",
+                    at="statement_timestamp()",
+                ),
                 {"agents": list(agent_ids), "closed": CircuitState.CLOSED},
             )
             rows = cursor.fetchall()
@@ -233,10 +236,11 @@ def unregister_agent(*, agent_id):
         if agent is None:
             return False
         hand_back(agent_ids=[agent.agent_id], reason="agent unregistered")
-        agent.delete()
         with connection.cursor() as cursor:
             cursor.execute("SELECT statement_timestamp()")
             at = cursor.fetchone()[0]
+        outbox.unregistered(agent, at=at)  # while it still has its id
+        agent.delete()
         message = agent_change(
             agent_id=agent_id,
             name=agent.name,

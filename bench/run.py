@@ -11,6 +11,7 @@ the database and Redis number the benchmark uses instead of the project's own).
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -58,6 +59,7 @@ def parse_args(argv):
     parser.add_argument("--only", help="comma-separated scenarios to run (plus reads if named)")
     parser.add_argument("--profile", default="", help="comma-separated scenarios to py-spy in the last run")
     parser.add_argument("--no-reads", action="store_true", help="skip the reads-at-scale phase")
+    parser.add_argument("--events", action="store_true", help="then bench/events.py (outbox and relay)")
     return parser.parse_args(argv)
 
 
@@ -200,6 +202,11 @@ def main(argv=None):
         "profiles": profiles,
         "raw": raw,
     }
+    if args.events:
+        # Its own process and database: this one's Django is set up on the main benchmark's.
+        events = [sys.executable, "-m", "bench.events", *(["--quick"] if args.quick else [])]
+        if subprocess.run(events, cwd=ROOT).returncode != 0:
+            failures.append("bench.events: a target was not met (var/bench/events.md)")
     report.write(data, out, out.with_suffix(".json"))
     print(f"bench: wrote {out} and {out.with_suffix('.json')} in {data['wall_s']:.0f} s", flush=True)
     for row in data["figures"]:

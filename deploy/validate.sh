@@ -11,7 +11,7 @@
 #    structural check in Python (services, health checks, depends_on, referenced files).
 # 3. The Prometheus and Grafana provisioning files parse as YAML.
 # 4. The process commands agree everywhere (Dockerfile CMD, Compose, Kubernetes): each runs
-#    `python -m orchestrator_project.serve web|worker|beat`, which becomes the command `make run` starts
+#    `python -m orchestrator_project.serve web|worker|beat|relay`, which becomes the command `make run` starts
 #    (orchestrator_project/process_commands.py). Uvicorn's own command line parser accepts that web
 #    command, containers listen on 0.0.0.0, the web's stop grace outlasts WEB_SHUTDOWN_GRACE (plus the
 #    preStop pause on Kubernetes), and each worker's stop grace outlasts WORKER_SHUTDOWN_GRACE.
@@ -127,7 +127,7 @@ compose = yaml.safe_load(pathlib.Path("docker-compose.yml").read_text())  # reso
 services = compose.get("services") or {}
 errors, warnings = [], []
 
-required = ["postgres", "redis", "migrate", "web", "worker", "beat"]
+required = ["postgres", "redis", "migrate", "web", "worker", "beat", "relay"]
 errors += [f"service {name!r} is missing" for name in required if name not in services]
 for name in ("postgres", "redis", "web", "worker"):
     test = ((services.get(name) or {}).get("healthcheck") or {}).get("test")
@@ -232,7 +232,7 @@ configmap = yaml.safe_load(pathlib.Path("deploy/kubernetes/configmap.yaml").read
 # Every artifact starts web, worker and beat through `serve`, which becomes the command `make run` starts.
 if image_web != [*SERVE, "web"]:
     errors.append(f"Dockerfile CMD {image_web} must be {[*SERVE, 'web']} (orchestrator_project/serve.py)")
-for name in ("web", "worker", "beat", "migrate"):
+for name in ("web", "worker", "beat", "relay", "migrate"):
     in_compose = compose.get(name, {}).get("command")
     in_k8s = k8s.get(name, (None, None))[0]
     expected = in_compose if name == "migrate" else [*SERVE, name]

@@ -19,7 +19,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
-from . import beat, schedules
+from . import beat, event_relay, schedules
 from .workers import live_workers
 
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -70,6 +70,12 @@ def _beat(expected):
     }
 
 
+def _event_relay():
+    state = event_relay.relay_state()
+    # Degraded, not unhealthy: tasks run on without the relay; their events wait in the outbox.
+    return {"status": "ok" if state["state"] in ("ok", "off") else "degraded", **state}
+
+
 async def _channel_layer():
     layer = get_channel_layer()
     if layer is None:
@@ -95,6 +101,9 @@ CHECKS = {
     "celery_workers": lambda: sync_to_async(_celery_workers, thread_sensitive=False)(),
     "beat": _beat_check,
     "channel_layer": _channel_layer,
+    # Thread-sensitive, like the database check: it reads Postgres, and only the request's own thread
+    # gives its connection back when the request ends.
+    "event_relay": lambda: sync_to_async(_event_relay)(),
 }
 
 

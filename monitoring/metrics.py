@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from orchestrator_project.accounts.authentication import parse_bearer
 
-from . import beat, queries, recorder
+from . import beat, event_relay, queries, recorder
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,32 @@ HISTOGRAMS = {
         "Time from creation to being sent to an agent.",
     ),
 }
+
+
+RELAY_COUNTERS = [
+    ("published", "orchestrator_events_published_total", "Events the relay published (acknowledged)."),
+    ("replayed", "orchestrator_events_replayed_total", "Events published again by replays."),
+    ("failures", "orchestrator_event_relay_failures_total", "Relay batches the sink did not take."),
+]
+
+
+def _relay_gauges():
+    state = event_relay.relay_state()
+    if state["state"] == "off":
+        return
+    yield GaugeMetricFamily(
+        "orchestrator_event_relay_lag_seconds",
+        "Age of the oldest event not yet published (0 when none waits).",
+        value=state["lag_seconds"],
+    )
+    yield GaugeMetricFamily(
+        "orchestrator_event_relay_unpublished_events",
+        "Events written but not yet published.",
+        value=state["unpublished"],
+    )
+    yield GaugeMetricFamily(
+        "orchestrator_event_relay_leader", "1 if a relay holds the leader's lock.", value=int(state["leader"])
+    )
 
 
 class OrchestratorCollector:
@@ -79,6 +105,7 @@ class OrchestratorCollector:
             age.add_metric([capability], row["oldest_age_seconds"])
         yield depth
         yield age
+        yield from _relay_gauges()
         info = GaugeMetricFamily("orchestrator_info", "Version of the running service.", labels=["version"])
         info.add_metric([settings.VERSION], 1)
         yield info
@@ -109,6 +136,9 @@ class OrchestratorCollector:
             family = HistogramMetricFamily(name, documentation)
             family.add_metric([], buckets, sum_value=total)
             yield family
+        relay = event_relay.relay_counters()
+        for key, name, documentation in RELAY_COUNTERS:
+            yield CounterMetricFamily(name, documentation, value=relay[key])
         if beat_state["last_sweep_age_seconds"] is not None:
             yield GaugeMetricFamily(
                 "orchestrator_beat_last_sweep_age_seconds",

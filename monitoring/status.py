@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from orchestrator_project.accounts.permissions import IsViewer
 
-from . import beat, queries
+from . import beat, event_relay, queries
 from .workers import live_workers
 
 
@@ -60,6 +60,7 @@ def system_status(*, now=None):
             "state": "unknown" if workers is None else ("ok" if workers else "none"),
         },
         "beat": _beat(),
+        "events": event_relay.relay_state(),
     }
 
 

@@ -24,6 +24,14 @@ def env_str(name, default=None):
     return default if value in (None, "") else value
 
 
+def env_choice(name, default, choices):
+    """One of `choices` (case as given for the choices)."""
+    value = env_str(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def env_rate(name, default):
     """A rate in DRF's syntax, "N/period" with the period starting s, m, h or d ("6000/min")."""
     value = env_str(name, default)

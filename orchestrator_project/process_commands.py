@@ -1,5 +1,5 @@
-"""The command lines of the service's three processes: the web server (Uvicorn), the Celery worker and
-Celery beat.
+"""The command lines of the service's processes: the web server (Uvicorn), the Celery worker, Celery
+beat and, unless EVENT_SINK is none, the event relay (docs/events.md).
 
 One definition for everything that starts them: `make run` and `make dev` (runstack.py), `make bench`
 (bench/stack.py), the tests, and the containers, whose command is `python -m orchestrator_project.serve
@@ -58,8 +58,15 @@ def beat_command(*, loglevel="INFO", quiet=False, python=sys.executable):
     return [*_celery(python, quiet), "beat", "--loglevel", loglevel]
 
 
+def relay_command(*, python=sys.executable):
+    # Its own process: it holds the leader's lock on its own connection and blocks on the broker, which
+    # a web or worker process must never do. Several may run; one publishes (outbox/relay.py).
+    return [python, "-m", "django", "relay_events"]
+
+
 def service_commands(settings, *, dev=False, host=None, port=None, python=sys.executable):
-    """{"web": argv, "worker": argv, "beat": argv} as `settings` configure them.
+    """{"web": argv, "worker": argv, "beat": argv, "relay": argv} as `settings` configure them; no relay
+    when EVENT_SINK is none (no event is written).
 
     `dev` is `make dev`'s reloading web server; `host` and `port` override SERVICE_HOST and SERVICE_PORT
     (the benchmark serves on a port of its own)."""
@@ -77,4 +84,5 @@ def service_commands(settings, *, dev=False, host=None, port=None, python=sys.ex
             concurrency=settings.WORKER_CONCURRENCY, loglevel=settings.LOG_LEVEL, quiet=quiet, python=python
         ),
         "beat": beat_command(loglevel=settings.LOG_LEVEL, quiet=quiet, python=python),
+        **({} if settings.EVENT_SINK == "none" else {"relay": relay_command(python=python)}),
     }

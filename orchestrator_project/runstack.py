@@ -1,8 +1,8 @@
-"""`make run` and `make dev`: prepare the database, then run the web server, a Celery worker and Celery beat,
-and keep them running.
+"""`make run` and `make dev`: prepare the database, then run the web server, a Celery worker, Celery beat
+and the event relay (unless EVENT_SINK=none), and keep them running.
 
 `make run` is the production configuration (DEBUG off) on this machine; `make dev` (`--dev`) turns
-DEBUG on and reloads the web server on code changes. The three processes run in the foreground as
+DEBUG on and reloads the web server on code changes. The processes run in the foreground as
 children of this one, with the commands of process_commands.py and this process's own environment,
 so they read exactly the settings it read. A crashed child is restarted with backoff, and one that keeps
 crashing stops the service (supervisor.py; RUNSTACK_* settings). Ctrl-C (or SIGTERM) stops them all; a
@@ -36,6 +36,15 @@ def prepare(settings):
         call_command("collectstatic", interactive=False, verbosity=0)
 
 
+def _events_line(settings):
+    if settings.EVENT_SINK == "none":
+        return "off (EVENT_SINK=none)"
+    topics = ", ".join(settings.EVENT_TOPICS.values())
+    if settings.EVENT_SINK == "kafka":
+        return f"Kafka at {settings.KAFKA_BOOTSTRAP_SERVERS}, topics {topics}"
+    return f"Redis Streams {topics} (docs/events.md)"
+
+
 def banner(settings, *, dev):
     host = "127.0.0.1" if settings.SERVICE_HOST in ("0.0.0.0", "::") else settings.SERVICE_HOST
     base = f"http://{host}:{settings.SERVICE_PORT}"
@@ -50,6 +59,7 @@ def banner(settings, *, dev):
         f"  Dashboard:  {base}/dashboard/",
         f"  API docs:   {base}/docs  (ReDoc: {base}/redoc, schema: {base}/api/schema/)",
         f"  Health:     {base}/health",
+        f"  Events:     {_events_line(settings)}",
     ]
     if settings.EMBEDDED_SERVICES:
         lines.append(f"  Embedded:   DATABASE_URL={settings.DATABASE_URL} REDIS_URL={settings.REDIS_URL}")

@@ -1,4 +1,4 @@
-"""`python -m orchestrator_project.serve web|worker|beat [ARGUMENTS...]`: become that process.
+"""`python -m orchestrator_project.serve web|worker|beat|relay [ARGUMENTS...]`: become that process.
 
 The containers' command (Dockerfile, Compose, Kubernetes). It reads the settings as every process does
 (SERVICE_HOST, SERVICE_PORT, WEB_CONCURRENCY, WEB_SHUTDOWN_GRACE, WORKER_CONCURRENCY, LOG_LEVEL, ...;
@@ -14,7 +14,7 @@ from django.conf import settings  # read on first use, below, once DJANGO_SETTIN
 
 from orchestrator_project.process_commands import service_commands
 
-ROLES = ("web", "worker", "beat")
+ROLES = ("web", "worker", "beat", "relay")
 
 
 def main(argv):
@@ -24,7 +24,11 @@ def main(argv):
         )
         return 2
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator_project.settings")
-    command = [*service_commands(settings)[argv[1]], *argv[2:]]
+    commands = service_commands(settings)
+    if argv[1] not in commands:
+        print("EVENT_SINK=none: no events are written, so there is no relay to run", file=sys.stderr)
+        return 2
+    command = [*commands[argv[1]], *argv[2:]]
     sys.stdout.flush()
     os.execv(command[0], command)
 

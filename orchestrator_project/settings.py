@@ -9,6 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from . import embedded, local_secret
 from .config import (
     env_bool,
+    env_choice,
     env_float,
     env_int,
     env_list,
@@ -146,6 +147,54 @@ METRICS_ALLOWED_NETWORKS = env_networks(
     "METRICS_ALLOWED_NETWORKS", _LOOPBACK_NETWORKS if DEBUG or EMBEDDED_SERVICES else []
 )
 
+# --- Event streaming (docs/events.md) ------------------------------------------------------------
+# Where the relay publishes the outbox: a Redis Stream per entity type (works with no Kafka at all), Kafka,
+# or nowhere (then no event is even written).
+EVENT_SINK = env_choice("EVENT_SINK", "redis", ("redis", "kafka", "none"))
+# Topic (Kafka) or stream key (Redis) per entity type; keys are the entity ids.
+EVENT_TOPICS = {
+    "task": env_str("EVENT_TOPIC_TASK", "orchestrator.task.events.v1"),
+    "agent": env_str("EVENT_TOPIC_AGENT", "orchestrator.agent.events.v1"),
+    "workflow_run": env_str("EVENT_TOPIC_WORKFLOW_RUN", "orchestrator.workflow_run.events.v1"),
+}
+# CloudEvents `source` of every event.
+EVENT_SOURCE = env_str("EVENT_SOURCE", "/agent-orchestrator")
+EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 7, minimum=1)
+EVENT_RELAY_BATCH = env_int("EVENT_RELAY_BATCH", 500, minimum=1, maximum=10000)
+EVENT_RELAY_POLL_SECONDS = env_float("EVENT_RELAY_POLL_SECONDS", 0.05, minimum=0.001)
+# The longest the relay waits between retries while the sink is down (it starts at a tenth of a second).
+EVENT_RELAY_BACKOFF_MAX = env_float("EVENT_RELAY_BACKOFF_MAX", 10.0, minimum=0.1)
+# A relay lag (age of the oldest unpublished event) above this makes /health/detailed degraded.
+EVENT_RELAY_LAG_DEGRADED_SECONDS = env_float("EVENT_RELAY_LAG_DEGRADED_SECONDS", 60.0, minimum=1)
+# Redis sink: its own server if set (else REDIS_URL), and the approximate cap of each stream's length.
+EVENT_REDIS_URL = env_url("EVENT_REDIS_URL", schemes=("redis", "rediss"))
+EVENT_STREAM_MAXLEN = env_int("EVENT_STREAM_MAXLEN", 1_000_000, minimum=1000)
+# Kafka sink: librdkafka settings. The producer is always idempotent with acks=all (ordering per key
+# survives retries); the security options are passed through as they are.
+KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS")
+if EVENT_SINK == "kafka" and not KAFKA_BOOTSTRAP_SERVERS:
+    raise ImproperlyConfigured("EVENT_SINK=kafka needs KAFKA_BOOTSTRAP_SERVERS (host:port,...)")
+KAFKA_SECURITY_PROTOCOL = env_choice(
+    "KAFKA_SECURITY_PROTOCOL", "plaintext", ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl")
+)
+KAFKA_SASL_MECHANISM = env_choice(
+    "KAFKA_SASL_MECHANISM", "PLAIN", ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+)
+KAFKA_SASL_USERNAME = env_str("KAFKA_SASL_USERNAME")
+KAFKA_SASL_PASSWORD = env_str("KAFKA_SASL_PASSWORD")
+KAFKA_SSL_CA_LOCATION = env_str("KAFKA_SSL_CA_LOCATION")
+KAFKA_SSL_CERTIFICATE_LOCATION = env_str("KAFKA_SSL_CERTIFICATE_LOCATION")
+KAFKA_SSL_KEY_LOCATION = env_str("KAFKA_SSL_KEY_LOCATION")
+KAFKA_SSL_KEY_PASSWORD = env_str("KAFKA_SSL_KEY_PASSWORD")
+if KAFKA_SECURITY_PROTOCOL.startswith("sasl") and KAFKA_SASL_MECHANISM != "OAUTHBEARER":
+    if not (KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD):
+        raise ImproperlyConfigured(
+            f"KAFKA_SECURITY_PROTOCOL={KAFKA_SECURITY_PROTOCOL} needs KAFKA_SASL_USERNAME and "
+            "KAFKA_SASL_PASSWORD"
+        )
+# How long the producer keeps trying one message before the relay hears it failed and retries it.
+KAFKA_DELIVERY_TIMEOUT_MS = env_int("KAFKA_DELIVERY_TIMEOUT_MS", 30000, minimum=1000)
+
 # --- Django ----------------------------------------------------------------------------------------
 INSTALLED_APPS = [
     "orchestrator_project.apps.OrchestratorAdminConfig",  # django.contrib.admin, open to roles
@@ -163,6 +212,7 @@ INSTALLED_APPS = [
     "channels",
     "django_prometheus",
     "orchestrator_project.accounts",
+    "orchestrator_project.outbox",
     "agents",
     "tasks",
     "monitoring",

@@ -5,6 +5,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from orchestrator_project.accounts.views import TokenView
+from orchestrator_project.outbox.views import ReplayView
 
 
 @csrf_exempt
@@ -15,6 +16,7 @@ def api_not_found(request, *args, **kwargs):
 
 api_v1 = [
     path("auth/token", TokenView.as_view(), name="auth-token"),
+    path("events/replay", ReplayView.as_view(), name="events-replay"),
     path("", include("agents.urls")),
     path("", include("tasks.urls")),
 ]

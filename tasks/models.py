@@ -112,6 +112,9 @@ class Task(models.Model):
     strategy = models.CharField(max_length=40, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
     request_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
+    # The number of the task's latest event (its creation is 1): the order of its outbox events, bumped
+    # by the UPDATE of every move (transitions.py), so it costs no lock of its own.
+    event_sequence = models.PositiveIntegerField(default=1, editable=False)
     # Agents that failed this task: retries prefer others when there are any.
     avoid_agents = ArrayField(models.UUIDField(), default=list, blank=True)
     created_by = models.ForeignKey(

@@ -19,8 +19,10 @@ from django.utils import timezone
 from agents import eligibility
 from agents.models import Agent
 from orchestrator_project.errors import Conflict, InvalidInput, NotFound
+from orchestrator_project.outbox import writer
 from orchestrator_project.prepared import prepared_cursor
 
+from . import outbox
 from .engine import claim, wake
 from .engine.outcome import Outcome, OutcomeKind
 from .engine.outcomes import apply_outcomes, end
@@ -56,6 +58,12 @@ def _new_task(data, *, user, now):
     )
 
 
+# What the creating INSERT returns: for the event row, the outbox event and the ring.
+_CREATED_COLUMNS = (
+    "task_id, type, priority, required_capabilities, status, event_sequence, created_at, auto_dispatch"
+)
+
+
 @cache
 def _columns():
     """The task table's columns, quoted and in field order: what the INSERT and the COPY write."""
@@ -63,22 +71,24 @@ def _columns():
 
 
 @cache
-def _insert_statement():
+def _insert_statement(publish):
     """The INSERT of one task, and how each column's value is read off a Task.
 
     Model.save() prepares every value through its field (get_db_prep_save), which on the create path
     cost as much as the round trip. Only JSON columns need that (psycopg's Jsonb wrapper) and the
     auto_now timestamps their pre_save; every other attribute goes to psycopg as it is.
 
-    The same statement writes the creation's event row, and rings dispatch for an auto-dispatched task:
-    a NOTIFY that Postgres delivers on commit (engine/wake.py). No extra round trip for either.
+    The same statement writes the creation's event row and its outbox event (outbox.py), and rings
+    dispatch for an auto-dispatched task: a NOTIFY that Postgres delivers on commit (engine/wake.py). No
+    extra round trip for any of them.
     """
     fields = Task._meta.concrete_fields
     placeholders = ", ".join(["%s"] * len(fields))
     readers = [_value_reader(field) for field in fields]
+    published = f", published AS ({outbox.created_sql('created')})" if publish else ""
     return readers, (
         f"WITH created AS (INSERT INTO {Task._meta.db_table} ({_columns()}) VALUES ({placeholders})"
-        f" RETURNING task_id, created_at, auto_dispatch), logged AS ({created_event_sql('created')})"
+        f" RETURNING {_CREATED_COLUMNS}), logged AS ({created_event_sql('created')}){published}"
         f" {wake.RING_SQL} FROM created WHERE auto_dispatch"
     )
 
@@ -93,7 +103,7 @@ def _value_reader(field):
 
 def _insert(task):
     """INSERT one task as Model.save(force_insert=True) would, as a prepared statement."""
-    readers, sql = _insert_statement()
+    readers, sql = _insert_statement(writer.enabled())
     with prepared_cursor() as cursor:
         cursor.execute(sql, [read(task) for read in readers])
     task._state.adding = False
@@ -105,7 +115,7 @@ def _copy_in(tasks):
     bulk_create's single INSERT of 1,000 tasks carries 28,000 placeholders: building that text, and
     psycopg splitting it again, cost about 0.3 ms per task, most of a bulk request.
     """
-    readers, _ = _insert_statement()
+    readers, _ = _insert_statement(False)
     copy_sql = f"COPY {Task._meta.db_table} ({_columns()}) FROM STDIN"
     with connection.cursor() as cursor, cursor.cursor.copy(copy_sql) as copy:
         for task in tasks:
@@ -147,6 +157,10 @@ def _replay(existing, fingerprint):
 
 
 _BULK_EVENTS_SQL = created_event_sql("unnest(%s::uuid[], %s::timestamptz[]) AS created(task_id, created_at)")
+# The COPY cannot return rows, so the bulk's outbox events read the tasks it just wrote, by primary key.
+_BULK_PUBLISHED_SQL = f"WITH logged AS ({_BULK_EVENTS_SQL}) " + outbox.created_sql(
+    f"{Task._meta.db_table} WHERE task_id = ANY(%s::uuid[])"
+)
 
 
 def create_tasks_bulk(*, items, user=None):
@@ -155,8 +169,12 @@ def create_tasks_bulk(*, items, user=None):
     tasks = [_new_task(data, user=user, now=now) for data in items]
     with transaction.atomic():
         _copy_in(tasks)
+        task_ids = [t.task_id for t in tasks]
         with prepared_cursor() as cursor:
-            cursor.execute(_BULK_EVENTS_SQL, [[t.task_id for t in tasks], [t.created_at for t in tasks]])
+            if writer.enabled():
+                cursor.execute(_BULK_PUBLISHED_SQL, [task_ids, [t.created_at for t in tasks], task_ids])
+            else:
+                cursor.execute(_BULK_EVENTS_SQL, [task_ids, [t.created_at for t in tasks]])
         if any(task.auto_dispatch for task in tasks):
             wake.ring()
         announce_created(tasks)

@@ -3,8 +3,9 @@
 Each call is one statement. An UPDATE guarded by the transition's source statuses (models.LIFECYCLE)
 and, unless the caller holds the rows locked, by the attempt number: the fencing token, so the answer
 of a superseded attempt (a stalled worker waking up, a slow agent answering after its lease expired)
-matches no row and changes nothing. A CTE of the same statement inserts one event row per task moved.
-After the commit every moved task is announced live (orchestrator_project.live); tasks that failed for
+matches no row and changes nothing. A CTE of the same statement inserts one event row per task moved,
+and another its outbox event (outbox.py), numbered by the task's own event_sequence, which the UPDATE
+bumps. After the commit every moved task is announced live (orchestrator_project.live); tasks that failed for
 good are also told to signals.tasks_failed, inside the transaction.
 
 Creation is the one transition that is an INSERT: services.py writes it, with its event row from
@@ -21,8 +22,10 @@ from django.db import transaction
 
 from orchestrator_project import live
 from orchestrator_project.live.messages import task_transition
+from orchestrator_project.outbox import writer
 from orchestrator_project.prepared import prepared_cursor
 
+from . import outbox
 from .models import LIFECYCLE, EventKind, Task, TaskEvent, TaskStatus, sql_list
 from .signals import tasks_failed
 
@@ -73,7 +76,7 @@ class Moved:
 
 
 @cache
-def _statement(kind, assignments, columns, fenced, join, returning):
+def _statement(kind, assignments, columns, fenced, join, returning, publish):
     move = LIFECYCLE[kind]
     names = ", ".join(["task_id", "attempt", "agent_id", "reason", "details", *(n for n, _ in columns)])
     arrays = ", ".join(
@@ -86,23 +89,26 @@ def _statement(kind, assignments, columns, fenced, join, returning):
             *(f"%(v_{name})s::{sql_type}[]" for name, sql_type in columns),
         ]
     )
-    sets = f"status = '{move.target}', updated_at = %(now)s" + (f", {assignments}" if assignments else "")
+    sets = f"status = '{move.target}', updated_at = %(now)s, event_sequence = t.event_sequence + 1" + (
+        f", {assignments}" if assignments else ""
+    )
     fence = " AND t.attempts = v.attempt" if fenced else ""
     if kind == EventKind.FAILED:
         returning = (*returning, "t.error")  # for the failure notice
     # Named apart: they may repeat the statement's own columns (t.task_id, say).
     extra = "".join(f", {expression} AS returned_{index}" for index, expression in enumerate(returning))
+    published = f", published AS ({outbox.status_changed_sql(kind, move.target, 'moved')})" if publish else ""
     return f"""
         WITH moved AS (
             UPDATE {Task._meta.db_table} AS t SET {sets}
             FROM unnest({arrays}) WITH ORDINALITY AS v({names}, step) {join}
             WHERE t.task_id = v.task_id AND t.status IN {sql_list(move.sources)}{fence}
             RETURNING v.step, t.task_id, t.attempts, v.agent_id, v.reason, v.details, t.priority, t.type,
-                      t.required_capabilities, t.created_at{extra}
+                      t.required_capabilities, t.created_at, t.event_sequence{extra}
         ), logged AS (
             {_EVENT_INSERT}
             SELECT task_id, '{kind}', '{move.target}', attempts, agent_id, reason, details, %(now)s FROM moved
-        )
+        ){published}
         SELECT * FROM moved"""
 
 
@@ -119,7 +125,7 @@ def move(kind, steps, *, now, assignments="", columns=(), params=None, fenced=Tr
     """
     if not steps:
         return []
-    sql = _statement(kind, assignments, tuple(columns), fenced, join, tuple(returning))
+    sql = _statement(kind, assignments, tuple(columns), fenced, join, tuple(returning), writer.enabled())
     values = {
         "now": now,
         "task_ids": [step.task_id for step in steps],
@@ -135,7 +141,7 @@ def move(kind, steps, *, now, assignments="", columns=(), params=None, fenced=Tr
         cursor.execute(sql, values)
         rows = cursor.fetchall()
     moved = [
-        Moved(steps[row[0] - 1], row[1], row[2], row[6], row[7], row[8], row[9], tuple(row[10:]))
+        Moved(steps[row[0] - 1], row[1], row[2], row[6], row[7], row[8], row[9], tuple(row[11:]))
         for row in rows
     ]
     _announce(kind, moved, now)

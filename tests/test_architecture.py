@@ -86,9 +86,18 @@ MODULES = dict(_modules())
 
 
 def test_the_checked_tree_is_the_real_one():
-    assert {"agents.capacity", "tasks.engine.claim", "monitoring.apps", "orchestrator_project.live"} <= set(
-        MODULES
-    )
+    assert {
+        "agents.capacity",
+        "tasks.engine.claim",
+        "monitoring.apps",
+        "orchestrator_project.live",
+        "orchestrator_project.outbox.writer",
+    } <= set(MODULES)
+
+
+def test_the_outbox_is_in_the_core_so_agents_and_tasks_write_events_without_looking_up():
+    # agents and tasks add the outbox INSERT to their own statements: the writer must sit below them.
+    assert _layer("orchestrator_project.outbox.writer") == "core"
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

@@ -42,6 +42,12 @@ def boot_with(*, unset=(), **env):
         ("HEARTBEAT_RATE", "lots", "HEARTBEAT_RATE must be a rate like 6000/min"),
         ("HEARTBEAT_RATE", "0/min", "HEARTBEAT_RATE must be a rate like 6000/min"),
         ("AUTH_TOKEN_RATE", "10/fortnight", "AUTH_TOKEN_RATE must be a rate like 6000/min"),
+        ("EVENT_SINK", "carrier-pigeon", "EVENT_SINK must be one of redis, kafka, none"),
+        ("EVENT_SINK", "kafka", "EVENT_SINK=kafka needs KAFKA_BOOTSTRAP_SERVERS"),
+        ("EVENT_RETENTION_DAYS", "0", "EVENT_RETENTION_DAYS must be >= 1"),
+        ("EVENT_RELAY_BATCH", "many", "EVENT_RELAY_BATCH must be an integer"),
+        ("EVENT_REDIS_URL", "localhost:6379", "EVENT_REDIS_URL must be a URL"),
+        ("KAFKA_SECURITY_PROTOCOL", "tls", "KAFKA_SECURITY_PROTOCOL must be one of"),
         ("WEB_CONCURRENCY", "all", "WEB_CONCURRENCY must be an integer"),
         ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be >= 1"),
         ("WORKER_CONCURRENCY", "-4", "WORKER_CONCURRENCY must be >= 1"),
@@ -60,6 +66,14 @@ def test_it_boots_with_good_values():
     result = boot_with(SERVICE_PORT="9000", RAG_SERVICE_URL="http://rag:8000", HEARTBEAT_RATE="50/s")
     assert result.returncode == 0, result.stderr
     assert "booted" in result.stdout
+
+
+def test_sasl_without_credentials_is_refused():
+    result = boot_with(
+        EVENT_SINK="kafka", KAFKA_BOOTSTRAP_SERVERS="kafka:9092", KAFKA_SECURITY_PROTOCOL="sasl_ssl"
+    )
+    assert result.returncode != 0
+    assert "needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD" in result.stderr
 
 
 def test_production_refuses_the_default_secret_key():

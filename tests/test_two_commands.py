@@ -62,7 +62,7 @@ class Stack:
         raise AssertionError(f"/health did not answer within {START_DEADLINE}s:\n{self.output()}")
 
     def wait_for_processes(self):
-        """web, worker and beat: the processes below make, by role."""
+        """web, worker, beat and the event relay: the processes below make, by role."""
         deadline = time.monotonic() + START_DEADLINE
         while time.monotonic() < deadline:
             roles = {}
@@ -74,11 +74,13 @@ class Stack:
                     roles["worker"] = proc
                 elif "celery" in with_args and " beat" in with_args:
                     roles["beat"] = proc
-            if len(roles) == 3:
+                elif "relay_events" in with_args:
+                    roles["relay"] = proc
+            if len(roles) == 4:
                 self.children = psutil.Process(self.make.pid).children(recursive=True)
                 return roles
             time.sleep(0.2)
-        raise AssertionError(f"web, worker and beat did not all start:\n{self.output()}")
+        raise AssertionError(f"web, worker, beat and relay did not all start:\n{self.output()}")
 
     def interrupt(self):
         """What a Ctrl-C in the terminal does: SIGINT to the foreground process group."""
@@ -126,6 +128,14 @@ def assert_the_first_lines_say_where_things_are(stack):
     first_lines = "\n".join(stack.output().splitlines()[:8])
     for where in ("/admin/", "/dashboard/", "/docs"):
         assert f"{stack.base}{where}" in first_lines, first_lines
+
+
+def assert_the_relay_leads(base):
+    """The default sink (Redis Streams) needs nothing more: the relay takes the lead and publishes."""
+    deadline = time.monotonic() + START_DEADLINE
+    while not httpx.get(f"{base}/health/detailed", timeout=10).json()["checks"]["event_relay"].get("leader"):
+        assert time.monotonic() < deadline, "the event relay never took the lead"
+        time.sleep(0.2)  # polling interval
 
 
 def assert_one_ctrl_c_stops_web_worker_and_beat(stack):
@@ -195,6 +205,7 @@ def test_make_run_with_no_urls_starts_its_own_postgres_and_redis(tmp_path, var_d
         assert_it_serves_health_admin_and_docs(stack.base)
         assert_the_first_lines_say_where_things_are(stack)
         assert_it_is_production_on_loopback(stack, stack.wait_for_processes())
+        assert_the_relay_leads(stack.base)
         # A superuser with a password of its own, shown once; the secret key kept where only we read it.
         password = the_password_shown(stack.output())
         assert password != "admin" and "admin / admin" not in stack.output()

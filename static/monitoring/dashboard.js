@@ -281,6 +281,9 @@
     var beat = summary.beat || {};
     $("meta-beat").textContent = beat.state === "ok" ? "ok (" + duration(beat.last_sweep_age_seconds) + " ago)"
       : (beat.state || "unknown");
+    var events = summary.events || {};
+    $("meta-events").textContent = events.state === "off" ? "off"
+      : (events.state || "unknown") + " (lag " + duration(events.lag_seconds) + ", " + events.unpublished + " waiting)";
     var minute = summary.last_minute;
     $("meta-throughput").textContent = minute.throughput_per_second + " /s";
     $("meta-p95").textContent = duration(minute.duration_seconds.p95);

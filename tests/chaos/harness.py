@@ -90,6 +90,15 @@ class Stack:
         self.children.append(child)
         return child
 
+    def relay(self, name="relay", **env):
+        """`manage.py relay_events`, once it has taken the lead."""
+        child = Child(
+            name, [sys.executable, "manage.py", "relay_events"], child_env(**self._env(env)), self.log_dir
+        )
+        child.wait_for_output("relay is publishing")
+        self.children.append(child)
+        return child
+
     def stop(self):
         # Beat first (no new sweeps), then the rest; a stalled process cannot handle SIGTERM until resumed.
         for child in sorted(self.children, key=lambda c: not c.name.startswith("beat")):

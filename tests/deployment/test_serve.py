@@ -1,5 +1,5 @@
-"""`python -m orchestrator_project.serve web|worker|beat`, the containers' command: it checks the settings,
-then becomes (exec, the same process) the command `make run` starts for that role."""
+"""`python -m orchestrator_project.serve web|worker|beat|relay`, the containers' command: it checks the
+settings, then becomes (exec, the same process) the command `make run` starts for that role."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import sys
 import psutil
 import pytest
 
-from tests.processes import ROOT, child_env
+from tests.processes import ROOT, Child, child_env
 
 from .conftest import production_command
 
@@ -29,7 +29,8 @@ def test_an_unknown_role_gets_the_usage():
     result = serve("scheduler")
     assert result.returncode == 2
     assert (
-        result.stderr.strip() == "usage: python -m orchestrator_project.serve web|worker|beat [ARGUMENTS...]"
+        result.stderr.strip()
+        == "usage: python -m orchestrator_project.serve web|worker|beat|relay [ARGUMENTS...]"
     )
 
 
@@ -51,3 +52,18 @@ def test_the_web_role_becomes_uvicorn_with_its_worker_processes(deployment):
         p for p in psutil.Process(web.proc.pid).children() if "multiprocessing.spawn" in " ".join(p.cmdline())
     ]
     assert len(spawned) == 3
+
+
+def test_the_relay_role_becomes_the_relay_and_takes_the_lead(deployment, tmp_path):
+    child = Child("relay", production_command("relay"), child_env(), tmp_path)
+    try:
+        child.wait_for_output("relay is publishing")
+        # The very process that was started is the relay now, through Django's own entry point.
+        assert psutil.Process(child.proc.pid).cmdline()[1:] == ["-m", "django", "relay_events"]
+    finally:
+        child.stop()
+
+
+def test_with_events_off_there_is_no_relay_to_serve():
+    result = serve("relay", EVENT_SINK="none")
+    assert result.returncode == 2 and "EVENT_SINK=none" in result.stderr

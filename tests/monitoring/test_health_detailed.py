@@ -51,7 +51,14 @@ def test_it_reports_each_dependency_with_its_latency(client):
     response = client.get("/health/detailed")
     assert response.status_code == 200
     body = response.json()
-    assert set(body["checks"]) == {"database", "redis", "celery_workers", "beat", "channel_layer"}
+    assert set(body["checks"]) == {
+        "database",
+        "redis",
+        "celery_workers",
+        "beat",
+        "channel_layer",
+        "event_relay",
+    }
     for name in ("database", "redis", "beat", "channel_layer"):
         assert body["checks"][name]["status"] == "ok", name
     assert all(isinstance(check["latency_ms"], float) for check in body["checks"].values())

@@ -23,6 +23,7 @@ ROLES = ("anonymous", "viewer", "operator", "agent_a", "agent_b", "superuser")
 A = "{agent_a}"
 REGISTRATION = {"type": "t", "name": "matrix", "endpoint": "http://127.0.0.1:9/matrix", "capabilities": ["c"]}
 RESULT = {"status": "completed", "result": {"answer": 42}}
+REPLAY = {"since": "2026-01-01T00:00:00Z"}
 
 # (method, url name, path, body, then one status per role in ROLES order: anonymous, viewer, operator,
 #  agent A, agent B, superuser)
@@ -46,6 +47,8 @@ MATRIX = [
     ("POST", "task-result", "/api/v1/tasks/{running}/result", RESULT, 401, 403, 200, 200, 404, 200),
     # Agent B reporting for its own task is allowed; for agent A's it is a 404 (the row above).
     ("POST", "task-result", "/api/v1/tasks/{running_b}/result", RESULT, 401, 403, 200, 404, 200, 200),
+    # Republishing past events: operators (and superusers) only.
+    ("POST", "events-replay", "/api/v1/events/replay", REPLAY, 401, 403, 202, 403, 403, 202),
     # Outside /api/v1: monitoring and documentation.
     ("GET", None, "/status", None, 401, 200, 200, 403, 403, 200),
     ("GET", None, "/health", None, 200, 200, 200, 200, 200, 200),
@@ -57,6 +60,7 @@ MATRIX = [
     ("GET", None, "/dashboard/api/summary", None, 302, 302, 302, 302, 302, 302),
     ("GET", None, "/admin/agents/agent/", None, 302, 302, 302, 302, 302, 302),
     ("GET", None, "/admin/accounts/apitoken/", None, 302, 302, 302, 302, 302, 302),
+    ("GET", None, "/admin/outbox/outboxevent/", None, 302, 302, 302, 302, 302, 302),
 ]
 
 

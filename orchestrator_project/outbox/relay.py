@@ -1,0 +1,203 @@
+"""The relay: publishes the outbox in commit order, at least once, one leader at a time.
+
+- **One leader.** Each relay holds a session-level Postgres advisory lock on its own connection; a second
+  relay waits for it. A leader that dies (or loses its connection) drops the lock with its session, and
+  the next one carries on from what is marked published.
+- **Commit order, nothing skipped.** A row is published only once its transaction is older than every
+  transaction still running (`txid < pg_snapshot_xmin`): by then no other row can appear before it, so
+  a slow transaction's rows are never jumped over and wait at most for that transaction. Rows go in
+  (txid, position) order; an entity's events always in its sequence order (see `_in_entity_order`).
+- **Marked on delivery.** Rows are marked published only for what the broker acknowledged; a crash
+  between the two sends that batch again (consumers dedupe on ce_id).
+- **Backoff.** While the sink is down the relay retries the same batch, waiting 0.1 s doubling up to
+  EVENT_RELAY_BACKOFF_MAX; while Postgres is down it reconnects the same way.
+- **Replays** (POST /api/v1/events/replay) are worked off between live batches, a chunk at a time.
+"""
+
+import hashlib
+import logging
+import threading
+from collections import defaultdict
+
+import psycopg
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from . import stats
+from .cloudevents import Event
+from .models import OutboxEvent, Replay
+from .sinks import SinkUnavailable
+
+logger = logging.getLogger(__name__)
+
+LOCK_KEY = int.from_bytes(hashlib.sha256(b"orchestrator.outbox.relay").digest()[:8], "big", signed=True)
+_TABLE = OutboxEvent._meta.db_table
+# The payload as the JSON text Postgres holds: sent as it is, never parsed and dumped again.
+_EVENT_COLUMNS = "position, id, aggregatetype, aggregateid, type, payload::text, sequence, created_at"
+
+# The next rows to publish: the oldest visible ones (`candidates`), with every other visible event of
+# the same entities, except those after an event of theirs that is not visible yet. That happens when a
+# transaction took its xid before another one that then changed the same entity first: the later event
+# can be visible before the earlier one. Holding back only what follows an invisible event keeps each
+# entity's order without ever waiting on a row that sorts later (an entity's earlier events are pulled
+# into the batch wherever they sort).
+_NEXT_BATCH = f"""
+    WITH horizon AS (
+        SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin
+    ), candidates AS (
+        SELECT DISTINCT aggregateid FROM (
+            SELECT aggregateid FROM {_TABLE}, horizon
+            WHERE published_at IS NULL AND txid < horizon.xmin
+            ORDER BY txid, position
+            LIMIT %(batch)s
+        ) oldest
+    ), pending AS (
+        SELECT o.*, o.txid < horizon.xmin AS visible FROM {_TABLE} o, horizon
+        WHERE o.published_at IS NULL AND o.aggregateid IN (SELECT aggregateid FROM candidates)
+    ), held AS (
+        SELECT aggregateid, min(sequence) AS sequence FROM pending WHERE NOT visible GROUP BY aggregateid
+    )
+    SELECT {", ".join(f"p.{column.strip()}" for column in _EVENT_COLUMNS.split(","))}
+    FROM pending p LEFT JOIN held h USING (aggregateid)
+    WHERE p.visible AND (h.sequence IS NULL OR p.sequence < h.sequence)
+    ORDER BY p.txid, p.position"""
+
+_MARK_PUBLISHED = f"UPDATE {_TABLE} SET published_at = statement_timestamp() WHERE position = ANY(%s)"
+
+_NEXT_REPLAY = f"""
+    SELECT id, since, until, aggregateid, after_position, until_position FROM {Replay._meta.db_table}
+    WHERE finished_at IS NULL ORDER BY id LIMIT 1"""
+# Replays go by position: an entity's events were written in its sequence order (each under the
+# entity's row lock), so position order is its order too.
+_REPLAY_CHUNK = f"""
+    SELECT {_EVENT_COLUMNS} FROM {_TABLE}
+    WHERE position > %(after)s AND position <= %(until_position)s AND published_at IS NOT NULL
+      AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
+      AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s)
+      AND (%(entity)s::uuid IS NULL OR aggregateid = %(entity)s)
+    ORDER BY position LIMIT %(batch)s"""
+_REPLAY_PROGRESS = f"""
+    UPDATE {Replay._meta.db_table} SET after_position = %(after)s, published = published + %(count)s,
+        finished_at = CASE WHEN %(done)s THEN statement_timestamp() END
+    WHERE id = %(id)s"""
+
+
+def _in_entity_order(events):
+    """The batch in (txid, position) order, except that each entity's events take that entity's places
+    in sequence order: txid order is not commit order, the entity's sequence is."""
+    per_entity = defaultdict(list)
+    for event in events:
+        per_entity[event.aggregateid].append(event)
+    queues = {entity: iter(sorted(group, key=lambda e: e.sequence)) for entity, group in per_entity.items()}
+    return [next(queues[event.aggregateid]) for event in events]
+
+
+class Backoff:
+    def __init__(self, first=0.1):
+        self.first = first
+        self.delay = first
+
+    def next(self):
+        delay, self.delay = self.delay, min(self.delay * 2, settings.EVENT_RELAY_BACKOFF_MAX)
+        return delay
+
+    def reset(self):
+        self.delay = self.first
+
+
+class Relay:
+    def __init__(self, sink, *, batch=None, poll=None, stop=None):
+        self.sink = sink
+        self.batch = batch or settings.EVENT_RELAY_BATCH
+        self.poll = poll or settings.EVENT_RELAY_POLL_SECONDS
+        self.stop = stop or threading.Event()
+        self.leading = threading.Event()
+        self.stats = stats.Recorder()
+
+    def run(self):
+        """Until `stop` is set: connect, wait to lead, publish. Reconnects with backoff."""
+        backoff = Backoff()
+        try:
+            while not self.stop.is_set():
+                try:
+                    params = connections[DEFAULT_DB_ALIAS].get_connection_params()
+                    with psycopg.connect(**params, autocommit=True) as session:
+                        backoff.reset()
+                        self._lead(session)
+                except psycopg.OperationalError:
+                    self.leading.clear()
+                    logger.warning("relay lost its database connection; reconnecting", exc_info=True)
+                    self.stop.wait(backoff.next())
+        finally:
+            self.leading.clear()
+            self.sink.close()
+            self.stats.close()
+
+    def _lead(self, session):
+        waited = False
+        while not session.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()[0]:
+            if not waited:
+                logger.info("another relay is publishing; this one waits to take over")
+                waited = True
+            if self.stop.wait(1.0):
+                return
+        logger.info("relay is publishing events through %s", type(self.sink).__name__)
+        self.leading.set()
+        backoff = Backoff()
+        while not self.stop.is_set():
+            try:
+                busy = self._publish_next(session) | self._replay_next(session)
+            except SinkUnavailable as exc:
+                self.stats.add(failures=1)
+                delay = backoff.next()
+                logger.warning("event sink unavailable (%s); retrying in %.1f s", exc, delay)
+                self.stop.wait(delay)
+                continue
+            backoff.reset()
+            if not busy:
+                self.stop.wait(self.poll)
+
+    def _publish_next(self, session):
+        rows = session.execute(_NEXT_BATCH, {"batch": self.batch}).fetchall()
+        if not rows:
+            return False
+        events = _in_entity_order([Event(*row) for row in rows])
+        acknowledged = self.sink.publish(events)
+        session.execute(_MARK_PUBLISHED, [list(acknowledged)])
+        self.stats.add(published=len(acknowledged))
+        if len(acknowledged) < len(events):
+            # The rest goes again, after the backoff: a message the broker keeps refusing must not spin.
+            missing = len(events) - len(acknowledged)
+            raise SinkUnavailable(f"{missing} of {len(events)} events were not acknowledged")
+        return True
+
+    def _replay_next(self, session):
+        replay = session.execute(_NEXT_REPLAY).fetchone()
+        if replay is None:
+            return False
+        replay_id, since, until, entity, after, until_position = replay
+        rows = session.execute(
+            _REPLAY_CHUNK,
+            {
+                "after": after,
+                "until_position": until_position,
+                "since": since,
+                "until": until,
+                "entity": entity,
+                "batch": self.batch,
+            },
+        ).fetchall()
+        events = [Event(*row) for row in rows]
+        if events and len(self.sink.publish(events)) < len(events):
+            raise SinkUnavailable("part of a replay chunk was not acknowledged")
+        session.execute(
+            _REPLAY_PROGRESS,
+            {
+                "id": replay_id,
+                "after": events[-1].position if events else until_position,
+                "count": len(events),
+                "done": len(events) < self.batch,
+            },
+        )
+        self.stats.add(replayed=len(events))
+        return True

@@ -1,0 +1,2 @@
+class SinkUnavailable(Exception):
+    """The broker did not take the batch: nothing was acknowledged."""

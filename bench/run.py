@@ -152,8 +152,15 @@ def main(argv=None):
         if not args.no_reads and (not only or "reads" in only):
             print(f"bench: loading {size.read_tasks:,} tasks and {size.read_agents:,} agents...", flush=True)
             stack.sampler.mark("reads_setup")
-            setup = bench.reads_setup()
-            stack.sampler.end()
+            try:
+                setup = bench.reads_setup()
+            except Exception as exc:
+                # The throughput runs are measured already: the report must still be written.
+                traceback.print_exc()
+                failures.append(f"reads_setup: {exc!r}")
+                raise _ReadsFailed from exc
+            finally:
+                stack.sampler.end()
             print(
                 f"bench: loaded in {setup['load_s']} s; "
                 f"claim with 1k tasks p50 {setup['claim_1k']['p50_ms']} ms",
@@ -182,6 +189,8 @@ def main(argv=None):
                     for k, v in raw[r]["reads"].items()
                     if isinstance(v, dict) and "p99_ms" in v
                 ), flush=True)  # fmt: skip
+    except _ReadsFailed:
+        pass  # recorded in failures; the report holds the throughput runs
     except KeyboardInterrupt:
         failures.append("interrupted: the report holds what was measured before")
     finally:
@@ -235,6 +244,10 @@ def _bracket_result(key, before, after):
     measured = [v for v in (before, after) if v is not None]
     mean = round(sum(measured) / len(measured), 1) if len(measured) == 2 else None
     return {"before": before, "after": after, key: mean}
+
+
+class _ReadsFailed(Exception):
+    pass
 
 
 def _interrupt(signum, frame):

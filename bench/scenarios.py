@@ -562,7 +562,7 @@ class Bench:
                INSERT INTO tasks_task (task_id, type, description, input_data, required_capabilities,
                    priority, status, result, error, attempts, retry_base, max_retries, timeout_seconds,
                    auto_dispatch, strategy, request_fingerprint, avoid_agents, created_at, assigned_at,
-                   started_at, finished_at, updated_at, next_attempt_at, assigned_agent_id)
+                   started_at, finished_at, updated_at, next_attempt_at, assigned_agent_id, event_sequence)
                SELECT gen_random_uuid(), 'type-' || (g %% 50), '', jsonb_build_object('n', g),
                    ARRAY['cap-' || (g %% 100)], 1 + g %% 10,
                    CASE WHEN g <= %(pending)s THEN 'pending' WHEN g %% 20 = 0 THEN 'failed'
@@ -575,7 +575,8 @@ class Bench:
                    CASE WHEN g > %(pending)s THEN now() - g * interval '1 second' END,
                    CASE WHEN g > %(pending)s THEN now() - g * interval '1 second' + interval '1 second' END,
                    now(), CASE WHEN g <= %(pending)s THEN now() - interval '1 minute' END,
-                   CASE WHEN g > %(pending)s THEN agents.ids[1 + g %% agents.n] END
+                   CASE WHEN g > %(pending)s THEN agents.ids[1 + g %% agents.n] END,
+                   CASE WHEN g <= %(pending)s THEN 1 ELSE 4 END
                FROM generate_series(%(first)s, %(last)s) AS g, agents""",
             {"first": first, "last": last, "pending": pending},
         )

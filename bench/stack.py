@@ -311,6 +311,18 @@ def _wait_for_celery(child, node, timeout=40):
     raise RuntimeError(f"{child.name} did not answer a ping:\n{child.output()[-3000:]}")
 
 
+def start_relay(log_dir, port):
+    """`make run`'s event relay (unless EVENT_SINK is none): outbox rows go out as they do there."""
+    command = service_commands(port).get("relay")
+    if command is None:
+        return None
+    child = Child("relay", command, log_dir, _service_env(port))
+    time.sleep(0.5)  # it logs at WARNING here: nothing to wait for but an early exit
+    if child.proc.poll() is not None:
+        raise RuntimeError(f"the relay exited:\n{child.output()[-3000:]}")
+    return child
+
+
 def start_beat(log_dir, port):
     child = Child("beat", service_commands(port)["beat"], log_dir, {"SERVICE_PORT": str(port)})
     time.sleep(0.5)
@@ -472,6 +484,9 @@ class Stack:
         self._add(start_worker(self.log_dir, self.port))
         if beat:
             self._add(start_beat(self.log_dir, self.port))
+        relay = start_relay(self.log_dir, self.port)
+        if relay is not None:
+            self._add(relay)
         self.start_baseline()
 
     def describe(self):

@@ -4,7 +4,7 @@ a rolled-back change, and a missed ring costs only latency (the dispatcher's own
 import math
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, transaction
@@ -50,7 +50,9 @@ def test_a_bulk_rings_once_and_tasks_left_for_operators_do_not_ring(dispatch_rin
 
 
 def test_a_delayed_ring_carries_its_due_time_in_tenths_of_a_second(dispatch_rings):
-    due = timezone.now() + timedelta(seconds=3.21)
+    # 11 ms into a tenth of a second, so the second ring 10 ms later falls in the same tenth.
+    tenth = math.floor(timezone.now().timestamp() * 10) / 10 + 3.2
+    due = datetime.fromtimestamp(tenth, tz=UTC) + timedelta(milliseconds=11)
     with transaction.atomic():
         wake.ring_at(due)
         wake.ring_at(due + timedelta(milliseconds=10))  # the same tenth: one ring

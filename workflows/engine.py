@@ -85,7 +85,9 @@ class Advance:
         self.journal = Journal(run.run_id, definition.name, definition.version, self.now)
         self._steps = None
         self._dirty = {}  # StepRun id -> (StepRun, set of changed fields)
-        self._changes = []  # (StepRun, status, reason), journaled at commit with the final task ids
+        # (StepRun or None for the run, status, reason) in the order they happened, journaled at commit
+        # (when the steps' task ids are known)
+        self._changes = []
         self._new_tasks = []  # (StepRun, task fields)
         self._run_fields = set()
         self._ended = deque()  # steps that ended and are yet to be counted in their joins
@@ -131,7 +133,7 @@ class Advance:
             setattr(self.run, name, value)
         self._run_fields.update(fields)
         if "status" in fields:
-            self.journal.run_changed(fields["status"], reason)
+            self._changes.append((None, fields["status"], reason))
 
     def _context(self, step_spec, read=None):
         """What paths resolve against: the run's input and the outputs of the steps `step_spec` reads."""
@@ -140,6 +142,7 @@ class Advance:
             if step_spec.get("type") == StepKind.CONDITION:
                 read |= {p.step for p in conditions.check(step_spec["when"])[1]}
             read.discard(None)
+        self.save_steps()  # outputs set in this advance are read back below
         found = StepRun.objects.filter(run_id=self.run.run_id, map_index=WHOLE_STEP, step_id__in=read).only(
             "step_id", "status", "output", "error"
         )
@@ -667,6 +670,9 @@ class Advance:
         self._create_tasks()
         self.save_steps()
         for step, status, reason in self._changes:
+            if step is None:
+                self.journal.run_changed(status, reason)
+                continue
             step.status, current = status, step.status
             self.journal.step_changed(step, reason)
             step.status = current
@@ -734,7 +740,7 @@ def begin_run(
     )
     advance = Advance(run, now=now)
     advance.tell_parent = tell_parent
-    advance.journal.run_changed(RunStatus.RUNNING, "started")
+    advance._changes.append((None, RunStatus.RUNNING, "started"))
     steps = StepRun.objects.bulk_create(
         StepRun(
             run=run,

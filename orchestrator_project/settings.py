@@ -431,6 +431,9 @@ SPECTACULAR_SETTINGS = {
         "AgentStatusEnum": "agents.models.AgentStatus",
         "CircuitStateEnum": "agents.models.CircuitState",
         "ReportedTaskStatusEnum": [("completed", "completed"), ("failed", "failed")],
+        "WorkflowRunStatusEnum": "workflows.models.RunStatus",
+        "WorkflowStepStatusEnum": "workflows.models.StepStatus",
+        "WorkflowStepKindEnum": "workflows.models.StepKind",
     },
 }
 

@@ -1,4 +1,5 @@
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from orchestrator_project.validation import (
@@ -181,11 +182,13 @@ class RunDetailSerializer(RunSerializer):
         fields = [*RunSerializer.Meta.fields, "steps", "events"]
         read_only_fields = fields
 
-    def get_steps(self, run) -> list[dict]:
+    @extend_schema_field(StepRunSerializer(many=True))
+    def get_steps(self, run):
         steps = run.steps.select_related("task").order_by("id")
         return StepRunSerializer(steps, many=True).data
 
-    def get_events(self, run) -> list[dict]:
+    @extend_schema_field(RunEventSerializer(many=True))
+    def get_events(self, run):
         return RunEventSerializer(run.events.order_by("-id")[:200], many=True).data
 
 

@@ -4,7 +4,6 @@ Viewsets stay declarative: serializers validate, each verb calls one service fun
 runs.py), and the services' domain errors become 400, 404 and 409 (orchestrator_project/exceptions.py).
 """
 
-from django.db.models import Max
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -80,15 +79,13 @@ class DefinitionListView(APIView):
         responses={200: DefinitionListSerializer(many=True)},
     )
     def get(self, request):
-        latest = WorkflowDefinition.objects.values("name").annotate(top=Max("version"))
-        found = WorkflowDefinition.objects.filter(
-            pk__in=[
-                d.pk
-                for d in WorkflowDefinition.objects.only("pk", "name", "version")
-                if (d.name, d.version) in {(row["name"], row["top"]) for row in latest}
-            ]
-        ).select_related("created_by")
-        return Response(DefinitionListSerializer(found.order_by("name"), many=True).data)
+        # Postgres' DISTINCT ON: the first row of each name in (name, -version) order, its latest.
+        found = (
+            WorkflowDefinition.objects.order_by("name", "-version")
+            .distinct("name")
+            .select_related("created_by")
+        )
+        return Response(DefinitionListSerializer(found, many=True).data)
 
     @extend_schema(
         summary="Create a workflow, or its next version",

@@ -228,29 +228,21 @@ class Advance:
         if kind == StepKind.TASK:
             if self._input_too_large(step, resolved, attempt):
                 return
-            self.touch(
+            self.begin(
                 step,
                 "started",
-                status=StepStatus.RUNNING,
+                StepStatus.RUNNING,
                 attempt=attempt,
                 input=resolved,
-                started_at=self.now,
-                finished_at=None,
-                output=None,
-                error=None,
             )
             self._new_tasks.append((step, spec))
         elif kind == StepKind.APPROVAL:
-            self.touch(
+            self.begin(
                 step,
                 "waiting for an operator's decision",
-                status=StepStatus.AWAITING_APPROVAL,
+                StepStatus.AWAITING_APPROVAL,
                 attempt=attempt,
                 input=resolved,
-                started_at=self.now,
-                finished_at=None,
-                output=None,
-                error=None,
                 due_at=self.now + timedelta(seconds=spec["timeout_seconds"]),
                 decided_by="",
             )
@@ -267,6 +259,19 @@ class Advance:
             )
             return True
         return False
+
+    def begin(self, step, reason, status, **fields):
+        """A step (or item) starts an attempt: its timing starts, the last attempt's output goes."""
+        self.touch(
+            step,
+            reason,
+            status=status,
+            started_at=self.now,
+            finished_at=None,
+            output=None,
+            error=None,
+            **fields,
+        )
 
     def fail(self, step, message, *, attempt=None, **more):
         fields = {"status": StepStatus.FAILED, "error": _error(message, **more), "finished_at": self.now}
@@ -304,17 +309,13 @@ class Advance:
             inputs.append(resolved)
         # Items of an earlier attempt (a retry of the whole step) are replaced.
         StepRun.objects.filter(run_id=self.run.run_id, step_id=step.step_id, map_index__gte=0).delete()
-        self.touch(
+        self.begin(
             step,
             f"started: {len(items)} items",
-            status=StepStatus.RUNNING,
+            StepStatus.RUNNING,
             attempt=attempt,
             items_total=len(items),
             remaining_items=len(items),
-            started_at=self.now,
-            finished_at=None,
-            output=None,
-            error=None,
         )
         if not items:
             self._finish_map(step)
@@ -338,15 +339,11 @@ class Advance:
             return
         spec = self.specs[map_step.step_id]
         for item in items:
-            self.touch(
+            self.begin(
                 item,
                 "started",
-                status=StepStatus.RUNNING,
+                StepStatus.RUNNING,
                 attempt=item.attempt + 1,
-                started_at=self.now,
-                finished_at=None,
-                output=None,
-                error=None,
             )
             self._new_tasks.append((item, spec))
 
@@ -441,16 +438,12 @@ class Advance:
             )
             return
         definition = WorkflowDefinition.objects.get(name=spec["workflow"], version=spec["version"])
-        self.touch(
+        self.begin(
             step,
             f"started {definition}",
-            status=StepStatus.RUNNING,
+            StepStatus.RUNNING,
             attempt=attempt,
             input=resolved,
-            started_at=self.now,
-            finished_at=None,
-            output=None,
-            error=None,
         )
         self.save_steps()  # the child run points at this step's row
         child = begin_run(

@@ -124,24 +124,26 @@ def _cancel_children(run_ids):
             pass
 
 
+def _switch(run_id, *, source, target, verb):
+    """Lock the run and move it from `source` to `target` (409 otherwise); returns the Advance."""
+    advance = engine.Advance.lock(run_id)
+    if advance.run.status != source:
+        raise Conflict(f"The run is {advance.run.status}; only {source} runs can be {verb}.")
+    advance.set_run(f"{verb} by an operator", status=target)
+    return advance
+
+
 def pause_run(*, run_id):
     """Stop scheduling new steps (and map items); running ones finish. 409 unless running."""
     with transaction.atomic():
-        advance = engine.Advance.lock(run_id)
-        if advance.run.status != RunStatus.RUNNING:
-            raise Conflict(f"The run is {advance.run.status}; only running runs can be paused.")
-        advance.set_run("paused by an operator", status=RunStatus.PAUSED)
-        advance.commit()
+        _switch(run_id, source=RunStatus.RUNNING, target=RunStatus.PAUSED, verb="paused").commit()
     return _reload(run_id)
 
 
 def resume_run(*, run_id):
     """Resume a paused run: the steps that became ready meanwhile start now. 409 unless paused."""
     with transaction.atomic():
-        advance = engine.Advance.lock(run_id)
-        if advance.run.status != RunStatus.PAUSED:
-            raise Conflict(f"The run is {advance.run.status}; only paused runs can be resumed.")
-        advance.set_run("resumed by an operator", status=RunStatus.RUNNING)
+        advance = _switch(run_id, source=RunStatus.PAUSED, target=RunStatus.RUNNING, verb="resumed")
         for step in list(advance.steps.values()):
             if step.status == StepStatus.WAITING and step.remaining_parents == 0:
                 advance.decide(step)
@@ -159,6 +161,21 @@ def _descendants(children, step_id):
                 found.add(child)
                 stack.append(child)
     return found
+
+
+def _reset(advance, step, reason, **fields):
+    """Back to waiting, as if never run: its attempt number stays, and grows when it starts again."""
+    advance.touch(
+        step,
+        reason,
+        status=StepStatus.WAITING,
+        output=None,
+        error=None,
+        started_at=None,
+        finished_at=None,
+        task_id=None,
+        **fields,
+    )
 
 
 def retry_step(*, run_id, step_id, map_index=None):
@@ -203,28 +220,18 @@ def retry_step(*, run_id, step_id, map_index=None):
         for other_id in downstream:
             other = advance.steps[other_id]
             parents_reset = sum(1 for p in advance.specs[other_id]["depends_on"] if p in reset)
-            advance.touch(
+            _reset(
+                advance,
                 other,
                 reason,
-                status=StepStatus.WAITING,
                 remaining_parents=parents_reset,
-                output=None,
-                error=None,
-                started_at=None,
-                finished_at=None,
-                task_id=None,
             )
         if item is None:
-            advance.touch(
+            _reset(
+                advance,
                 step,
                 "retried by an operator",
-                status=StepStatus.WAITING,
                 remaining_parents=0,
-                output=None,
-                error=None,
-                started_at=None,
-                finished_at=None,
-                task_id=None,
             )
             advance.save_steps()  # the joins below count against the reset rows
             advance.decide(step)
@@ -238,13 +245,10 @@ def retry_step(*, run_id, step_id, map_index=None):
                 error=None,
                 finished_at=None,
             )
-            advance.touch(
+            _reset(
+                advance,
                 item,
                 "retried by an operator",
-                status=StepStatus.WAITING,
-                output=None,
-                error=None,
-                finished_at=None,
             )
             advance.launch_waiting_items(step)
         advance.commit()

@@ -30,7 +30,7 @@ from datetime import timedelta
 from functools import cache
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from orchestrator_project.errors import NotFound
@@ -763,17 +763,40 @@ def on_step_tasks_ended(ended, **_):
         runs[run_id].append(by_step[step_id])
     now = timezone.now()
     for run_id in sorted(runs):
+        try:
+            with transaction.atomic():  # a savepoint: one run's trouble stays that run's
+                _advance_on_ended(run_id, runs[run_id], now)
+        except (OperationalError, InterfaceError):
+            raise  # the database's trouble (a deadlock, a lost connection): the whole move is retried
+        except Exception as exc:
+            # A bug must not fail the tasks' move: the task outcome would be lost and retried for ever,
+            # the sweep with it. The run is failed instead, visibly, and can be retried from a step.
+            logger.exception("advancing workflow run %s failed", run_id)
+            _fail_run_for_engine_error(run_id, now, exc)
+
+
+def _advance_on_ended(run_id, ended, now):
+    advance = Advance.lock(run_id, now=now)
+    fenced = {e.step_run_id: e for e in ended}
+    # Only the step's current task, while the step runs: a superseded task ends without effect.
+    steps = StepRun.objects.filter(pk__in=fenced, status=StepStatus.RUNNING).defer("input", "output")
+    for step in steps:
+        ended_task = fenced[step.pk]
+        if step.task_id != ended_task.task_id:
+            continue
+        if step.map_index == WHOLE_STEP:
+            step = advance.steps[step.step_id]
+        advance.task_ended(step, ended_task)
+    advance.commit()
+
+
+def _fail_run_for_engine_error(run_id, now, exc):
+    with transaction.atomic():
         advance = Advance.lock(run_id, now=now)
-        fenced = {e.step_run_id: e for e in runs[run_id]}
-        # Only the step's current task, while the step runs: a superseded task ends without effect.
-        steps = StepRun.objects.filter(pk__in=fenced, status=StepStatus.RUNNING).defer("input", "output")
-        for step in steps:
-            ended_task = fenced[step.pk]
-            if step.task_id != ended_task.task_id:
-                continue
-            if step.map_index == WHOLE_STEP:
-                step = advance.steps[step.step_id]
-            advance.task_ended(step, ended_task)
+        if advance.run.is_terminal:
+            return
+        reason = f"the workflow engine failed: {type(exc).__name__}: {exc}"[:500]
+        advance.set_run(reason, status=RunStatus.FAILED, finished_at=now, error=_error(reason))
         advance.commit()
 
 

@@ -5,6 +5,7 @@ import threading
 
 from tasks import services as task_services
 from tasks.models import Task
+from workflows import engine
 from workflows.models import StepRun, WorkflowRun
 
 from .helpers import RUNS, run_settles, start, step_settles, steps
@@ -239,3 +240,37 @@ def test_runs_are_listed_and_filtered(operator_client, viewer_client, define):
     paused = viewer_client.get(RUNS, {"status": "paused"}).json()["results"]
     assert [r["run_id"] for r in paused] == [first]
     assert viewer_client.get(RUNS, {"status": "bogus"}).status_code == 400
+
+
+def test_cancelling_a_parent_cancels_its_sub_workflow_run_first(
+    worker, operator_client, fake_agents, register, define
+):
+    release = threading.Event()
+    fake = fake_agents(blocking(release))
+    register(fake, capabilities=["work"])
+    define("child", CHAIN[:1])
+    define("parent", [{"id": "sub", "type": "workflow", "workflow": "child", "version": 1}])
+    run_id = start(operator_client, "parent")
+    fake.wait_for_calls(1)
+    assert operator_client.post(f"{RUNS}/{run_id}/cancel").status_code == 200
+    run_settles(run_id, "cancelled")
+    release.set()
+    child = WorkflowRun.objects.get(parent_step__run_id=run_id)
+    assert child.status == "cancelled"
+    assert steps(run_id) == {"sub": "cancelled"}
+
+
+def test_an_engine_error_fails_the_run_but_never_the_tasks_move(
+    worker, operator_client, fake_agents, register, define, monkeypatch
+):
+    def broken(self, step, ended):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(engine.Advance, "task_ended", broken)
+    register(fake_agents(lambda call: (200, {"result": {"ok": True}})), capabilities=["work"])
+    define("chain", CHAIN)
+    run_id = start(operator_client, "chain")
+    run = run_settles(run_id, "failed")
+    assert "the workflow engine failed: RuntimeError: a bug" in run.error["message"]
+    task = Task.objects.get(task_id=StepRun.objects.get(run_id=run_id, step_id="a").task_id)
+    assert task.status == "completed" and task.result == {"ok": True}

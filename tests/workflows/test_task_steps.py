@@ -1,7 +1,11 @@
 """Task steps with a real worker and loopback agents: data passing, idempotency keys, the run's end."""
 
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
 from orchestrator_project.outbox.models import OutboxEvent
 from tasks.models import Task
+from tasks.signals import step_tasks_ended
 from workflows.models import StepRun, WorkflowEvent
 
 from .helpers import RUNS, run_settles, start, steps
@@ -122,3 +126,18 @@ def test_a_failed_task_fails_its_step_and_downstream_steps_fail_upstream(
         "status_code": 400,
         "message": "bad plan",
     }
+
+
+def test_a_task_outside_any_workflow_never_touches_the_workflow_tables(operator_client):
+    told = []
+    step_tasks_ended.connect(lambda **kwargs: told.append(kwargs), weak=False, dispatch_uid="test-told")
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            task_id = operator_client.post("/api/v1/tasks", {"type": "plain"}, format="json").json()[
+                "task_id"
+            ]
+            assert operator_client.delete(f"/api/v1/tasks/{task_id}").status_code == 200
+    finally:
+        step_tasks_ended.disconnect(dispatch_uid="test-told")
+    assert told == []
+    assert [q["sql"] for q in queries.captured_queries if "workflows_" in q["sql"]] == []

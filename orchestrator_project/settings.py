@@ -141,6 +141,17 @@ EXECUTE_MAX_WAIT_SECONDS = env_int("EXECUTE_MAX_WAIT_SECONDS", 300, minimum=1)
 # On SIGTERM a worker lets agent calls in flight finish for this long, then hands the rest back.
 WORKER_SHUTDOWN_GRACE = env_float("WORKER_SHUTDOWN_GRACE", 30.0, minimum=0)
 
+# --- Workflows (docs/workflows.md: limits) ---------------------------------------------------------
+WORKFLOW_SPEC_MAX_BYTES = env_int("WORKFLOW_SPEC_MAX_BYTES", 256 * 1024, minimum=1024)
+WORKFLOW_MAX_STEPS = env_int("WORKFLOW_MAX_STEPS", 500, minimum=1)
+WORKFLOW_TEMPLATE_MAX_BYTES = env_int("WORKFLOW_TEMPLATE_MAX_BYTES", 8 * 1024, minimum=16)
+# A step's output (its task's result) above this fails the step, as any other failure would.
+WORKFLOW_OUTPUT_MAX_BYTES = env_int("WORKFLOW_OUTPUT_MAX_BYTES", 256 * 1024, minimum=1)
+WORKFLOW_RUN_INPUT_MAX_BYTES = env_int("WORKFLOW_RUN_INPUT_MAX_BYTES", 1024 * 1024, minimum=1)
+WORKFLOW_MAP_MAX_ITEMS = env_int("WORKFLOW_MAP_MAX_ITEMS", 10000, minimum=1)
+WORKFLOW_MAX_NESTING = env_int("WORKFLOW_MAX_NESTING", 5, minimum=0)  # sub-workflows within sub-workflows
+WORKFLOW_APPROVAL_SWEEP_SECONDS = env_int("WORKFLOW_APPROVAL_SWEEP_SECONDS", 5, minimum=1)
+
 # --- Monitoring ------------------------------------------------------------------------------------
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 METRICS_ALLOWED_NETWORKS = env_networks(
@@ -215,6 +226,7 @@ INSTALLED_APPS = [
     "orchestrator_project.outbox",
     "agents",
     "tasks",
+    "workflows",
     "monitoring",
 ]
 
@@ -419,6 +431,9 @@ SPECTACULAR_SETTINGS = {
         "AgentStatusEnum": "agents.models.AgentStatus",
         "CircuitStateEnum": "agents.models.CircuitState",
         "ReportedTaskStatusEnum": [("completed", "completed"), ("failed", "failed")],
+        "WorkflowRunStatusEnum": "workflows.models.RunStatus",
+        "WorkflowStepStatusEnum": "workflows.models.StepStatus",
+        "WorkflowStepKindEnum": "workflows.models.StepKind",
     },
 }
 

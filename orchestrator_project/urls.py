@@ -19,6 +19,7 @@ api_v1 = [
     path("events/replay", ReplayView.as_view(), name="events-replay"),
     path("", include("agents.urls")),
     path("", include("tasks.urls")),
+    path("", include("workflows.urls")),
 ]
 
 urlpatterns = [

@@ -125,6 +125,10 @@ class Task(models.Model):
         db_constraint=False,
         related_name="+",
     )
+    # The workflow step run (an app above this one) whose attempt this task is, or NULL. Every move's
+    # RETURNING carries it, so a task that ends tells signals.step_tasks_ended without a query of its
+    # own, and a task outside any workflow costs nothing more.
+    workflow_step_id = models.BigIntegerField(null=True, blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     assigned_at = models.DateTimeField(null=True, blank=True)

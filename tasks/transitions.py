@@ -6,7 +6,9 @@ of a superseded attempt (a stalled worker waking up, a slow agent answering afte
 matches no row and changes nothing. A CTE of the same statement inserts one event row per task moved,
 and another its outbox event (outbox.py), numbered by the task's own event_sequence, which the UPDATE
 bumps. After the commit every moved task is announced live (orchestrator_project.live); tasks that failed for
-good are also told to signals.tasks_failed, inside the transaction.
+good are also told to signals.tasks_failed, inside the transaction. Tasks that are workflow steps
+(Task.workflow_step_id) and reach a terminal status are told to signals.step_tasks_ended, inside the
+transaction too, so the run advances in the same commit as the task's move.
 
 Creation is the one transition that is an INSERT: services.py writes it, with its event row from
 `created_event_sql` and its message from `announce_created`.
@@ -26,8 +28,8 @@ from orchestrator_project.outbox import writer
 from orchestrator_project.prepared import prepared_cursor
 
 from . import outbox
-from .models import LIFECYCLE, EventKind, Task, TaskEvent, TaskStatus, sql_list
-from .signals import tasks_failed
+from .models import LIFECYCLE, TERMINAL_STATUSES, EventKind, Task, TaskEvent, TaskStatus, sql_list
+from .signals import step_tasks_ended, tasks_failed
 
 REASON_LIMIT = 2000
 # What a transition's live message measures from the task's creation (the metrics' histograms).
@@ -61,6 +63,19 @@ class Step:
     values: tuple = ()
 
 
+@dataclass(frozen=True, slots=True)
+class EndedStepTask:
+    """A workflow step's task that ended: what signals.step_tasks_ended carries."""
+
+    task_id: UUID
+    attempt: int
+    step_run_id: int
+    status: str
+    # The task's result and error as JSON text (NULL stays None): read by the same RETURNING.
+    result_json: str | None
+    error_json: str | None
+
+
 @dataclass(slots=True)
 class Moved:
     """A task that moved, as the statement left it."""
@@ -72,12 +87,19 @@ class Moved:
     type: str
     capabilities: list
     created_at: datetime
+    workflow_step_id: int | None = None
     returned: tuple = field(default=())  # the caller's `returning` expressions, in order
+
+
+def _step_json(column):
+    """A task's JSON column for the workflow hook: only for workflow steps' tasks, NULL for the rest."""
+    return f"CASE WHEN t.workflow_step_id IS NOT NULL THEN {column}::text END"
 
 
 @cache
 def _statement(kind, assignments, columns, fenced, join, returning, publish):
     move = LIFECYCLE[kind]
+    ended = move.target in TERMINAL_STATUSES
     names = ", ".join(["task_id", "attempt", "agent_id", "reason", "details", *(n for n, _ in columns)])
     arrays = ", ".join(
         [
@@ -93,6 +115,7 @@ def _statement(kind, assignments, columns, fenced, join, returning, publish):
         f", {assignments}" if assignments else ""
     )
     fence = " AND t.attempts = v.attempt" if fenced else ""
+    step_result, step_error = (_step_json("t.result"), _step_json("t.error")) if ended else ("NULL", "NULL")
     if kind == EventKind.FAILED:
         returning = (*returning, "t.error")  # for the failure notice
     # Named apart: they may repeat the statement's own columns (t.task_id, say).
@@ -104,7 +127,8 @@ def _statement(kind, assignments, columns, fenced, join, returning, publish):
             FROM unnest({arrays}) WITH ORDINALITY AS v({names}, step) {join}
             WHERE t.task_id = v.task_id AND t.status IN {sql_list(move.sources)}{fence}
             RETURNING v.step, t.task_id, t.attempts, v.agent_id, v.reason, v.details, t.priority, t.type,
-                      t.required_capabilities, t.created_at, t.event_sequence{extra}
+                      t.required_capabilities, t.created_at, t.event_sequence, t.workflow_step_id,
+                      {step_result}, {step_error}{extra}
         ), logged AS (
             {_EVENT_INSERT}
             SELECT task_id, '{kind}', '{move.target}', attempts, agent_id, reason, details, %(now)s FROM moved
@@ -141,10 +165,18 @@ def move(kind, steps, *, now, assignments="", columns=(), params=None, fenced=Tr
         cursor.execute(sql, values)
         rows = cursor.fetchall()
     moved = [
-        Moved(steps[row[0] - 1], row[1], row[2], row[6], row[7], row[8], row[9], tuple(row[11:]))
+        Moved(steps[row[0] - 1], row[1], row[2], row[6], row[7], row[8], row[9], row[11], tuple(row[14:]))
         for row in rows
     ]
     _announce(kind, moved, now)
+    target = LIFECYCLE[kind].target
+    ended = [
+        EndedStepTask(row[1], row[2], row[11], target, row[12], row[13])
+        for row in rows
+        if row[11] is not None and target in TERMINAL_STATUSES
+    ]
+    if ended:
+        step_tasks_ended.send(sender=Task, ended=ended)
     return moved
 
 

@@ -1,7 +1,7 @@
 """The app boundaries of docs/development.md ("Architecture"), checked on the source itself.
 
 Layers, bottom to top: the core (orchestrator_project, but for the modules that wire the project
-together), agents, tasks, monitoring, and the project's wiring. A module imports only from its own
+together), agents, tasks, workflows, monitoring, and the project's wiring. A module imports only from its own
 layer and those below it; the layers below learn about the ones above through signals and hooks that
 the upper ones connect in AppConfig.ready().
 """
@@ -21,7 +21,7 @@ WIRING = {
     "orchestrator_project.celery",
     "orchestrator_project.runstack",
 }
-LAYERS = ["core", "agents", "tasks", "monitoring", "wiring"]
+LAYERS = ["core", "agents", "tasks", "workflows", "monitoring", "wiring"]
 # Imports inside a function body are for Django's app registry (AppConfig.ready) and for code that runs
 # before Django is set up (make run's launcher, the embedded servers, the settings themselves).
 LATE_IMPORTS_ALLOWED_IN = {
@@ -31,13 +31,13 @@ LATE_IMPORTS_ALLOWED_IN = {
 }
 
 
-LAYERS_OF = {"agents", "tasks", "monitoring", "orchestrator_project"}
+LAYERS_OF = {"agents", "tasks", "workflows", "monitoring", "orchestrator_project"}
 
 
 def _modules():
     for path in sorted(ROOT.glob("**/*.py")):
         relative = path.relative_to(ROOT)
-        if relative.parts[0] not in ("agents", "tasks", "monitoring", "orchestrator_project"):
+        if relative.parts[0] not in ("agents", "tasks", "workflows", "monitoring", "orchestrator_project"):
             continue
         if "migrations" in relative.parts:
             continue
@@ -90,6 +90,7 @@ def test_the_checked_tree_is_the_real_one():
         "agents.capacity",
         "tasks.engine.claim",
         "monitoring.apps",
+        "workflows.engine",
         "orchestrator_project.live",
         "orchestrator_project.outbox.writer",
     } <= set(MODULES)
@@ -130,5 +131,16 @@ def test_agents_never_import_tasks():
         if module.startswith("agents")
         for target, line, _ in _imports(module, path)
         if target.startswith(("tasks", "monitoring"))
+    ]
+    assert offenders == []
+
+
+def test_tasks_never_import_workflows():
+    offenders = [
+        f"{module}:{line}"
+        for module, path in MODULES.items()
+        if module.startswith(("tasks", "agents"))
+        for target, line, _ in _imports(module, path)
+        if target.startswith("workflows")
     ]
     assert offenders == []

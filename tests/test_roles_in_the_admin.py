@@ -62,12 +62,24 @@ def press(client, changelist, obj, verb):
 # --- The groups' permissions --------------------------------------------------------------------
 
 
+VIEWER_CODENAMES = {
+    "view_agent",
+    "view_agentstatuschange",
+    "view_task",
+    "view_taskevent",
+    "view_workflowdefinition",
+    "view_workflowrun",
+    "view_steprun",
+    "view_workflowevent",
+}
+
+
 def codenames(role):
     return set(Group.objects.get(name=role).permissions.values_list("codename", flat=True))
 
 
 def test_the_role_groups_carry_their_model_permissions():
-    assert codenames(VIEWERS) == {"view_agent", "view_agentstatuschange", "view_task", "view_taskevent"}
+    assert codenames(VIEWERS) == VIEWER_CODENAMES
     assert codenames(OPERATORS) == codenames(VIEWERS) | {
         "change_agent",
         "change_agentstatuschange",
@@ -75,6 +87,10 @@ def test_the_role_groups_carry_their_model_permissions():
         "delete_agentstatuschange",
         "change_task",
         "change_taskevent",
+        "change_workflowdefinition",
+        "change_workflowrun",
+        "change_steprun",
+        "change_workflowevent",
     }
 
 
@@ -87,7 +103,7 @@ def test_every_migrate_puts_the_groups_right_again():
 
     emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
 
-    assert codenames(VIEWERS) == {"view_agent", "view_agentstatuschange", "view_task", "view_taskevent"}
+    assert codenames(VIEWERS) == VIEWER_CODENAMES
 
 
 # --- Logging in ---------------------------------------------------------------------------------

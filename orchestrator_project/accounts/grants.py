@@ -18,7 +18,13 @@ ROLE_APPS = {app for grants in ROLE_PERMISSIONS.values() for app in grants}
 def _wanted(app_label, actions, apps):
     """Django's default permissions (`<action>_<model>`) of every model of the app."""
     query = Q(pk__in=[])
-    for model in apps.get_app_config(app_label).get_models():
+    try:
+        models = apps.get_app_config(app_label).get_models()
+    except LookupError:
+        # An app whose tables come later than the migration granting (its state has no such app yet):
+        # the grant after `migrate` covers it.
+        return query
+    for model in models:
         name = model._meta.model_name
         query |= Q(
             content_type__app_label=app_label,

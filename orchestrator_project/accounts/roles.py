@@ -12,8 +12,12 @@ VIEWERS = "viewers"
 ROLE_PERMISSIONS = {
     # change: edit an agent's settings, and the admin's verbs (drain, resume, mark offline, reset a
     # circuit; retry, cancel). delete: unregister an agent (its work is handed back first).
-    OPERATORS: {"agents": ("view", "change", "delete"), "tasks": ("view", "change")},
-    VIEWERS: {"agents": ("view",), "tasks": ("view",)},
+    OPERATORS: {
+        "agents": ("view", "change", "delete"),
+        "tasks": ("view", "change"),
+        "workflows": ("view", "change"),
+    },
+    VIEWERS: {"agents": ("view",), "tasks": ("view",), "workflows": ("view",)},
 }
 
 

@@ -115,7 +115,7 @@ async def call(client, spec):
     headers = {
         "content-type": "application/json",
         "user-agent": f"agent-orchestrator/{settings.VERSION}",
-        "idempotency-key": str(spec.task_id),
+        "idempotency-key": spec.idempotency_key,
         **signed_headers(spec.signing_secret, body),
     }
     base = {"task_id": spec.task_id, "attempt": spec.attempt, "agent_id": spec.agent_id}

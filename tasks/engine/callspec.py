@@ -20,6 +20,9 @@ CALL_COLUMNS = {
     "priority": "t.priority",
     "deadline": "t.deadline",
     "timeout_seconds": "t.timeout_seconds",
+    # The agent's Idempotency-Key: the task id, or for a workflow step's task its stable key
+    # run:step:index:attempt (the same across the task's own retries and reassignments).
+    "idempotency_key": "CASE WHEN t.workflow_step_id IS NULL THEN t.task_id::text ELSE t.idempotency_key END",
     "endpoint": "a.endpoint",
     "signing_secret": "a.signing_secret",
 }
@@ -35,6 +38,7 @@ class CallSpec:
     signing_secret: str
     timeout_seconds: int
     body: dict  # the JSON body of `POST {endpoint}/execute` (docs/agent-protocol.md)
+    idempotency_key: str  # the agent's Idempotency-Key header
 
     @classmethod
     def from_row(cls, row):
@@ -48,6 +52,7 @@ class CallSpec:
             signing_secret=column["signing_secret"],
             timeout_seconds=column["timeout_seconds"],
             body=_body(column),
+            idempotency_key=column["idempotency_key"],
         )
 
 

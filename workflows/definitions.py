@@ -1,0 +1,104 @@
+"""Workflow definitions: validate, and store immutable versions.
+
+`validate_definition` and `create_definition` are what the API (and the admin) call. A definition is
+never edited: posting a different spec under the same name makes the next version, posting the same
+spec again returns the version that has it.
+"""
+
+from django.db import connection, transaction
+from rest_framework import serializers
+
+from agents.models import Agent
+from orchestrator_project.errors import InvalidInput, NotFound
+from orchestrator_project.validation import check_json
+
+from . import spec as specs
+from .models import StepKind, WorkflowDefinition
+
+
+def _unknown_capability_warnings(steps):
+    """Capabilities that no registered agent offers: a warning (the agent may register later)."""
+    wanted = {
+        c
+        for step in steps
+        if step["type"] in (StepKind.TASK, StepKind.MAP)
+        for c in step["required_capabilities"]
+    }
+    if not wanted:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT c FROM {Agent._meta.db_table}, unnest(capabilities) AS c WHERE c = ANY(%s)",
+            [sorted(wanted)],
+        )
+        offered = {row[0] for row in cursor.fetchall()}
+    return [
+        {
+            "field": f"spec.steps[{index}].required_capabilities",
+            "message": f"No registered agent offers {c!r}.",
+        }
+        for index, step in enumerate(steps)
+        if step["type"] in (StepKind.TASK, StepKind.MAP)
+        for c in step["required_capabilities"]
+        if c not in offered
+    ]
+
+
+def validate_definition(*, spec):
+    """Check a spec. Returns (normalized spec, warnings); raises InvalidInput with field errors
+    (keys like `spec.steps[2].depends_on`). Warnings are dicts of field and message."""
+    checked = specs.check(spec)
+    errors = {
+        f"spec.{where}" if where != "spec" else where: messages for where, messages in checked.errors.items()
+    }
+    if not errors:
+        try:
+            check_json(checked.spec)  # text Postgres could not store (NUL characters)
+        except serializers.ValidationError as exc:
+            errors["spec"] = [str(m) for m in exc.detail]
+    for where, name, version in checked.workflows:
+        if not errors and not WorkflowDefinition.objects.filter(name=name, version=version).exists():
+            errors.setdefault(f"spec.{where}", []).append(f"No workflow {name!r} version {version}.")
+    if errors:
+        raise InvalidInput(errors)
+    return checked.spec, _unknown_capability_warnings(checked.spec["steps"])
+
+
+def create_definition(*, name, spec, description="", user=None):
+    """Store a spec as the next version of `name`. Returns (definition, created, warnings); the same
+    spec posted again returns its existing version with created False."""
+    normalized, warnings = validate_definition(spec=spec)
+    sha = specs.canonical_sha256(normalized)
+    existing = WorkflowDefinition.objects.filter(name=name, spec_sha256=sha).first()
+    if existing is not None:
+        return existing, False, warnings
+    with transaction.atomic():
+        # Versions of one name are numbered one at a time (the lock lasts until the commit); other
+        # names are not held up.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('workflow:' || %s))", [name])
+        existing = WorkflowDefinition.objects.filter(name=name, spec_sha256=sha).first()
+        if existing is not None:
+            return existing, False, warnings
+        latest = WorkflowDefinition.objects.latest(name)
+        definition = WorkflowDefinition.objects.create(
+            name=name,
+            version=(latest.version + 1) if latest else 1,
+            description=description,
+            spec=normalized,
+            spec_sha256=sha,
+            created_by=user if user is not None and user.pk else None,
+        )
+    return definition, True, warnings
+
+
+def get_definition(*, name, version=None):
+    """The given version of `name`, or its latest. NotFound if there is none."""
+    found = (
+        WorkflowDefinition.objects.filter(name=name, version=version).first()
+        if version is not None
+        else WorkflowDefinition.objects.latest(name)
+    )
+    if found is None:
+        raise NotFound(f"No workflow {name!r}" + (f" version {version}." if version is not None else "."))
+    return found

@@ -1,0 +1,602 @@
+"""The workflow engine: which step becomes ready when, decided under a row lock on its run.
+
+Everything that changes a run goes through an `Advance`: it locks the run's row (locks are per run,
+never global), loads the run's steps, applies what happened (a step's task ended, an approval was
+decided, a run started, was resumed or retried) and commits it all in the caller's transaction:
+
+- the join counters: when a step ends, its children's `remaining_parents` (and a map's
+  `remaining_items` when one of its items ends) are decremented by a guarded UPDATE ... RETURNING;
+  the step whose counter reaches 0 is decided then, never by polling;
+- a decided step runs (its input resolved now: paths.py), is skipped or fails upstream by its trigger;
+- new tasks for the steps that start, in one COPY (tasks.services.create_tasks_bulk), each with the
+  stable idempotency key run:step:index:attempt and Task.workflow_step_id pointing back at the step;
+- the step rows written back, and every status change journaled (events.py) in one statement;
+- the run finished when no step is left unfinished.
+
+A step's task ending reaches `advancing.on_step_tasks_ended` (connected in WorkflowsConfig.ready()) in the
+transaction of the task's move, so the run advances in the same commit as the task. A task that is not
+the step's current one (a superseded attempt, a duplicate result) changes nothing: the step's UPDATE
+is fenced by its status and its task id.
+
+Work that must not run under the run's lock (cancelling tasks, which locks their rows and their
+agents) is handed to `after_commit` and done in transactions of its own: the engine only ever takes a
+task's lock before a run's (the task's move, then the hook), never the other way round.
+"""
+
+import json
+import logging
+from collections import defaultdict, deque
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from orchestrator_project.errors import NotFound
+from tasks import services as task_services
+from tasks.models import TaskStatus
+
+from . import conditions, paths
+from .events import Journal
+from .maps import MapSteps, error_doc, json_size
+from .models import (
+    STEP_FAILED,
+    STEP_UNFINISHED,
+    WHOLE_STEP,
+    RunStatus,
+    StepKind,
+    StepRun,
+    StepStatus,
+    WorkflowDefinition,
+    WorkflowRun,
+)
+
+logger = logging.getLogger(__name__)
+_STEP_TABLE = StepRun._meta.db_table
+
+
+_GRAPHS = {}
+_GRAPHS_KEPT = 1000
+
+
+def _graph(definition):
+    """Each step's spec by id, and the children of each step id, of a definition. Definitions never
+    change, so this is worked out once per process and definition."""
+    found = _GRAPHS.get(definition.pk)
+    if found is None:
+        if len(_GRAPHS) >= _GRAPHS_KEPT:
+            _GRAPHS.clear()
+        children = defaultdict(list)
+        for step in definition.spec["steps"]:
+            for parent in step["depends_on"]:
+                children[parent].append(step["id"])
+        found = _GRAPHS[definition.pk] = ({s["id"]: s for s in definition.spec["steps"]}, dict(children))
+    return found
+
+
+class Advance(MapSteps):
+    """One run, locked, and the changes made to it; `commit()` writes them."""
+
+    def __init__(self, run, *, now=None):
+        self.run = run
+        self.now = now or timezone.now()
+        definition = run.definition
+        self.specs, self.children = _graph(definition)
+        self.journal = Journal(run.run_id, definition.name, definition.version, self.now)
+        self._steps = None
+        self._dirty = {}  # StepRun id -> (StepRun, set of changed fields)
+        # (StepRun or None for the run, status, reason) in the order they happened, journaled at commit
+        # (when the steps' task ids are known)
+        self._changes = []
+        self._new_tasks = []  # (StepRun, task fields)
+        self._run_fields = set()
+        self._ended = deque()  # steps that ended and are yet to be counted in their joins
+        self.after_commit = []  # callables, run once the transaction committed
+        self.tell_parent = True  # a sub-workflow's run tells its parent's step when it ends
+
+    # --- loading -------------------------------------------------------------------------------
+
+    @classmethod
+    def lock(cls, run_id, *, now=None):
+        """Lock the run's row (SELECT ... FOR UPDATE) and start an Advance on it; NotFound if unknown."""
+        run = (
+            WorkflowRun.objects.select_for_update(of=("self",))
+            .select_related("definition")
+            .filter(run_id=run_id)
+            .first()
+        )
+        if run is None:
+            raise NotFound("No workflow run with this id.")
+        return cls(run, now=now)
+
+    @property
+    def steps(self):
+        """The run's whole steps (not map items) by step id; inputs and outputs are read when needed."""
+        if self._steps is None:
+            rows = StepRun.objects.filter(run_id=self.run.run_id, map_index=WHOLE_STEP).defer(
+                "input", "output"
+            )
+            self._steps = {step.step_id: step for step in rows}
+        return self._steps
+
+    def touch(self, step, reason=None, **fields):
+        """Change fields of a step (written at commit); a change of status is journaled with `reason`."""
+        for name, value in fields.items():
+            setattr(step, name, value)
+        _, changed = self._dirty.setdefault(step.pk, (step, set()))
+        changed.update(fields)
+        if "status" in fields:
+            self._changes.append((step, fields["status"], reason or ""))
+
+    def set_run(self, reason="", **fields):
+        for name, value in fields.items():
+            setattr(self.run, name, value)
+        self._run_fields.update(fields)
+        if "status" in fields:
+            self._changes.append((None, fields["status"], reason))
+
+    def _context(self, step_spec, read=None):
+        """What paths resolve against: the run's input and the outputs of the steps `step_spec` reads."""
+        if read is None:
+            read = {p.step for _, holder in paths.references(step_spec) for p in _holder_paths(holder)}
+            if step_spec.get("type") == StepKind.CONDITION:
+                read |= {p.step for p in conditions.check(step_spec["when"])[1]}
+            read.discard(None)
+        self.save_steps()  # outputs set in this advance are read back below
+        found = StepRun.objects.filter(run_id=self.run.run_id, map_index=WHOLE_STEP, step_id__in=read).only(
+            "step_id", "status", "output", "error"
+        )
+        return {
+            "input": self.run.input,
+            "steps": {s.step_id: {"output": s.output, "status": s.status, "error": s.error} for s in found},
+        }
+
+    # --- deciding and starting steps ----------------------------------------------------------------
+
+    def start_roots(self):
+        for step_id, spec in self.specs.items():
+            if not spec["depends_on"]:
+                self.decide(self.steps[step_id])
+
+    def decide(self, step):
+        """A waiting step whose parents have all ended: run it, skip it or fail it, by its trigger."""
+        if self.run.status == RunStatus.CANCELLING:
+            self.touch(step, "the run is being cancelled", status=StepStatus.CANCELLED, finished_at=self.now)
+            self.step_ended(step)
+            return
+        if self.run.status == RunStatus.PAUSED:
+            return  # stays waiting with remaining_parents 0: resume decides it
+        spec = self.specs[step.step_id]
+        parents = [self.steps[p].status for p in spec["depends_on"]]
+        failed = any(s in STEP_FAILED for s in parents)
+        skipped = any(s == StepStatus.SKIPPED for s in parents)
+        trigger = spec["trigger"]
+        if failed and trigger != "all_done":
+            self.touch(
+                step, "a step it depends on failed", status=StepStatus.UPSTREAM_FAILED, finished_at=self.now
+            )
+            self.step_ended(step)
+        elif skipped and trigger == "all_success":
+            self.touch(
+                step, "a step it depends on was skipped", status=StepStatus.SKIPPED, finished_at=self.now
+            )
+            self.step_ended(step)
+        else:
+            self.start(step)
+
+    def start(self, step):
+        spec = self.specs[step.step_id]
+        kind = spec["type"]
+        attempt = step.attempt + 1
+        try:
+            if kind == StepKind.CONDITION:
+                context = self._context(spec)
+                try:
+                    result = conditions.evaluate(spec["when"], context)
+                except TypeError as exc:
+                    raise paths.PathError(f"the condition cannot compare these values: {exc}") from None
+                if result:
+                    self.touch(
+                        step,
+                        "condition is true",
+                        status=StepStatus.COMPLETED,
+                        attempt=attempt,
+                        output={"result": True},
+                        started_at=self.now,
+                        finished_at=self.now,
+                    )
+                else:
+                    self.touch(
+                        step,
+                        "condition is false",
+                        status=StepStatus.SKIPPED,
+                        attempt=attempt,
+                        output={"result": False},
+                        started_at=self.now,
+                        finished_at=self.now,
+                    )
+                self.step_ended(step)
+                return
+            context = self._context(spec)
+            if kind == StepKind.MAP:
+                self._start_map(step, spec, context, attempt)
+                return
+            resolved = paths.resolve_value(spec.get("input", {}), context)
+        except paths.PathError as exc:
+            self.fail(step, f"input could not be resolved: {exc}", attempt=attempt)
+            return
+        if kind == StepKind.TASK:
+            if self._input_too_large(step, resolved, attempt):
+                return
+            self.begin(
+                step,
+                "started",
+                StepStatus.RUNNING,
+                attempt=attempt,
+                input=resolved,
+            )
+            self._new_tasks.append((step, spec))
+        elif kind == StepKind.APPROVAL:
+            self.begin(
+                step,
+                "waiting for an operator's decision",
+                StepStatus.AWAITING_APPROVAL,
+                attempt=attempt,
+                input=resolved,
+                due_at=self.now + timedelta(seconds=spec["timeout_seconds"]),
+                decided_by="",
+            )
+        elif kind == StepKind.WORKFLOW:
+            self._start_child(step, spec, resolved, attempt)
+
+    def _input_too_large(self, step, resolved, attempt):
+        size = json_size(resolved)
+        if size > settings.TASK_MAX_INPUT_BYTES:
+            self.fail(
+                step,
+                f"resolved input is {size} bytes; the limit is {settings.TASK_MAX_INPUT_BYTES}",
+                attempt=attempt,
+            )
+            return True
+        return False
+
+    def begin(self, step, reason, status, **fields):
+        """A step (or item) starts an attempt: its timing starts, the last attempt's output goes."""
+        self.touch(
+            step,
+            reason,
+            status=status,
+            started_at=self.now,
+            finished_at=None,
+            output=None,
+            error=None,
+            **fields,
+        )
+
+    def fail(self, step, message, *, attempt=None, **more):
+        fields = {"status": StepStatus.FAILED, "error": error_doc(message, **more), "finished_at": self.now}
+        if attempt is not None:
+            fields.update(attempt=attempt, started_at=self.now)
+        self.touch(step, message, **fields)
+        self.step_ended(step)
+
+    # --- sub-workflows ---------------------------------------------------------------------------------
+
+    def _start_child(self, step, spec, resolved, attempt):
+        if self.run.depth >= settings.WORKFLOW_MAX_NESTING:
+            self.fail(
+                step, f"sub-workflows are nested deeper than {settings.WORKFLOW_MAX_NESTING}", attempt=attempt
+            )
+            return
+        definition = WorkflowDefinition.objects.get(name=spec["workflow"], version=spec["version"])
+        self.begin(
+            step,
+            f"started {definition}",
+            StepStatus.RUNNING,
+            attempt=attempt,
+            input=resolved,
+        )
+        self.save_steps()  # the child run points at this step's row
+        child = begin_run(
+            definition=definition,
+            tell_parent=False,
+            input=resolved if isinstance(resolved, dict) else {"value": resolved},
+            priority=self.run.priority,
+            parent_step=step,
+            depth=self.run.depth + 1,
+            now=self.now,
+        )
+        if child.is_terminal:
+            self.child_ended(step, child)
+
+    def child_ended(self, step, child):
+        if step.status != StepStatus.RUNNING:
+            return
+        if child.status == RunStatus.COMPLETED:
+            self.touch(
+                step,
+                "its run completed",
+                status=StepStatus.COMPLETED,
+                output=child.output,
+                finished_at=self.now,
+            )
+        elif child.status == RunStatus.CANCELLED:
+            self.touch(
+                step,
+                "its run was cancelled",
+                status=StepStatus.CANCELLED,
+                finished_at=self.now,
+                error=error_doc("the sub-workflow run was cancelled", run_id=str(child.run_id)),
+            )
+        else:
+            self.touch(
+                step,
+                "its run failed",
+                status=StepStatus.FAILED,
+                finished_at=self.now,
+                error=error_doc("the sub-workflow run failed", run_id=str(child.run_id), error=child.error),
+            )
+        self.step_ended(step)
+
+    def decide_approval(self, step, *, approved, by, comment):
+        decision = {"approved": approved, "by": by, "comment": comment}
+        if approved:
+            self.touch(
+                step,
+                f"approved by {by}",
+                status=StepStatus.COMPLETED,
+                output=decision,
+                decided_by=by,
+                finished_at=self.now,
+            )
+        else:
+            self.touch(
+                step,
+                f"rejected by {by}",
+                status=StepStatus.FAILED,
+                decided_by=by,
+                finished_at=self.now,
+                error=error_doc(f"rejected by {by}", **decision),
+            )
+        self.step_ended(step)
+
+    # --- a step ended ------------------------------------------------------------------------------------
+
+    def step_ended(self, step):
+        """A step (or map item) reached a terminal status: it is counted in its joins by `drain`
+        (a queue, not recursion: a chain of 500 steps cancelled or skipped at once stays flat)."""
+        self._ended.append(step)
+
+    def drain(self):
+        while self._ended:
+            step = self._ended.popleft()
+            if step.map_index != WHOLE_STEP:
+                self.item_ended(step)
+            else:
+                self._count_in_children(step)
+
+    def _count_in_children(self, step):
+        children = self.children.get(step.step_id, [])
+        if not children:
+            return
+        with connection.cursor() as cursor:
+            # The join: each child's counter of parents still running, decremented once per parent.
+            cursor.execute(
+                f"UPDATE {_STEP_TABLE} SET remaining_parents = remaining_parents - 1"
+                " WHERE run_id = %s AND map_index = %s AND step_id = ANY(%s) AND status = %s"
+                " AND remaining_parents > 0 RETURNING step_id, remaining_parents",
+                [self.run.run_id, WHOLE_STEP, children, StepStatus.WAITING],
+            )
+            counted = cursor.fetchall()
+        for step_id, remaining in sorted(counted):
+            child = self.steps[step_id]
+            child.remaining_parents = remaining
+            # A child already ended in memory (cancelled with its run) is not decided again.
+            if remaining == 0 and child.status == StepStatus.WAITING:
+                self.decide(child)
+
+    def task_ended(self, step, ended):
+        """The current task of a task step or map item ended (fenced by the caller)."""
+        if ended.status == TaskStatus.COMPLETED:
+            size = len((ended.result_json or "null").encode())
+            if size > settings.WORKFLOW_OUTPUT_MAX_BYTES:
+                self.fail(step, f"output is {size} bytes; the limit is {settings.WORKFLOW_OUTPUT_MAX_BYTES}")
+                return
+            output = None if ended.result_json is None else json.loads(ended.result_json)
+            self.touch(
+                step, "its task completed", status=StepStatus.COMPLETED, output=output, finished_at=self.now
+            )
+        elif ended.status == TaskStatus.CANCELLED:
+            self.touch(
+                step,
+                "its task was cancelled",
+                status=StepStatus.CANCELLED,
+                finished_at=self.now,
+                error=error_doc("the task was cancelled", task_id=str(ended.task_id)),
+            )
+        else:
+            error = None if ended.error_json is None else json.loads(ended.error_json)
+            self.touch(
+                step,
+                "its task failed",
+                status=StepStatus.FAILED,
+                finished_at=self.now,
+                error=error_doc("the task failed", task_id=str(ended.task_id), task_error=error),
+            )
+        self.step_ended(step)
+
+    # --- the run -------------------------------------------------------------------------------------
+
+    def finish_if_done(self):
+        if self.run.is_terminal or any(s.status in STEP_UNFINISHED for s in self.steps.values()):
+            return
+        if self.run.status == RunStatus.CANCELLING:
+            self.set_run("every step has ended", status=RunStatus.CANCELLED, finished_at=self.now)
+        elif failed := sorted(s.step_id for s in self.steps.values() if s.status in STEP_FAILED):
+            self.set_run(
+                f"steps failed: {', '.join(failed)}",
+                status=RunStatus.FAILED,
+                finished_at=self.now,
+                error=error_doc("steps failed", steps=failed),
+            )
+        else:
+            try:
+                output = self._run_output()
+            except paths.PathError as exc:
+                self.set_run(
+                    f"output could not be resolved: {exc}",
+                    status=RunStatus.FAILED,
+                    finished_at=self.now,
+                    error=error_doc(f"output could not be resolved: {exc}"),
+                )
+            else:
+                self.set_run(
+                    "every step has ended", status=RunStatus.COMPLETED, finished_at=self.now, output=output
+                )
+
+    def _run_output(self):
+        template = self.run.definition.spec.get("output")
+        if template is None:
+            leaves = [s for s in self.specs if s not in self.children]
+            context = self._context({}, read=set(leaves))
+            return {
+                step_id: context["steps"][step_id]["output"]
+                for step_id in leaves
+                if context["steps"][step_id]["status"] == StepStatus.COMPLETED
+            }
+        return paths.resolve_value(template, self._context({"input": template}))
+
+    # --- writing -------------------------------------------------------------------------------------
+
+    def _create_tasks(self):
+        if not self._new_tasks:
+            return
+        run, definition = self.run, self.run.definition
+        items = []
+        for step, spec in self._new_tasks:
+            index = max(step.map_index, 0)
+            items.append(
+                {
+                    "type": spec["task_type"],
+                    "description": f"workflow {definition.name} v{definition.version}, step {step.step_id}"
+                    + (f"[{step.map_index}]" if step.map_index >= 0 else ""),
+                    "input_data": step.input,
+                    "required_capabilities": spec["required_capabilities"],
+                    "priority": spec.get("priority", run.priority),
+                    "max_retries": spec["max_retries"],
+                    "timeout_seconds": spec["timeout_seconds"],
+                    "deadline": None,
+                    "auto_dispatch": True,
+                    "strategy": "",
+                    "workflow_step_id": step.pk,
+                    # Stable for the step's attempt across the task's own retries: the agent's dedupe key.
+                    "idempotency_key": f"{run.run_id}:{step.step_id}:{index}:{step.attempt}",
+                }
+            )
+        tasks = task_services.create_tasks_bulk(items=items)
+        for (step, _), task in zip(self._new_tasks, tasks, strict=True):
+            self.touch(step, task_id=task.task_id)
+        self._new_tasks = []
+
+    def save_steps(self):
+        groups = defaultdict(list)
+        for step, changed in self._dirty.values():
+            groups[frozenset(changed)].append(step)
+        for changed, steps in groups.items():
+            StepRun.objects.bulk_update(steps, sorted(changed))
+        self._dirty = {}
+
+    def commit(self):
+        """Count what ended in its joins, finish the run if it is done, then write everything; call
+        once, inside the transaction that locked the run."""
+        self.drain()
+        self.finish_if_done()
+        self._create_tasks()
+        self.save_steps()
+        for step, status, reason in self._changes:
+            if step is None:
+                self.journal.run_changed(status, reason)
+                continue
+            step.status, current = status, step.status
+            self.journal.step_changed(step, reason)
+            step.status = current
+        self._changes = []
+        if self._run_fields:
+            self.run.updated_at = self.now
+            self.run.save(update_fields=sorted(self._run_fields | {"updated_at"}))
+            self._run_fields = set()
+        self.journal.flush()
+        for action in self.after_commit:
+            transaction.on_commit(action)
+        self.after_commit = []
+        if self.run.is_terminal and self.run.parent_step_id is not None and self.tell_parent:
+            _tell_parent(self.run, self.now)
+
+
+def _holder_paths(holder):
+    if paths.PATH in holder:
+        return [paths.parse(holder[paths.PATH])]
+    return paths.template_paths(holder[paths.TEMPLATE])
+
+
+def _tell_parent(child, now):
+    """A sub-workflow's run ended: its parent's step ends with it (the child's lock is taken first)."""
+    parent_step = StepRun.objects.filter(pk=child.parent_step_id).only("run_id").first()
+    if parent_step is None:
+        return
+    advance = Advance.lock(parent_step.run_id, now=now)
+    step = next((s for s in advance.steps.values() if s.pk == child.parent_step_id), None)
+    if step is None or step.status != StepStatus.RUNNING:
+        return
+    advance.child_ended(step, child)
+    advance.commit()
+
+
+def begin_run(
+    *,
+    definition,
+    input,
+    priority,
+    parent_step=None,
+    depth=0,
+    user=None,
+    idempotency_key=None,
+    fingerprint="",
+    now=None,
+    tell_parent=True,
+):
+    """Create a run, its steps and its root steps' tasks, in the caller's transaction.
+
+    tell_parent: False when the parent's own Advance starts this run and reads its end itself."""
+    now = now or timezone.now()
+    run = WorkflowRun.objects.create(
+        definition=definition,
+        status=RunStatus.RUNNING,
+        input=input,
+        priority=priority,
+        parent_step=parent_step,
+        depth=depth,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+        created_by=user if user is not None and user.pk else None,
+        created_at=now,
+        updated_at=now,
+    )
+    advance = Advance(run, now=now)
+    advance.tell_parent = tell_parent
+    advance._changes.append((None, RunStatus.RUNNING, "started"))
+    steps = StepRun.objects.bulk_create(
+        StepRun(
+            run=run,
+            step_id=spec["id"],
+            kind=spec["type"],
+            status=StepStatus.WAITING,
+            remaining_parents=len(spec["depends_on"]),
+            created_at=now,
+        )
+        for spec in definition.spec["steps"]
+    )
+    advance._steps = {step.step_id: step for step in steps}
+    advance.start_roots()
+    advance.commit()
+    return run

@@ -1,0 +1,137 @@
+"""Every status change of a run or of one of its steps: an event row and an outbox event.
+
+The engine collects a run's changes while it holds the run locked (a `Journal`) and writes them all
+with one statement at the end: the event rows, the outbox events, and the run's outbox counter bumped
+once by their number. A map starting 1,000 items therefore costs one round trip, not 1,000.
+
+Two event types (docs/event-schemas.json): `workflow_run.status_changed` and
+`workflow_run.step_status_changed`, both keyed by the run id, numbered in the run's own sequence.
+Payloads say what changed, not inputs or outputs (read those from the API).
+"""
+
+import json
+from dataclasses import dataclass, field
+
+from django.db import connection, transaction
+from django.dispatch import Signal
+
+from orchestrator_project.outbox import writer
+from orchestrator_project.outbox.models import EntitySequence, OutboxEvent
+
+from .models import WHOLE_STEP, WorkflowEvent
+
+AGGREGATE = "workflow_run"
+RUN_STATUS_CHANGED = writer.event_type("workflow_run.status_changed")
+STEP_STATUS_CHANGED = writer.event_type("workflow_run.step_status_changed")
+REASON_LIMIT = 2000
+
+# After the commit of every journal: the changes, for live views and metrics (sent with `changes`, a
+# list of Change, and `run_id`). Nothing in this app listens; the dashboard and metrics may.
+changes_committed = Signal()
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    step_id: str  # "" for the run itself
+    map_index: int
+    status: str
+    attempt: int
+    reason: str
+    payload: dict
+
+
+@dataclass
+class Journal:
+    """The changes of one locked run, written by `flush` in one statement."""
+
+    run_id: object
+    workflow: str
+    version: int
+    now: object
+    changes: list = field(default_factory=list)
+
+    def run_changed(self, status, reason=""):
+        self.changes.append(
+            Change(
+                "",
+                WHOLE_STEP,
+                status,
+                0,
+                reason[:REASON_LIMIT],
+                {
+                    "run_id": str(self.run_id),
+                    "workflow": self.workflow,
+                    "version": self.version,
+                    "status": status,
+                    "reason": reason[:REASON_LIMIT],
+                    "at": self.now.isoformat(),
+                },
+            )
+        )
+
+    def step_changed(self, step, reason=""):
+        self.changes.append(
+            Change(
+                step.step_id,
+                step.map_index,
+                step.status,
+                step.attempt,
+                reason[:REASON_LIMIT],
+                {
+                    "run_id": str(self.run_id),
+                    "step_id": step.step_id,
+                    "map_index": None if step.map_index == WHOLE_STEP else step.map_index,
+                    "kind": step.kind,
+                    "status": step.status,
+                    "attempt": step.attempt,
+                    "task_id": None if step.task_id is None else str(step.task_id),
+                    "reason": reason[:REASON_LIMIT],
+                    "at": self.now.isoformat(),
+                },
+            )
+        )
+
+    def flush(self):
+        """Write the collected changes (the caller holds the run locked, so its counter is ours)."""
+        if not self.changes:
+            return
+        changes, self.changes = self.changes, []
+        params = {
+            "run": self.run_id,
+            "now": self.now,
+            "count": len(changes),
+            "steps": [c.step_id for c in changes],
+            "indexes": [c.map_index for c in changes],
+            "statuses": [c.status for c in changes],
+            "attempts": [c.attempt for c in changes],
+            "reasons": [c.reason for c in changes],
+            "types": [STEP_STATUS_CHANGED if c.step_id else RUN_STATUS_CHANGED for c in changes],
+            "payloads": [json.dumps(c.payload) for c in changes],
+        }
+        with connection.cursor() as cursor:
+            cursor.execute(_SQL_PUBLISHED if writer.enabled() else _SQL_LOGGED, params)
+        run_id = self.run_id
+        transaction.on_commit(lambda: changes_committed.send(sender=Journal, run_id=run_id, changes=changes))
+
+
+_CHANGES = f"""ev AS (
+        SELECT * FROM unnest(%(steps)s::text[], %(indexes)s::int[], %(statuses)s::text[],
+                             %(attempts)s::int[], %(reasons)s::text[], %(types)s::text[],
+                             %(payloads)s::text[]::jsonb[])
+               WITH ORDINALITY AS e(step_id, map_index, status, attempt, reason, type, payload, n)
+    ), logged AS (
+        INSERT INTO {WorkflowEvent._meta.db_table}
+            (run_id, step_id, map_index, status, attempt, reason, created_at)
+        SELECT %(run)s, step_id, map_index, status, attempt, reason, %(now)s FROM ev ORDER BY n
+    )"""
+_SQL_LOGGED = f"WITH {_CHANGES} SELECT 1"
+# The run's counter is bumped once by the number of events, which then take the numbers in order.
+_SQL_PUBLISHED = f"""WITH {_CHANGES}, counter AS (
+        INSERT INTO {EntitySequence._meta.db_table} AS s (aggregatetype, aggregateid, value)
+        VALUES ('{AGGREGATE}', %(run)s, %(count)s)
+        ON CONFLICT (aggregatetype, aggregateid) DO UPDATE SET value = s.value + %(count)s
+        RETURNING value
+    )
+    INSERT INTO {OutboxEvent._meta.db_table} ({writer.COLUMNS})
+    SELECT '{AGGREGATE}', %(run)s, ev.type, ev.payload, counter.value - %(count)s + ev.n, %(now)s
+    FROM ev, counter"""

@@ -1,0 +1,207 @@
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from orchestrator_project.validation import (
+    NoNulCharField,
+    StrictFieldsMixin,
+    StrictIntegerField,
+    StrictRegexField,
+    check_json,
+)
+
+from .models import RunStatus, StepRun, StepStatus, WorkflowDefinition, WorkflowEvent, WorkflowRun
+
+WORKFLOW_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+RESERVED_NAMES = {"validate"}  # a path of its own under /api/v1/workflows
+
+
+class DefinitionCreateSerializer(StrictFieldsMixin, serializers.Serializer):
+    name = StrictRegexField(
+        WORKFLOW_NAME,
+        max_length=100,
+        error_messages={"invalid": "Use letters, digits and _ . - (starting with a letter or digit)."},
+    )
+    description = NoNulCharField(max_length=2000, required=False, allow_blank=True, default="")
+    spec = serializers.JSONField(help_text="The steps, defaults and output (docs/workflows.md).")
+
+    def validate_name(self, value):
+        if value in RESERVED_NAMES:
+            raise serializers.ValidationError(f"{value!r} is reserved.")
+        return value
+
+
+class ValidateSerializer(StrictFieldsMixin, serializers.Serializer):
+    spec = serializers.JSONField()
+
+
+class WarningSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ValidateResponseSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    spec = serializers.JSONField(help_text="The spec with every default filled in, as it would be stored.")
+    spec_sha256 = serializers.CharField()
+    warnings = WarningSerializer(many=True)
+
+
+class DefinitionSerializer(serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = WorkflowDefinition
+        fields = [
+            "definition_id",
+            "name",
+            "version",
+            "description",
+            "spec_sha256",
+            "spec",
+            "created_by",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class DefinitionListSerializer(DefinitionSerializer):
+    class Meta(DefinitionSerializer.Meta):
+        fields = [f for f in DefinitionSerializer.Meta.fields if f != "spec"]
+        read_only_fields = fields
+
+
+class DefinitionCreatedSerializer(DefinitionSerializer):
+    warnings = WarningSerializer(many=True, read_only=True)
+
+    class Meta(DefinitionSerializer.Meta):
+        fields = [*DefinitionSerializer.Meta.fields, "warnings"]
+        read_only_fields = fields
+
+
+class RunCreateSerializer(StrictFieldsMixin, serializers.Serializer):
+    workflow = StrictRegexField(WORKFLOW_NAME, max_length=100)
+    version = StrictIntegerField(
+        min_value=1, required=False, allow_null=True, default=None, help_text="Default: the latest."
+    )
+    input = serializers.JSONField(required=False, default=dict)
+    priority = StrictIntegerField(min_value=1, max_value=10, default=5)
+
+    def validate_input(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return check_json(value, max_bytes=settings.WORKFLOW_RUN_INPUT_MAX_BYTES)
+
+
+class StepRunSerializer(serializers.ModelSerializer):
+    map_index = serializers.SerializerMethodField()
+    agent_id = serializers.SerializerMethodField()
+    task_attempts = serializers.SerializerMethodField()
+    status = serializers.ChoiceField(choices=StepStatus.choices)
+
+    class Meta:
+        model = StepRun
+        fields = [
+            "step_id",
+            "map_index",
+            "kind",
+            "status",
+            "attempt",
+            "task_id",
+            "task_attempts",
+            "agent_id",
+            "input",
+            "output",
+            "error",
+            "items_total",
+            "remaining_items",
+            "due_at",
+            "decided_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_map_index(self, step) -> int | None:
+        return None if step.map_index < 0 else step.map_index
+
+    def get_agent_id(self, step) -> str | None:
+        task = step.task
+        return str(task.assigned_agent_id) if task is not None and task.assigned_agent_id else None
+
+    def get_task_attempts(self, step) -> int | None:
+        return step.task.attempts if step.task is not None else None
+
+
+class RunEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WorkflowEvent
+        fields = ["step_id", "map_index", "status", "attempt", "reason", "created_at"]
+        read_only_fields = fields
+
+
+class RunSerializer(serializers.ModelSerializer):
+    workflow = serializers.CharField(source="definition.name", read_only=True)
+    version = serializers.IntegerField(source="definition.version", read_only=True)
+    status = serializers.ChoiceField(choices=RunStatus.choices, read_only=True)
+    parent_run_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = WorkflowRun
+        fields = [
+            "run_id",
+            "workflow",
+            "version",
+            "status",
+            "priority",
+            "input",
+            "output",
+            "error",
+            "parent_run_id",
+            "created_at",
+            "updated_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_parent_run_id(self, run) -> str | None:
+        return str(run.parent_step.run_id) if run.parent_step_id else None
+
+
+class RunListSerializer(RunSerializer):
+    class Meta(RunSerializer.Meta):
+        fields = [f for f in RunSerializer.Meta.fields if f not in ("input", "output")]
+        read_only_fields = fields
+
+
+class RunDetailSerializer(RunSerializer):
+    steps = serializers.SerializerMethodField()
+    events = serializers.SerializerMethodField()
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "steps", "events"]
+        read_only_fields = fields
+
+    @extend_schema_field(StepRunSerializer(many=True))
+    def get_steps(self, run):
+        steps = run.steps.select_related("task").order_by("id")
+        return StepRunSerializer(steps, many=True).data
+
+    @extend_schema_field(RunEventSerializer(many=True))
+    def get_events(self, run):
+        return RunEventSerializer(run.events.order_by("-id")[:200], many=True).data
+
+
+class RetryStepSerializer(StrictFieldsMixin, serializers.Serializer):
+    map_index = StrictIntegerField(
+        min_value=0,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Retry only this failed item of a map step (default: the whole step).",
+    )
+
+
+class DecisionSerializer(StrictFieldsMixin, serializers.Serializer):
+    comment = NoNulCharField(max_length=2000, required=False, allow_blank=True, default="")

@@ -17,7 +17,11 @@
   // A fresh snapshot now and then mends what a lost event (Redis away, say) left stale.
   var RESNAPSHOT_MS = 30000;
 
-  var board = { tasks: window.OrchestratorBoard.tasks(), agents: window.OrchestratorBoard.agents() };
+  var board = {
+    tasks: window.OrchestratorBoard.tasks(),
+    agents: window.OrchestratorBoard.agents(),
+    runs: window.OrchestratorWorkflows.runs(),
+  };
   var sockets = {};
   var charts = {};
   var summaryTimer = null;
@@ -271,6 +275,7 @@
     renderCounters("task-counters", board.tasks, "task");
     renderAgents();
     renderTasks();
+    window.OrchestratorWorkflows.draw($("workflow-runs"), board.runs);
   }
 
   function renderSummary(summary) {
@@ -329,8 +334,9 @@
   loadSummary();
   connect("tasks", "/ws/tasks/?counts=true");
   connect("agents", "/ws/agents/?counts=true");
+  connect("runs", "/ws/workflow-runs/");
   updateIndicator();
-  setInterval(function () { askSnapshot("tasks"); askSnapshot("agents"); }, RESNAPSHOT_MS);
+  setInterval(function () { askSnapshot("tasks"); askSnapshot("agents"); askSnapshot("runs"); }, RESNAPSHOT_MS);
   setInterval(tick, 1000);
   setInterval(function () { scheduleSummary(0); }, 5000);
   window.addEventListener("resize", function () {

@@ -275,7 +275,7 @@
     renderCounters("task-counters", board.tasks, "task");
     renderAgents();
     renderTasks();
-    window.OrchestratorWorkflows.draw($("workflow-runs"), board.runs);
+    window.OrchestratorWorkflows.draw($("workflow-runs"), board.runs, CAN_OPERATE ? decide : null);
   }
 
   function renderSummary(summary) {
@@ -322,6 +322,11 @@
         showMessage((body.detail || body.error || ("HTTP " + response.status)) + "", true);
       });
     }).catch(function (error) { showMessage(error.message, true); });
+  }
+
+  function decide(run, step, verb) {
+    var url = "/api/v1/workflow-runs/" + run.run_id + "/steps/" + encodeURIComponent(step.step_id) + "/" + verb;
+    callApi("POST", url, (verb === "approve" ? "Approved " : "Rejected ") + step.step_id + ".");
   }
 
   function tick() {

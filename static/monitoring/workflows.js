@@ -4,7 +4,9 @@
  * snapshot, apply per event, false when an event names a run or step the store does not hold, so that
  * the page asks for a fresh snapshot: a run started since the last one). draw(box, store) redraws the
  * runs: active ones first, each an SVG laid out as the admin's graph (workflows/step_graph.py): a
- * column per depth, a box per step coloured by status, an arrow per dependency.
+ * column per depth, a box per step coloured by status, an arrow per dependency. With `decide` (given
+ * to operators only: the API would refuse viewers), a step awaiting approval gets Approve and Reject
+ * buttons; decide(run, step, "approve"|"reject") calls the API, and the stream brings the outcome.
  */
 (function () {
   "use strict";
@@ -81,7 +83,29 @@
     return root;
   }
 
-  function draw(box, store) {
+  function decisions(run, decide) {
+    var bar = document.createElement("div");
+    bar.className = "wf-decisions";
+    run.steps.forEach(function (step) {
+      if (step.status !== "awaiting_approval") return;
+      var line = document.createElement("span");
+      line.className = "wf-decision";
+      line.dataset.step = step.step_id;
+      line.appendChild(document.createTextNode(step.step_id + ": "));
+      ["approve", "reject"].forEach(function (verb) {
+        var button = document.createElement("button");
+        button.type = "button";
+        button.className = "button";
+        button.textContent = verb === "approve" ? "Approve" : "Reject";
+        button.addEventListener("click", function () { button.disabled = true; decide(run, step, verb); });
+        line.appendChild(button);
+      });
+      bar.appendChild(line);
+    });
+    return bar.childNodes.length ? bar : null;
+  }
+
+  function draw(box, store, decide) {
     var runs = Array.from(store.items.values());
     runs.sort(function (a, b) {
       var active = (ACTIVE.indexOf(b.status) >= 0) - (ACTIVE.indexOf(a.status) >= 0);
@@ -111,6 +135,8 @@
       title.appendChild(status);
       card.appendChild(title);
       card.appendChild(graph(run));
+      var bar = decide ? decisions(run, decide) : null;
+      if (bar) card.appendChild(bar);
       box.appendChild(card);
     });
   }

@@ -166,3 +166,37 @@ def test_a_new_version_is_listed_beside_the_first(operator, operator_client, def
     html = client.get(f"{DEFINITIONS}{first.pk}/change/").content.decode()
     assert ">v1</a>" in html and ">v2</a>" in html
     assert html.count('class="wf-step"') == 2
+
+
+def test_a_run_through_a_real_agent_shows_each_steps_agent_timing_and_output(
+    worker, operator, operator_client, fake_agents, register, define
+):
+    def answer(call):
+        if call.body["type"] == "fail":
+            return 400, {"error": "cannot do that"}
+        return 200, {"result": {"said": call.body["type"]}}
+
+    fake = fake_agents(answer)
+    agent = register(fake, capabilities=["speak", "fail"], name="Speaker")
+    define(
+        "spoken",
+        [{"id": "speak", "task_type": "speak"}, {"id": "oops", "task_type": "fail", "max_retries": 0}],
+    )
+    run_id = start(operator_client, "spoken")
+    run_settles(run_id, "failed")
+    client = logged_in(operator)
+    html = client.get(f"{RUNS}{run_id}/change/").content.decode()
+    assert 'data-step="speak" data-status="completed"' in html
+    assert 'data-step="oops" data-status="failed"' in html
+    assert str(agent.agent_id) in html  # the step rows name the agent of each step's task
+    assert "&quot;said&quot;: &quot;speak&quot;" in html  # the output, pretty-printed
+    speak = gate(run_id, "speak")
+    assert speak.started_at and speak.finished_at
+    step_html = client.get(f"{STEPS}{speak.pk}/change/").content.decode()
+    assert f'href="/admin/tasks/task/{speak.task_id}/change/"' in step_html
+    # A failed step offers the retry from there; retrying it starts a new attempt through a real worker.
+    oops = gate(run_id, "oops")
+    assert "/verb/retry_from_steps/" in client.get(f"{STEPS}{oops.pk}/change/").content.decode()
+    press(client, STEPS, oops.pk, "retry_from_steps")
+    step_settles(run_id, "oops", "failed", "completed")
+    assert gate(run_id, "oops").attempt == oops.attempt + 1

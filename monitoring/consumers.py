@@ -38,10 +38,10 @@ from django.utils import timezone
 
 from agents.models import AgentStatus
 from orchestrator_project.accounts.roles import is_viewer
-from orchestrator_project.live import AGENTS_GROUP, TASKS_GROUP
+from orchestrator_project.live import AGENTS_GROUP, TASKS_GROUP, WORKFLOW_RUNS_GROUP
 from tasks.models import TaskStatus
 
-from . import queries
+from . import queries, workflow_live
 from .fanout import hub_for
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -204,3 +204,21 @@ class AgentStatusConsumer(_LiveConsumer):
     statuses = tuple(AgentStatus.values)
     snapshot_query = staticmethod(lambda **filters: {"agents": queries.agent_snapshot(**filters)})
     count_query = staticmethod(queries.agent_counts)
+
+
+class WorkflowRunConsumer(_LiveConsumer):
+    """`/ws/workflow-runs/`: the snapshot is `{"runs": [...]}` (workflow_live.run_snapshot), then batches
+    of `workflow_run.status` and `workflow_run.step` events (live/messages.py). Filter: `run_id`
+    (repeatable); a status filter is refused (4400): a run's steps have statuses of their own."""
+
+    group = WORKFLOW_RUNS_GROUP
+    id_key = "run_id"
+    statuses = ()
+    snapshot_query = staticmethod(workflow_live.run_snapshot)
+
+    def to_message(self, event):
+        return event  # each says its own type: a run's status or a step's
+
+    def snapshot(self):
+        with _one_instant():
+            return self.snapshot_query(ids=self.ids)

@@ -38,6 +38,15 @@ def hub_for(group):
     return hub
 
 
+def _latest_key(event):
+    """What a later event replaces: the same task's, agent's, or workflow run's (or run step's)."""
+    if "task_id" in event and "run_id" not in event:
+        return event["task_id"]
+    if "run_id" in event:
+        return (event["run_id"], event.get("step_id"))
+    return event.get("agent_id")
+
+
 class Hub:
     def __init__(self, group):
         self.group = group
@@ -88,11 +97,11 @@ class Hub:
     def _add(self, events):
         self._buffer.extend(events)
         if len(self._buffer) > MAX_BUFFERED_EVENTS:
-            key = "task_id" if "task_id" in self._buffer[0] else "agent_id"
             latest = {}
             for event in self._buffer:
-                latest.pop(event.get(key), None)
-                latest[event.get(key)] = event
+                key = _latest_key(event)
+                latest.pop(key, None)
+                latest[key] = event
             self._buffer = list(latest.values())
         if self._buffer and self._flush_task is None:
             # The first event after a quiet spell goes out at once; a burst waits for the next tick.

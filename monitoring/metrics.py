@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from orchestrator_project.accounts.authentication import parse_bearer
 
-from . import beat, event_relay, queries, recorder
+from . import beat, event_relay, queries, recorder, workflow_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class OrchestratorCollector:
             age.add_metric([capability], row["oldest_age_seconds"])
         yield depth
         yield age
+        yield workflow_metrics.active_runs_gauge()
         yield from _relay_gauges()
         info = GaugeMetricFamily("orchestrator_info", "Version of the running service.", labels=["version"])
         info.add_metric([settings.VERSION], 1)
@@ -117,6 +118,7 @@ class OrchestratorCollector:
         )
         try:
             counters, histograms = recorder.read_all()
+            workflow_series = list(workflow_metrics.redis_series(recorder.client()))
             beat_state = beat.beat_state()
         except RedisError:
             logger.warning("metrics store unavailable", exc_info=True)
@@ -136,6 +138,7 @@ class OrchestratorCollector:
             family = HistogramMetricFamily(name, documentation)
             family.add_metric([], buckets, sum_value=total)
             yield family
+        yield from workflow_series
         relay = event_relay.relay_counters()
         for key, name, documentation in RELAY_COUNTERS:
             yield CounterMetricFamily(name, documentation, value=relay[key])

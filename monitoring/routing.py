@@ -8,6 +8,7 @@ from .middleware import BearerTokenMiddleware, SameOriginValidator
 websocket_urlpatterns = [
     path("ws/tasks/", consumers.TaskStatusConsumer.as_asgi()),
     path("ws/agents/", consumers.AgentStatusConsumer.as_asgi()),
+    path("ws/workflow-runs/", consumers.WorkflowRunConsumer.as_asgi()),
 ]
 
 # Outermost first: the origin is checked before any database work, the bearer token after the session

@@ -8,17 +8,21 @@ app imports the other to be seen live.
 from .publisher import (
     AGENTS_GROUP,
     TASKS_GROUP,
+    WORKFLOW_RUNS_GROUP,
     flush,
     publish_agent_changes,
     publish_task_transitions,
+    publish_workflow_run_changes,
     subscribe_task_transitions,
 )
 
 __all__ = [
     "AGENTS_GROUP",
     "TASKS_GROUP",
+    "WORKFLOW_RUNS_GROUP",
     "flush",
     "publish_agent_changes",
     "publish_task_transitions",
+    "publish_workflow_run_changes",
     "subscribe_task_transitions",
 ]

@@ -60,3 +60,32 @@ AGENT_CHANGE_COLUMNS = ("agent_id", "name", "status", "current_load", "max_concu
 def agent_change_from_row(row, at):
     """agent_change from a row of AGENT_CHANGE_COLUMNS."""
     return agent_change(**dict(zip(AGENT_CHANGE_COLUMNS, row, strict=True)), at=at)
+
+
+def workflow_run_change(*, run_id, workflow, version, status, reason, at):
+    """A workflow run's new status (`type` "workflow_run.status")."""
+    return {
+        "type": "workflow_run.status",
+        "run_id": str(run_id),
+        "workflow": workflow,
+        "version": version,
+        "status": str(status),
+        "reason": reason,
+        "timestamp": at,
+    }
+
+
+def workflow_step_change(*, run_id, step_id, kind, status, attempt, task_id, reason, at):
+    """A workflow step's new status (`type` "workflow_run.step"). Items of a map step are not sent one
+    by one: their map step's own changes say how it goes."""
+    return {
+        "type": "workflow_run.step",
+        "run_id": str(run_id),
+        "step_id": step_id,
+        "kind": kind,
+        "status": str(status),
+        "attempt": attempt,
+        "task_id": task_id,
+        "reason": reason,
+        "timestamp": at,
+    }

@@ -20,6 +20,7 @@ from channels.layers import get_channel_layer
 
 TASKS_GROUP = "tasks"
 AGENTS_GROUP = "agents"
+WORKFLOW_RUNS_GROUP = "workflow-runs"
 # A stuck Redis must not hold the publisher for long.
 SEND_TIMEOUT_SECONDS = 1.0
 # How long the publisher gathers events before sending them as one message: short against the 250 ms
@@ -62,7 +63,7 @@ def subscribe_task_transitions(receiver):
     return lambda: _task_subscribers.remove(receiver) if receiver in _task_subscribers else None
 
 
-def _deliver(tasks, agents, run):
+def _deliver(tasks, agents, run, workflow_runs=()):
     if tasks:
         for receiver in _task_subscribers:
             try:
@@ -72,6 +73,8 @@ def _deliver(tasks, agents, run):
         _send(TASKS_GROUP, {"type": "task.batch", "events": tasks}, run)
     if agents:
         _send(AGENTS_GROUP, {"type": "agent.batch", "events": agents}, run)
+    if workflow_runs:
+        _send(WORKFLOW_RUNS_GROUP, {"type": "workflow_run.batch", "events": workflow_runs}, run)
 
 
 class _Publisher:
@@ -84,15 +87,17 @@ class _Publisher:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._tasks, self._agents = [], []
+        self._tasks, self._agents, self._workflow_runs = [], [], []
         self._pending = threading.Event()
         self._owner_pid = None
 
-    def add(self, tasks=(), agents=()):
+    def add(self, tasks=(), agents=(), workflow_runs=()):
         with self._lock:
             self._tasks.extend(tasks)
             self._agents.extend(agents)
-            del self._tasks[:-MAX_BUFFERED], self._agents[:-MAX_BUFFERED]
+            self._workflow_runs.extend(workflow_runs)
+            for buffer in (self._tasks, self._agents, self._workflow_runs):
+                del buffer[:-MAX_BUFFERED]
             if self._owner_pid != os.getpid():  # first use in this process (or after a fork)
                 self._owner_pid = os.getpid()
                 threading.Thread(target=self._run, name="orchestrator-publisher", daemon=True).start()
@@ -100,9 +105,9 @@ class _Publisher:
 
     def _take(self):
         with self._lock:
-            tasks, agents = self._tasks, self._agents
-            self._tasks, self._agents = [], []
-        return tasks, agents
+            taken = self._tasks, self._agents, self._workflow_runs
+            self._tasks, self._agents, self._workflow_runs = [], [], []
+        return taken
 
     def _run(self):
         # Its own event loop: channels-redis keeps its connections per loop.
@@ -111,11 +116,13 @@ class _Publisher:
             self._pending.wait()
             time.sleep(FLUSH_INTERVAL_SECONDS)
             self._pending.clear()
-            _deliver(*self._take(), loop.run_until_complete)
+            tasks, agents, workflow_runs = self._take()
+            _deliver(tasks, agents, loop.run_until_complete, workflow_runs)
 
     def flush(self):
         """Send what is waiting now, from the calling thread (tests, and before a process exits)."""
-        _deliver(*self._take(), async_to_sync(_await))
+        tasks, agents, workflow_runs = self._take()
+        _deliver(tasks, agents, async_to_sync(_await), workflow_runs)
 
 
 _publisher = _Publisher()
@@ -131,6 +138,12 @@ def publish_agent_changes(changes):
     """Queue a batch of agent changes (status, load, circuit) for the `agents` group. Never blocks."""
     if changes:
         _publisher.add(agents=changes)
+
+
+def publish_workflow_run_changes(changes):
+    """Queue workflow run and step changes for the `workflow-runs` group. Never blocks."""
+    if changes:
+        _publisher.add(workflow_runs=changes)
 
 
 def flush():

@@ -17,7 +17,11 @@
   // A fresh snapshot now and then mends what a lost event (Redis away, say) left stale.
   var RESNAPSHOT_MS = 30000;
 
-  var board = { tasks: window.OrchestratorBoard.tasks(), agents: window.OrchestratorBoard.agents() };
+  var board = {
+    tasks: window.OrchestratorBoard.tasks(),
+    agents: window.OrchestratorBoard.agents(),
+    runs: window.OrchestratorWorkflows.runs(),
+  };
   var sockets = {};
   var charts = {};
   var summaryTimer = null;
@@ -271,6 +275,7 @@
     renderCounters("task-counters", board.tasks, "task");
     renderAgents();
     renderTasks();
+    window.OrchestratorWorkflows.draw($("workflow-runs"), board.runs, CAN_OPERATE ? decide : null);
   }
 
   function renderSummary(summary) {
@@ -319,6 +324,11 @@
     }).catch(function (error) { showMessage(error.message, true); });
   }
 
+  function decide(run, step, verb) {
+    var url = "/api/v1/workflow-runs/" + run.run_id + "/steps/" + encodeURIComponent(step.step_id) + "/" + verb;
+    callApi("POST", url, (verb === "approve" ? "Approved " : "Rejected ") + step.step_id + ".");
+  }
+
   function tick() {
     document.querySelectorAll("td.ago").forEach(function (cell) {
       cell.textContent = ago(cell.dataset.time || null);
@@ -329,8 +339,9 @@
   loadSummary();
   connect("tasks", "/ws/tasks/?counts=true");
   connect("agents", "/ws/agents/?counts=true");
+  connect("runs", "/ws/workflow-runs/");
   updateIndicator();
-  setInterval(function () { askSnapshot("tasks"); askSnapshot("agents"); }, RESNAPSHOT_MS);
+  setInterval(function () { askSnapshot("tasks"); askSnapshot("agents"); askSnapshot("runs"); }, RESNAPSHOT_MS);
   setInterval(tick, 1000);
   setInterval(function () { scheduleSummary(0); }, 5000);
   window.addEventListener("resize", function () {

@@ -1,0 +1,125 @@
+"""Workflow metrics: runs started and ended (by workflow name), step latency (by step kind), active runs.
+
+Counters and the histogram are added up in Redis like the task series (recorder.py), from the changes
+the workflow engine announces after each commit (`workflows.events.changes_committed`): a worker's step
+ends are counted even though its own registry is never scraped. The active-runs gauge is read from the
+database at scrape time. Best effort, as all metrics: Redis being down never holds up a run.
+"""
+
+import math
+import time
+from collections import Counter
+
+from django.conf import settings
+from django.db.models import Count, Q
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from workflows.models import RUN_ACTIVE, RunStatus, StepRun, StepStatus, WorkflowRun
+
+from . import recorder
+
+RUNS_KEY = f"{recorder.PREFIX}:workflow_runs"  # fields "<status>|<workflow name>"
+STEP_SECONDS_KEY = f"{recorder.PREFIX}:hist:workflow_step_seconds"  # fields "<kind>|b<n>", "<kind>|sum"...
+STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 86400)
+# A run's transitions that the counters count: its start (reason "started", see engine.begin_run) and ends.
+COUNTED_ENDS = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+STARTED = "started"
+TIMED_ENDS = (StepStatus.COMPLETED, StepStatus.FAILED)  # steps that ran; skipped ones never started
+
+
+def on_changes_committed(sender, run_id, changes, **kwargs):
+    """Count one journal's changes in one Redis round trip (one more query when a step ended)."""
+    if time.monotonic() < recorder._skip_until.get(settings.REDIS_URL, 0.0):
+        return
+    counts = Counter()
+    for change in changes:
+        if change.step_id:
+            continue
+        if change.status in COUNTED_ENDS:
+            counts[RUNS_KEY, f"{change.status}|{change.payload['workflow']}"] += 1
+        elif change.status == RunStatus.RUNNING and change.reason == STARTED:
+            counts[RUNS_KEY, f"started|{change.payload['workflow']}"] += 1
+    sums = Counter()
+    for kind, seconds in _step_latencies(run_id, changes):
+        counts[STEP_SECONDS_KEY, f"{kind}|b{_bucket(seconds)}"] += 1
+        counts[STEP_SECONDS_KEY, f"{kind}|count"] += 1
+        sums[f"{kind}|sum"] += seconds
+    if not counts:
+        return
+    pipe = recorder.client().pipeline(transaction=False)
+    for (key, field), increment in counts.items():
+        pipe.hincrby(key, field, increment)
+    for field, total in sums.items():
+        pipe.hincrbyfloat(STEP_SECONDS_KEY, field, total)
+    recorder._execute(pipe)
+
+
+def _step_latencies(run_id, changes):
+    """(kind, seconds from start to end) of the steps (and map items) that ended in these changes."""
+    ended = Q()
+    for change in changes:
+        if change.step_id and change.status in TIMED_ENDS:
+            ended |= Q(step_id=change.step_id, map_index=change.map_index)
+    if not ended:
+        return []
+    rows = StepRun.objects.filter(ended, run_id=run_id, started_at__isnull=False, finished_at__isnull=False)
+    latencies = []
+    for kind, started, finished in rows.values_list("kind", "started_at", "finished_at"):
+        seconds = (finished - started).total_seconds()
+        if math.isfinite(seconds) and seconds >= 0:
+            latencies.append((kind, seconds))
+    return latencies
+
+
+def _bucket(seconds):
+    return next((i for i, bound in enumerate(STEP_BUCKETS) if seconds <= bound), len(STEP_BUCKETS))
+
+
+def redis_series(client):
+    """The counters and the histogram, read back from Redis (raises RedisError when it is down)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(RUNS_KEY)
+    pipe.hgetall(STEP_SECONDS_KEY)
+    runs_raw, steps_raw = pipe.execute()
+    family = CounterMetricFamily(
+        "orchestrator_workflow_runs_total",
+        "Workflow runs started and ended, by status.",
+        labels=["status", "workflow"],
+    )
+    for field, value in sorted(runs_raw.items()):
+        status, _, workflow = field.decode().partition("|")
+        family.add_metric([status, workflow], int(value))
+    yield family
+    per_kind = {}
+    for field, value in steps_raw.items():
+        kind, _, name = field.decode().partition("|")
+        per_kind.setdefault(kind, {})[name] = value
+    histogram = HistogramMetricFamily(
+        "orchestrator_workflow_step_seconds",
+        "Workflow step time from start to end, by kind.",
+        labels=["kind"],
+    )
+    for kind, raw in sorted(per_kind.items()):
+        buckets, running = [], 0
+        for index, bound in enumerate((*STEP_BUCKETS, math.inf)):
+            running += int(raw.get(f"b{index}", 0))
+            buckets.append(("+Inf" if bound == math.inf else repr(float(bound)), running))
+        histogram.add_metric([kind], buckets, sum_value=float(raw.get("sum", 0.0)))
+    yield histogram
+
+
+def active_runs_gauge():
+    gauge = GaugeMetricFamily(
+        "orchestrator_workflow_runs_active",
+        "Workflow runs not yet ended (running, paused, cancelling), by workflow.",
+        labels=["workflow"],
+    )
+    rows = (
+        WorkflowRun.objects.filter(status__in=RUN_ACTIVE)
+        .order_by()
+        .values_list("definition__name")
+        .annotate(n=Count("run_id"))
+    )
+    for name, count in sorted(rows):
+        gauge.add_metric([name], count)
+    return gauge

@@ -1,0 +1,69 @@
+"""Workflow metrics in /metrics: runs started and ended by workflow name, step latency by kind, and the
+active runs gauge, from what the engine commits. Approval steps need no agent, so each run here moves
+exactly when the test decides it."""
+
+import pytest
+
+from tests.monitoring.test_metrics import _metrics_access, scrape  # noqa: F401  (an autouse fixture)
+from workflows.models import StepRun
+
+from .helpers import RUNS, start, step_settles
+
+pytestmark = pytest.mark.django_db
+
+GATE = [{"id": "gate", "type": "approval", "timeout_seconds": 600}]
+
+
+def runs_total(samples, status, workflow="gated"):
+    return samples.get(("orchestrator_workflow_runs_total", (("status", status), ("workflow", workflow))), 0)
+
+
+def test_runs_and_step_latency_are_counted_and_active_runs_gauged(
+    client, operator_client, define, django_capture_on_commit_callbacks
+):
+    define("gated", GATE)
+    with django_capture_on_commit_callbacks(execute=True):
+        approved, rejected, cancelled = (start(operator_client, "gated") for _ in range(3))
+    for run_id in (approved, rejected, cancelled):
+        step_settles(run_id, "gate", "awaiting_approval")
+    samples = scrape(client)
+    assert runs_total(samples, "started") == 3
+    assert samples[("orchestrator_workflow_runs_active", (("workflow", "gated"),))] == 3
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert (
+            operator_client.post(f"{RUNS}/{approved}/steps/gate/approve", {}, format="json").status_code
+            == 200
+        )
+        assert (
+            operator_client.post(f"{RUNS}/{rejected}/steps/gate/reject", {}, format="json").status_code == 200
+        )
+        assert operator_client.post(f"{RUNS}/{cancelled}/cancel").status_code == 200
+    samples = scrape(client)
+    assert runs_total(samples, "started") == 3
+    assert runs_total(samples, "completed") == 1
+    assert runs_total(samples, "failed") == 1
+    assert runs_total(samples, "cancelled") == 1
+    assert ("orchestrator_workflow_runs_active", (("workflow", "gated"),)) not in samples
+    # The approved and the rejected gate ran (started, then ended); the cancelled one is not timed.
+    assert samples[("orchestrator_workflow_step_seconds_count", (("kind", "approval"),))] == 2
+    waited = [
+        (s.finished_at - s.started_at).total_seconds()
+        for s in StepRun.objects.filter(run_id__in=[approved, rejected], step_id="gate")
+    ]
+    assert samples[("orchestrator_workflow_step_seconds_sum", (("kind", "approval"),))] == pytest.approx(
+        sum(waited)
+    )
+    assert samples[("orchestrator_workflow_step_seconds_bucket", (("kind", "approval"), ("le", "+Inf")))] == 2
+
+
+def test_a_resumed_run_is_not_counted_as_started_again(
+    client, operator_client, define, django_capture_on_commit_callbacks
+):
+    define("gated", GATE)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_id = start(operator_client, "gated")
+        operator_client.post(f"{RUNS}/{run_id}/pause")
+        operator_client.post(f"{RUNS}/{run_id}/resume")
+    # Resuming makes the run `running` again: that is not a start.
+    assert runs_total(scrape(client), "started") == 1

@@ -10,24 +10,15 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from agents.models import Agent, AgentRoute
-from orchestrator_project.accounts.models import hash_token, new_raw_token
+from agents.models import AgentRoute
 from tasks.engine import claim
 from tasks.models import Task, TaskEvent
 
-from .conftest import wait_until
+from .conftest import make_agent, queue_tasks, wait_until
 
 
 def agent(name, capabilities=("summarize",), **fields):
-    return Agent.objects.create(
-        type="t",
-        name=name,
-        endpoint=f"http://127.0.0.1:1/{name}",
-        capabilities=list(capabilities),
-        token_hash=hash_token(new_raw_token("aoa_")),
-        signing_secret="whsec_AAAA",
-        **fields,
-    )
+    return make_agent(name, capabilities, **fields)
 
 
 def learned(agent, latency_ms, success_rate=1.0, samples=100, capability="summarize", at=None):
@@ -42,19 +33,7 @@ def learned(agent, latency_ms, success_rate=1.0, samples=100, capability="summar
 
 
 def queue(count, strategy="", capabilities=("summarize",), **fields):
-    now = timezone.now()
-    return Task.objects.bulk_create(
-        [
-            Task(
-                type="t",
-                required_capabilities=list(capabilities),
-                strategy=strategy,
-                next_attempt_at=now,
-                **fields,
-            )
-            for _ in range(count)
-        ]
-    )
+    return queue_tasks(count, strategy, capabilities, **fields)
 
 
 def assigned_counts():

@@ -9,12 +9,13 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from agents.models import Agent, AgentRoute
+from agents.models import AgentRoute
 from agents.routing import RouteState, Sample, estimate, expected_cost, fold, route_key
-from orchestrator_project.accounts.models import hash_token, new_raw_token
 from tasks.engine.outcome import Outcome, OutcomeKind
 from tasks.engine.outcomes import apply_outcomes
 from tasks.models import Task
+
+from .conftest import make_agent
 
 T0 = timezone.now()
 
@@ -99,16 +100,7 @@ def test_the_routing_key_is_the_sorted_capability_set():
 
 @pytest.fixture
 def agent(db):
-    return Agent.objects.create(
-        type="t",
-        name="a",
-        endpoint="http://127.0.0.1:1",
-        capabilities=["summarize"],
-        token_hash=hash_token(new_raw_token("aoa_")),
-        signing_secret="whsec_AAAA",
-        current_load=10,
-        max_concurrency=10,
-    )
+    return make_agent("a", ("summarize",), current_load=10, max_concurrency=10)
 
 
 def in_flight(agent, count):

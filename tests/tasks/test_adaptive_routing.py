@@ -13,23 +13,13 @@ from django.utils import timezone
 from agents.models import AgentRoute
 from tasks.engine import claim
 from tasks.models import Task, TaskEvent
+from tests.routes import learned
 
 from .conftest import make_agent, queue_tasks, wait_until
 
 
 def agent(name, capabilities=("summarize",), **fields):
     return make_agent(name, capabilities, **fields)
-
-
-def learned(agent, latency_ms, success_rate=1.0, samples=100, capability="summarize", at=None):
-    AgentRoute.objects.create(
-        agent=agent,
-        capability=capability,
-        latency_ms=latency_ms,
-        success_rate=success_rate,
-        samples=samples,
-        updated_at=at or timezone.now(),
-    )
 
 
 def queue(count, strategy="", capabilities=("summarize",), **fields):

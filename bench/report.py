@@ -234,6 +234,9 @@ def markdown(data):
             for frame, share in summary["self"][:12]:
                 lines.append(f"| {share:.1f}% | `{frame}` |")
             lines.append("")
+    for section in data.get("sections") or []:
+        # A companion benchmark's own report (bench/routing.py), one heading level down.
+        lines += ["", *("#" + line if line.startswith("#") else line for line in section.splitlines())]
     return "\n".join(lines) + "\n"
 
 

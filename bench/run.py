@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import stack as stack_module
+from .routing import OUT as routing_out
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,6 +61,11 @@ def parse_args(argv):
     parser.add_argument("--profile", default="", help="comma-separated scenarios to py-spy in the last run")
     parser.add_argument("--no-reads", action="store_true", help="skip the reads-at-scale phase")
     parser.add_argument("--events", action="store_true", help="then bench/events.py (outbox and relay)")
+    parser.add_argument(
+        "--routing",
+        action="store_true",
+        help="then bench/routing.py (strategies vs loopback agents, ~11 min)",
+    )
     return parser.parse_args(argv)
 
 
@@ -216,6 +222,14 @@ def main(argv=None):
         events = [sys.executable, "-m", "bench.events", *(["--quick"] if args.quick else [])]
         if subprocess.run(events, cwd=ROOT).returncode != 0:
             failures.append("bench.events: a target was not met (var/bench/events.md)")
+    if args.routing:
+        # Its own process and database too; its report becomes a section of this one.
+        routing_out.unlink(missing_ok=True)  # a report only of this run
+        routing = [sys.executable, "-m", "bench.routing", *(["--quick"] if args.quick else [])]
+        if subprocess.run(routing, cwd=ROOT).returncode != 0:
+            failures.append(f"bench.routing: a target was not met or it failed ({routing_out})")
+        if routing_out.exists():
+            data["sections"] = [routing_out.read_text()]
     report.write(data, out, out.with_suffix(".json"))
     print(f"bench: wrote {out} and {out.with_suffix('.json')} in {data['wall_s']:.0f} s", flush=True)
     for row in data["figures"]:

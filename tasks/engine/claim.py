@@ -155,7 +155,7 @@ def _candidate(row):
     )
 
 
-def _plan(tasks, candidates):
+def _plan(tasks, candidates, now):
     """Pick an agent for each task (in claim order) with the tasks' strategies; in memory only.
 
     Returns (task, candidate, why) triples: `why` is what the task's `assigned` event keeps of the
@@ -169,7 +169,7 @@ def _plan(tasks, candidates):
         avoid = set(task.avoid_agents)
         fresh = [c for c in able if c.agent_id not in avoid] or able
         strategy = get_strategy(task.strategy, task.required_capabilities)
-        choice = strategy.choose(task, fresh)
+        choice = strategy.choose(task, fresh, now)
         why = {"strategy": strategy.name, "candidates": len(fresh), **choice.why}
         if len(fresh) < len(able):
             why["avoided"] = len(able) - len(fresh)
@@ -238,7 +238,7 @@ def claim(*, limit=None, task_ids=None, now=None):
         if not tasks:
             return []
         demand = Counter(frozenset(task.required_capabilities) for task in tasks)
-        plan = _plan(tasks, _candidates(demand, now))
+        plan = _plan(tasks, _candidates(demand, now), now)
         if not plan:
             return []
         return _assign(plan, _reserve(plan, now), now)

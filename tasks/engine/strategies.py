@@ -1,6 +1,6 @@
 """Load-balancing strategies: a small registry, one class each, one method (docs/routing.md).
 
-`choose(task, candidates)` gets the agents able to take the task right now (capable, online, circuit
+`choose(task, candidates, now)` gets the agents able to take the task right now (capable, online, circuit
 closed, with a free slot; `load` already counts this round's earlier picks; agents the task already
 failed on are left out while there are others) and returns a Choice: the agent, and the figures it was
 chosen on, which the task's `assigned` event keeps ("why this agent").
@@ -12,7 +12,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.utils import timezone
 
 from agents import routing
 
@@ -27,8 +26,8 @@ class Strategy(ABC):
     name = ""
 
     @abstractmethod
-    def choose(self, task, candidates):
-        """A Choice of one of `candidates` (never empty) for `task`."""
+    def choose(self, task, candidates, now):
+        """A Choice of one of `candidates` (never empty) for `task`, in the round that runs at `now`."""
 
 
 def _load(c):
@@ -40,7 +39,7 @@ class LeastConnections(Strategy):
 
     name = "least_connections"
 
-    def choose(self, task, candidates):
+    def choose(self, task, candidates, now):
         chosen = min(candidates, key=lambda c: (c.load / c.max_concurrency, c.load, c.agent_id))
         return Choice(chosen, _load(chosen))
 
@@ -49,7 +48,7 @@ class RoundRobin(Strategy):
     name = "round_robin"
     _counter = itertools.count()
 
-    def choose(self, task, candidates):
+    def choose(self, task, candidates, now):
         ordered = sorted(candidates, key=lambda c: c.agent_id)
         turn = next(self._counter) % len(ordered)
         return Choice(ordered[turn], {"turn": turn})
@@ -64,7 +63,7 @@ class WeightedRoundRobin(Strategy):
     name = "weighted_round_robin"
     _current = {}
 
-    def choose(self, task, candidates):
+    def choose(self, task, candidates, now):
         if len(self._current) > 4 * len(candidates) + 64:
             present = {c.agent_id for c in candidates}
             for agent_id in [a for a in self._current if a not in present]:
@@ -80,7 +79,7 @@ class WeightedRoundRobin(Strategy):
 class Random(Strategy):
     name = "random"
 
-    def choose(self, task, candidates):
+    def choose(self, task, candidates, now):
         return Choice(random.choice(candidates))
 
 
@@ -89,7 +88,7 @@ class Fastest(Strategy):
 
     name = "fastest"
 
-    def choose(self, task, candidates):
+    def choose(self, task, candidates, now):
         def score(c):
             if c.avg_latency_ms is None:
                 return (0.0, c.load)
@@ -119,9 +118,8 @@ class Adaptive(Strategy):
 
     name = "adaptive"
 
-    def choose(self, task, candidates):
+    def choose(self, task, candidates, now):
         key = routing.route_key(task.required_capabilities)
-        now = timezone.now()
         states = {c.agent_id: c.routes.get(key) for c in candidates}
         known = [s for s in states.values() if s is not None and s.latency_ms is not None]
         median_latency = routing.median(s.latency_ms for s in known)

@@ -36,6 +36,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from . import pacing
 from . import stack as stack_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -258,23 +259,9 @@ def submit(*, rate, seconds, strategy, seed):
         schedule.append(at)
     data = {"type": "route-bench", "required_capabilities": [CAPABILITY], "strategy": strategy}
     data["max_retries"] = MAX_RETRIES
-    started = time.monotonic()
-
-    def write(offset):
-        try:
-            for due in schedule[offset::WRITERS]:
-                delay = started + due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                services.create_task(data=dict(data))
-        finally:
-            connection.close()
-
-    writers = [threading.Thread(target=write, args=(offset,)) for offset in range(WRITERS)]
-    for writer in writers:
-        writer.start()
-    for writer in writers:
-        writer.join()
+    pacing.run_schedule(
+        schedule, lambda: services.create_task(data=dict(data)), threads=WRITERS, on_exit=connection.close
+    )
     return len(schedule)
 
 

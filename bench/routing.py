@@ -315,8 +315,15 @@ def report(results):
         f" {'/'.join(map(str, MEDIANS_MS))} ms; failure rates"
         f" {'/'.join(str(round(f * 100)) for f in FAILURE_RATES)} %).",
         "",
+    ]
+    return "\n".join(lines + tables(results, share="agent")) + "\n"
+
+
+def tables(results, *, share):
+    """The runs' table and the targets' table (Markdown lines), shares labelled per `share`."""
+    lines = [
         "| Case | Load | Strategy | p50 ms | p99 ms | Success | Retries/task | Oscillation"
-        " | Share per agent |",
+        f" | Share per {share} |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, runs in results["runs"].items():
@@ -325,10 +332,10 @@ def report(results):
             run = runs.get(strategy)
             if run is None:
                 continue
-            share = " / ".join(f"{round(s * 100)}" for s in run["share"])
+            shares = " / ".join(f"{round(s * 100)}" for s in run["share"])
             lines.append(
                 f"| {case} | {load} % | {strategy} | {run['p50_ms']} | {run['p99_ms']} |"
-                f" {run['success_rate']} | {run['retries_per_task']} | {run['oscillation']} | {share} % |"
+                f" {run['success_rate']} | {run['retries_per_task']} | {run['oscillation']} | {shares} % |"
             )
     lines += ["", "| Target | Case | Load | Met | Figures |", "| --- | --- | --- | --- | --- |"]
     for verdict in results["verdicts"]:
@@ -336,7 +343,7 @@ def report(results):
             f"| {verdict['check']} | {verdict['case']} | {int(verdict['load'] * 100)} % |"
             f" {'yes' if verdict['met'] else '**NO**'} | {verdict['detail']} |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv=None):

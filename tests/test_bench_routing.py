@@ -70,3 +70,16 @@ def test_the_fleet_matches_the_issue():
     assert routing.agent_profiles("fast_failer")[routing.FAST_FAILER]["fast_503"] == 0.5
     assert routing.agent_profiles("slowdown", slowed=True)[routing.SLOWED]["slow"] == 10
     assert routing.fleet_capacity() == pytest.approx(2 * (20 + 20 + 10 + 10 + 5 + 2.5))
+
+
+def test_the_simulation_is_seeded_and_uses_the_products_strategies(settings):
+    from bench import routing_sim
+
+    def once(strategy):
+        return routing_sim.simulate(
+            agents=6, case="fast_failer", load=0.5, strategy_name=strategy, seconds=5, seed=3
+        )
+
+    assert once("adaptive") == once("adaptive")
+    # The fast failer (behaviour 1) answers 503 half the time: adaptive learns to send it little.
+    assert once("adaptive")["share"][1] < once("least_connections")["share"][1]

@@ -38,6 +38,8 @@ class Candidate:
     probe: bool  # an open circuit's single probe: exactly one task, then nothing until it reports
     # What routing learned of it, per routing key of this round's capability sets (agents/routing.py).
     routes: dict = field(default_factory=dict)
+    # Tasks of this round that a strategy left pending to wait for this (full) agent.
+    waiting: int = 0
 
     @property
     def free(self):
@@ -95,13 +97,15 @@ _CHOSEN_SQL = f"""
 # Agents able to take work now, each with what routing learned of it on the round's capability set, in
 # the same statement. Every eligible agent, or a uniform sample when there are more than
 # ROUTING_CANDIDATE_SAMPLE: strategies must see the fleet as it is (reading only the least loaded made
-# `fastest` and `adaptive` degrade into least-connections on a big fleet).
+# `fastest` and `adaptive` degrade into least-connections on a big fleet). Full agents with a closed
+# circuit come too (they get nothing this round): `adaptive` weighs waiting for one of them.
 _CANDIDATES_SQL = f"""
     SELECT a.agent_id, a.capabilities, a.current_load, a.max_concurrency, a.weight, a.avg_latency_ms,
            a.success_rate, a.circuit_state, r.latency_ms, r.success_rate, r.samples, r.updated_at
     FROM agents_agent AS a
     LEFT JOIN agents_agentroute AS r ON r.agent_id = a.agent_id AND r.capability = %(route_key)s
-    WHERE {eligibility.ELIGIBLE_SQL} AND a.capabilities @> %(capabilities)s::varchar[]
+    WHERE ({eligibility.ELIGIBLE_SQL} OR {eligibility.ONLINE_SQL} AND a.circuit_state = 'closed')
+      AND a.capabilities @> %(capabilities)s::varchar[]
     ORDER BY random()
     LIMIT %(limit)s
 """
@@ -162,14 +166,22 @@ def _plan(tasks, candidates, now):
     choice (the strategy and the figures it chose on)."""
     plan = []
     for task in tasks:
-        able = [c for c in candidates[frozenset(task.required_capabilities)] if c.free > 0]
+        fleet = candidates[frozenset(task.required_capabilities)]
+        able = [c for c in fleet if c.free > 0]
         if not able:
             continue
         # Retries go to an agent that has not failed this task yet, when there is one.
         avoid = set(task.avoid_agents)
         fresh = [c for c in able if c.agent_id not in avoid] or able
         strategy = get_strategy(task.strategy, task.required_capabilities)
-        choice = strategy.choose(task, fresh, now)
+        busy = (
+            [c for c in fleet if c.free <= 0 and not c.probe and c.agent_id not in avoid]
+            if strategy.weighs_waiting
+            else ()
+        )
+        choice = strategy.choose(task, fresh, now, busy=busy)
+        if choice.candidate is None:
+            continue  # left pending: waiting for a busy agent is expected to finish it sooner
         why = {"strategy": strategy.name, "candidates": len(fresh), **choice.why}
         if len(fresh) < len(able):
             why["avoided"] = len(able) - len(fresh)

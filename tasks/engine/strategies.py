@@ -24,10 +24,13 @@ class Choice:
 
 class Strategy(ABC):
     name = ""
+    # Whether `choose` wants the capable agents that are full now (`busy`), to weigh waiting for one.
+    weighs_waiting = False
 
     @abstractmethod
-    def choose(self, task, candidates, now):
-        """A Choice of one of `candidates` (never empty) for `task`, in the round that runs at `now`."""
+    def choose(self, task, candidates, now, busy=()):
+        """A Choice of one of `candidates` (never empty) for `task`, in the round that runs at `now`; or
+        a Choice of None to leave the task pending this round (only strategies that weigh waiting)."""
 
 
 def _load(c):
@@ -39,7 +42,7 @@ class LeastConnections(Strategy):
 
     name = "least_connections"
 
-    def choose(self, task, candidates, now):
+    def choose(self, task, candidates, now, busy=()):
         chosen = min(candidates, key=lambda c: (c.load / c.max_concurrency, c.load, c.agent_id))
         return Choice(chosen, _load(chosen))
 
@@ -48,7 +51,7 @@ class RoundRobin(Strategy):
     name = "round_robin"
     _counter = itertools.count()
 
-    def choose(self, task, candidates, now):
+    def choose(self, task, candidates, now, busy=()):
         ordered = sorted(candidates, key=lambda c: c.agent_id)
         turn = next(self._counter) % len(ordered)
         return Choice(ordered[turn], {"turn": turn})
@@ -63,7 +66,7 @@ class WeightedRoundRobin(Strategy):
     name = "weighted_round_robin"
     _current = {}
 
-    def choose(self, task, candidates, now):
+    def choose(self, task, candidates, now, busy=()):
         if len(self._current) > 4 * len(candidates) + 64:
             present = {c.agent_id for c in candidates}
             for agent_id in [a for a in self._current if a not in present]:
@@ -79,7 +82,7 @@ class WeightedRoundRobin(Strategy):
 class Random(Strategy):
     name = "random"
 
-    def choose(self, task, candidates, now):
+    def choose(self, task, candidates, now, busy=()):
         return Choice(random.choice(candidates))
 
 
@@ -88,7 +91,7 @@ class Fastest(Strategy):
 
     name = "fastest"
 
-    def choose(self, task, candidates, now):
+    def choose(self, task, candidates, now, busy=()):
         def score(c):
             if c.avg_latency_ms is None:
                 return (0.0, c.load)
@@ -111,26 +114,49 @@ def _round(value):
 
 class Adaptive(Strategy):
     """The lower expected cost of two agents drawn at random (power of two choices), with what each
-    agent learned on the task's capability (agents/routing.py). Two random draws rather than the best
-    of all: many dispatchers acting on the same, slightly stale figures would all pile onto the one best
-    agent. Agents with fewer than ROUTING_WARMUP_SAMPLES samples are counted at the capability's median
-    and also get ROUTING_EXPLORE_SHARE of the choices, so new agents are learned quickly."""
+    agent learned on the task's capability (agents/routing.py), unless waiting for a busy agent is
+    expected to finish the task sooner. Two random draws rather than the best of all: many dispatchers
+    acting on the same, slightly stale figures would all pile onto the one best agent. Agents with fewer
+    than ROUTING_WARMUP_SAMPLES samples are counted at the capability's median and also get
+    ROUTING_EXPLORE_SHARE of the choices, so new agents are learned quickly."""
 
     name = "adaptive"
+    weighs_waiting = True
+    # The capability's medians, computed once per round (its clock) and capability, over the agents its
+    # first task saw: a round places up to DISPATCH_BATCH_SIZE tasks among the same agents, and sorting a
+    # thousand figures per task would cost more than the rest of the choice.
+    _medians = {}
 
-    def choose(self, task, candidates, now):
-        key = routing.route_key(task.required_capabilities)
-        states = {c.agent_id: c.routes.get(key) for c in candidates}
-        known = [s for s in states.values() if s is not None and s.latency_ms is not None]
-        median_latency = routing.median(s.latency_ms for s in known)
-        median_success = routing.median(s.success_rate for s in known) or 1.0
-
-        def score(c):
-            state = states[c.agent_id]
-            latency, success = routing.estimate(
-                state, median_latency=median_latency, median_success=median_success, now=now
+    def _medians_for(self, key, now, states):
+        cache_key = (key, now)
+        found = self._medians.get(cache_key)
+        if found is None:
+            known = [s for s in states.values() if s is not None and s.latency_ms is not None]
+            found = (
+                routing.median(s.latency_ms for s in known),
+                routing.median(s.success_rate for s in known) or 1.0,
             )
-            cost = routing.expected_cost(latency or 1.0, success, c.load, c.max_concurrency)
+            if len(self._medians) > 64:
+                self._medians.clear()
+            self._medians[cache_key] = found
+        return found
+
+    def choose(self, task, candidates, now, busy=()):
+        key = routing.route_key(task.required_capabilities)
+        states = {c.agent_id: c.routes.get(key) for c in (*candidates, *busy)}
+        median_latency, median_success = self._medians_for(key, now, states)
+
+        def figures(c):
+            latency, success = routing.estimate(
+                states[c.agent_id], median_latency=median_latency, median_success=median_success, now=now
+            )
+            return latency or 1.0, success
+
+        def score(c, cost=None):
+            latency, success = figures(c)
+            if cost is None:
+                cost = routing.expected_cost(latency, success, c.load, c.max_concurrency)
+            state = states[c.agent_id]
             return {
                 "agent_id": str(c.agent_id),
                 "cost_ms": round(cost, 3),
@@ -151,11 +177,32 @@ class Adaptive(Strategy):
             chosen = random.choice(warming)
             return Choice(chosen, {**why, "rule": "explore", "scores": [score(chosen)]})
         if len(candidates) == 1:
-            return Choice(candidates[0], {**why, "rule": "only", "scores": [score(candidates[0])]})
-        pair = random.sample(candidates, 2)
-        scores = [score(c) for c in pair]
-        best = min((0, 1), key=lambda i: (scores[i]["cost_ms"], pair[i].load))
-        return Choice(pair[best], {**why, "rule": "power_of_two", "scores": [scores[best], scores[1 - best]]})
+            chosen, scores, rule = candidates[0], [score(candidates[0])], "only"
+        else:
+            pair = random.sample(candidates, 2)
+            scores = [score(c) for c in pair]
+            best = min((0, 1), key=lambda i: (scores[i]["cost_ms"], pair[i].load))
+            chosen, scores, rule = pair[best], [scores[best], scores[1 - best]], "power_of_two"
+        # Waiting is weighed only for a place in the next turn of a busy agent's slots: a longer queue
+        # would idle agents the fleet needs when it runs near its capacity.
+        busy = [b for b in busy if max(b.load - b.max_concurrency, 0) + b.waiting < b.max_concurrency]
+        if busy:
+            waited = min(busy, key=lambda b: self._waiting_cost(b, *figures(b)))
+            if self._waiting_cost(waited, *figures(waited)) < scores[0]["cost_ms"]:
+                waited.waiting += 1
+                return Choice(None)
+        return Choice(chosen, {**why, "rule": rule, "scores": scores})
+
+    @staticmethod
+    def _waiting_cost(agent, latency, success):
+        """Expected time to a success when the task waits for this full agent: its slots free one every
+        latency / slots on average, the tasks already waiting for it go first, and it then runs as the
+        agent's last slot."""
+        ahead = max(agent.load - agent.max_concurrency, 0) + agent.waiting
+        wait = (ahead + 1) * latency / agent.max_concurrency
+        return wait + routing.expected_cost(
+            latency, success, agent.max_concurrency - 1, agent.max_concurrency
+        )
 
 
 STRATEGIES = {

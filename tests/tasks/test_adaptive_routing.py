@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from agents.models import AgentRoute
+from agents.models import Agent, AgentRoute
 from tasks.engine import claim
 from tasks.models import Task, TaskEvent
 from tests.routes import learned
@@ -86,6 +86,25 @@ def test_a_fast_failer_costs_more_than_a_slower_healthy_agent(db):
     claim.claim()
     # Two agents: every draw is the pair, and the healthy one stays cheaper until it carries 20 tasks.
     assert assigned_counts() == {"healthy": 20}
+
+
+def test_a_task_waits_for_a_busy_fast_agent_rather_than_take_a_bad_free_one(db):
+    fast = agent("fast", max_concurrency=2, current_load=2)  # full: a slot frees every ~25 ms
+    bad = agent("bad", max_concurrency=10)
+    learned(fast, 50)
+    learned(bad, 1000, success_rate=0.5)
+    tasks = queue(3, "adaptive")
+    claim.claim()
+    # Two wait for the next turn of the fast agent's slots; a third would wait longer than that, and
+    # takes the free agent rather than build a queue the fleet cannot drain.
+    assert assigned_counts() == {"bad": 1}
+    assert [t.status for t in Task.objects.filter(pk__in=[t.pk for t in tasks]).order_by("created_at")].count(
+        "pending"
+    ) == 2
+    # Once the fast agent has room, they go to it.
+    Agent.objects.filter(pk=fast.pk).update(current_load=0)
+    claim.claim()
+    assert assigned_counts() == {"bad": 1, "fast": 2}
 
 
 def test_retries_avoid_the_agents_already_tried(db):

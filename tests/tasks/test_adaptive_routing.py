@@ -250,5 +250,10 @@ def test_a_fast_503_agent_gets_less_traffic_than_a_slower_healthy_one(
     # The fast failer answers in a millisecond, half the time with a 503; once learned, it loses every
     # draw against the healthy agent, which has room for a whole wave.
     assert calls[slow_healthy.agent_id] > 3 * calls[fast_failer.agent_id], calls
+    # The API tells why each attempt went where it did.
+    task_id = Task.objects.order_by("-created_at").values_list("task_id", flat=True).first()
+    events = operator_client.get(f"/api/v1/tasks/{task_id}").json()["events"]
+    [why] = [e["details"] for e in events if e["kind"] == "assigned"][-1:]
+    assert why["strategy"] == "adaptive" and why["capability"] == "summarize" and why["scores"]
     route = AgentRoute.objects.get(agent=fast_failer, capability="summarize")
     assert route.success_rate < 0.95 and route.latency_ms > 100

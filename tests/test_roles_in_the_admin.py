@@ -67,11 +67,19 @@ def codenames(role):
 
 
 def test_the_role_groups_carry_their_model_permissions():
-    assert codenames(VIEWERS) == {"view_agent", "view_agentstatuschange", "view_task", "view_taskevent"}
+    assert codenames(VIEWERS) == {
+        "view_agent",
+        "view_agentroute",
+        "view_agentstatuschange",
+        "view_task",
+        "view_taskevent",
+    }
     assert codenames(OPERATORS) == codenames(VIEWERS) | {
         "change_agent",
+        "change_agentroute",
         "change_agentstatuschange",
         "delete_agent",
+        "delete_agentroute",
         "delete_agentstatuschange",
         "change_task",
         "change_taskevent",

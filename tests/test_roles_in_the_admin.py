@@ -62,18 +62,16 @@ def press(client, changelist, obj, verb):
 # --- The groups' permissions --------------------------------------------------------------------
 
 
+# What viewers may see: every model of agents and tasks.
+VIEWER_CODENAMES = {"view_agent", "view_agentroute", "view_agentstatuschange", "view_task", "view_taskevent"}
+
+
 def codenames(role):
     return set(Group.objects.get(name=role).permissions.values_list("codename", flat=True))
 
 
 def test_the_role_groups_carry_their_model_permissions():
-    assert codenames(VIEWERS) == {
-        "view_agent",
-        "view_agentroute",
-        "view_agentstatuschange",
-        "view_task",
-        "view_taskevent",
-    }
+    assert codenames(VIEWERS) == VIEWER_CODENAMES
     assert codenames(OPERATORS) == codenames(VIEWERS) | {
         "change_agent",
         "change_agentroute",
@@ -95,7 +93,7 @@ def test_every_migrate_puts_the_groups_right_again():
 
     emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
 
-    assert codenames(VIEWERS) == {"view_agent", "view_agentstatuschange", "view_task", "view_taskevent"}
+    assert codenames(VIEWERS) == VIEWER_CODENAMES
 
 
 # --- Logging in ---------------------------------------------------------------------------------

@@ -217,6 +217,8 @@ def markdown(data):
     lines += ["", "## Details (last run)", ""]
     last = data["raw"][-1]
     lines += _details(last, data)
+    for section in data.get("sections") or []:
+        lines += ["", section.strip(), ""]
     lines += ["", "## Sizes", "", "```", json.dumps(size, indent=None), "```", ""]
     if data.get("profiles"):
         lines += ["", "## Profile summaries (generated)", ""]
@@ -234,9 +236,6 @@ def markdown(data):
             for frame, share in summary["self"][:12]:
                 lines.append(f"| {share:.1f}% | `{frame}` |")
             lines.append("")
-    for section in data.get("sections") or []:
-        # A companion benchmark's own report (bench/routing.py), one heading level down.
-        lines += ["", *("#" + line if line.startswith("#") else line for line in section.splitlines())]
     return "\n".join(lines) + "\n"
 
 

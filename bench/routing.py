@@ -22,7 +22,7 @@ round_robin's, whose split only wobbles by chance).
 
 Uses bench/stack.py's servers in a database of its own (orchestrator_bench_routing) and Redis db 7
 (BENCH_DATABASE, BENCH_REDIS_DB to change); writes var/bench/routing.md and .json. `python -m bench.run
---routing` runs it after the main benchmark and puts its section in the report.
+--routing` (`make bench BENCH_ARGS=--routing`) runs it after the main benchmark and puts it in its report.
 """
 
 import argparse
@@ -308,7 +308,7 @@ def run_one(agents, agent_ids, *, case, load, strategy, seconds, slow_window, se
 
 def report(results):
     lines = [
-        "# Routing benchmark (bench/routing.py)",
+        "## Routing (bench/routing.py, its own database)",
         "",
         f"Measured {results['at']} on {os.cpu_count()} cores: {results['seconds']} s of Poisson arrivals per"
         f" run, fleet capacity {results['capacity']} tasks/s ({MAX_CONCURRENCY} slots per agent; medians"

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import stack as stack_module
-from .routing import OUT as routing_out
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,13 +59,31 @@ def parse_args(argv):
     parser.add_argument("--only", help="comma-separated scenarios to run (plus reads if named)")
     parser.add_argument("--profile", default="", help="comma-separated scenarios to py-spy in the last run")
     parser.add_argument("--no-reads", action="store_true", help="skip the reads-at-scale phase")
-    parser.add_argument("--events", action="store_true", help="then bench/events.py (outbox and relay)")
+    parser.add_argument(
+        "--no-events", dest="events", action="store_false", help="skip bench/events.py (outbox and relay)"
+    )
     parser.add_argument(
         "--routing",
         action="store_true",
-        help="then bench/routing.py (strategies vs loopback agents, ~11 min)",
+        help="also bench/routing.py (strategies against loopback agents, ~11 minutes)",
     )
     return parser.parse_args(argv)
+
+
+# Scenarios with a process and database of their own (this one's Django is set up on the main
+# benchmark's), run after it: module -> the option that decides (events: on unless --no-events;
+# routing: off unless --routing, it takes about 11 minutes). Each writes var/bench/<name>.md, whose text
+# becomes a section of the report.
+SUB_BENCHMARKS = {"bench.events": "events", "bench.routing": "routing"}
+
+
+def _sub_benchmark(module, *, quick, failures):
+    command = [sys.executable, "-m", module, *(["--quick"] if quick else [])]
+    markdown_path = ROOT / "var" / "bench" / f"{module.rpartition('.')[2]}.md"
+    markdown_path.unlink(missing_ok=True)
+    if subprocess.run(command, cwd=ROOT).returncode != 0:
+        failures.append(f"{module}: a target was not met or it failed ({markdown_path.relative_to(ROOT)})")
+    return markdown_path.read_text() if markdown_path.exists() else None
 
 
 def main(argv=None):
@@ -217,19 +234,12 @@ def main(argv=None):
         "profiles": profiles,
         "raw": raw,
     }
-    if args.events:
-        # Its own process and database: this one's Django is set up on the main benchmark's.
-        events = [sys.executable, "-m", "bench.events", *(["--quick"] if args.quick else [])]
-        if subprocess.run(events, cwd=ROOT).returncode != 0:
-            failures.append("bench.events: a target was not met (var/bench/events.md)")
-    if args.routing:
-        # Its own process and database too; its report becomes a section of this one.
-        routing_out.unlink(missing_ok=True)  # a report only of this run
-        routing = [sys.executable, "-m", "bench.routing", *(["--quick"] if args.quick else [])]
-        if subprocess.run(routing, cwd=ROOT).returncode != 0:
-            failures.append(f"bench.routing: a target was not met or it failed ({routing_out})")
-        if routing_out.exists():
-            data["sections"] = [routing_out.read_text()]
+    data["sections"] = [
+        section
+        for module, wanted in SUB_BENCHMARKS.items()
+        if getattr(args, wanted)
+        and (section := _sub_benchmark(module, quick=args.quick, failures=failures)) is not None
+    ]
     report.write(data, out, out.with_suffix(".json"))
     print(f"bench: wrote {out} and {out.with_suffix('.json')} in {data['wall_s']:.0f} s", flush=True)
     for row in data["figures"]:

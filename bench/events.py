@@ -139,7 +139,7 @@ def end_to_end_lag(*, rate, seconds):
         [i / rate for i in range(total)],
         lambda: services.create_task(data=_task_data()),
         threads=WRITERS,
-        on_exit=connection.close,
+        on_exit=lambda: connection.close(),
     )
     achieved = total / (time.monotonic() - started)
     deadline = time.monotonic() + 30

@@ -7,7 +7,7 @@ import time
 def run_schedule(schedule, action, *, threads, on_exit=None):
     """Call `action()` at each due time of `schedule`. Each of `threads` threads takes every n-th slot:
     together they keep a pace one thread cannot (a task creation's commit waits for the disk).
-    `on_exit` runs at the end of each thread (closing its database connection). Returns the start."""
+    `on_exit` runs at the end of each thread, in it (closing its database connection). Returns the start."""
     started = time.monotonic()
 
     def work(offset):

@@ -260,7 +260,10 @@ def submit(*, rate, seconds, strategy, seed):
     data = {"type": "route-bench", "required_capabilities": [CAPABILITY], "strategy": strategy}
     data["max_retries"] = MAX_RETRIES
     pacing.run_schedule(
-        schedule, lambda: services.create_task(data=dict(data)), threads=WRITERS, on_exit=connection.close
+        schedule,
+        lambda: services.create_task(data=dict(data)),
+        threads=WRITERS,
+        on_exit=lambda: connection.close(),
     )
     return len(schedule)
 

@@ -5,7 +5,7 @@ from django.utils.html import format_html
 from orchestrator_project.admin_verbs import Report, Verb, VerbsMixin
 
 from . import services
-from .models import Agent, AgentStatus, AgentStatusChange, CircuitState
+from .models import Agent, AgentRoute, AgentStatus, AgentStatusChange, CircuitState
 
 STATUS_COLORS = {
     AgentStatus.ONLINE: "#2e7d32",
@@ -40,6 +40,31 @@ class AgentStatusChangeInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+
+class AgentRouteInline(admin.TabularInline):
+    """What the adaptive strategy learned of the agent per capability (docs/routing.md). Read-only: it
+    is learned from the agent's calls, never edited."""
+
+    model = AgentRoute
+    verbose_name = "learned routing figure"
+    verbose_name_plural = "learned routing (adaptive strategy)"
+    fields = ["capability", "latency", "success", "samples", "updated_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["capability"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="latency (ms)")
+    def latency(self, route):
+        return "–" if route.latency_ms is None else f"{route.latency_ms:.1f}"
+
+    @admin.display(description="success rate")
+    def success(self, route):
+        return f"{100 * route.success_rate:.1f}%"
 
 
 def _by(request, verb):
@@ -162,7 +187,7 @@ class AgentAdmin(VerbsMixin, admin.ModelAdmin):
     search_fields = ["name", "endpoint", "capabilities"]
     ordering = ["name"]
     verbs = VERBS  # drain, resume, mark offline, reset circuit; deleting one unregisters it (below)
-    inlines = [AgentStatusChangeInline]
+    inlines = [AgentRouteInline, AgentStatusChangeInline]
     # Statuses, load and breaker state change only through the services, which leave history rows;
     # the endpoint only through registration, which checks it. Credentials are never shown.
     fields = [

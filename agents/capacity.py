@@ -27,7 +27,7 @@ from orchestrator_project.live.messages import AGENT_CHANGE_COLUMNS, agent_chang
 from orchestrator_project.outbox import writer
 from orchestrator_project.prepared import prepared_cursor
 
-from . import changes, eligibility, outbox
+from . import changes, eligibility, outbox, routing
 from .models import Agent, AgentStatus, CircuitState
 
 # Moving averages: recent calls weigh 20% (latency) and 10% (success rate).
@@ -90,15 +90,19 @@ _VERDICT_SETS = {
 }
 
 
-def circuit_update(*, lock, sets, where="true", source="", returning=_RETURNING, at="%(now)s::timestamptz"):
+def circuit_update(
+    *, lock, sets, where="true", source="", returning=_RETURNING, at="%(now)s::timestamptz", learn=False
+):
     """`UPDATE agents AS a SET <sets> WHERE <where>` on the agents `lock` selects (locked in id order),
     returning `returning` per updated agent, and an `agent.circuit_changed` event for every one whose
-    circuit state moved. `source` adds to the FROM clause (`, unnest(...) AS v`).
+    circuit state moved. `source` adds to the FROM clause (`, unnest(...) AS v`). `learn`: the same
+    statement folds the calls' samples into what routing learned (routing.py, its %(r_*)s parameters).
 
     The `old` CTE reads each agent's circuit state under the row lock, so it is the state this update
     replaces even when another transaction changed it while this one waited.
     """
     published = outbox.circuit_changed_ctes("moved", at=at) if writer.enabled() else ""
+    learned = f", learned AS ({routing.route_upsert_sql('moved')})" if learn else ""
     return f"""
         WITH old AS (
             SELECT agent_id, circuit_state AS old_circuit FROM {Agent._meta.db_table}
@@ -108,7 +112,7 @@ def circuit_update(*, lock, sets, where="true", source="", returning=_RETURNING,
             WHERE a.agent_id = old.agent_id AND {where}
             RETURNING a.agent_id, a.name, a.status, a.current_load, a.max_concurrency, a.circuit_state,
                       a.consecutive_failures, a.circuit_retry_at, old.old_circuit
-        ){published}
+        ){published}{learned}
         SELECT {returning} FROM moved"""
 
 
@@ -172,9 +176,10 @@ def reserve(slots, *, probes, now):
     return accepted
 
 
-def release(agent_id, *, verdict, now, latency_ms=None):
+def release(agent_id, *, verdict, now, latency_ms=None, route=None):
     """Free the slot a task held on `agent_id` and record the verdict. Returns a Released, or None when
-    there was no agent (it was unregistered meanwhile)."""
+    there was no agent (it was unregistered meanwhile). `route`: the call's routing.Sample, learned in
+    the same statement."""
     if agent_id is None:
         return None
     params = {
@@ -184,6 +189,8 @@ def release(agent_id, *, verdict, now, latency_ms=None):
         "threshold": settings.CIRCUIT_BREAKER_FAILURE_THRESHOLD,
         "retry_at": now + timedelta(seconds=settings.CIRCUIT_BREAKER_RECOVERY_TIMEOUT),
     }
+    if route is not None:
+        params.update(routing.route_params([route]))
     with prepared_cursor() as cursor:
         cursor.execute(
             circuit_update(
@@ -191,6 +198,7 @@ def release(agent_id, *, verdict, now, latency_ms=None):
                 sets=f"current_load = GREATEST(current_load - 1, 0), {_VERDICT_SETS[verdict]}, "
                 "updated_at = %(now)s",
                 returning=f"{_RETURNING}, circuit_retry_at",
+                learn=route is not None,
             ),
             params,
         )
@@ -203,14 +211,18 @@ def release(agent_id, *, verdict, now, latency_ms=None):
 
 
 def release_successes(calls, *, now):
-    """`release(..., verdict=SUCCESS)` for many calls at once: one UPDATE for all their agents.
+    """`release(..., verdict=SUCCESS)` for many calls at once: one UPDATE for all their agents, which
+    also folds them into what routing learned (routing.py).
 
-    `calls`: (agent_id, latency_ms or None) pairs. n successes fold into the moving averages as n steps
-    would: the success rate becomes 1 - (1 - rate) * (1 - a)^n, and the latency moves towards the
-    batch's mean by 1 - (1 - a)^n.
+    `calls`: (agent_id, latency_ms or None, routing key) triples. n successes fold into the moving
+    averages as n steps would: the success rate becomes 1 - (1 - rate) * (1 - a)^n, and the latency
+    moves towards the batch's mean by 1 - (1 - a)^n.
     """
     per_agent = {}
-    for agent_id, latency_ms in calls:
+    samples = [
+        routing.Sample(agent_id, key, latency_ms, ok=True) for agent_id, latency_ms, key in calls if agent_id
+    ]
+    for agent_id, latency_ms, _ in calls:
         if agent_id is None:
             continue
         count, latencies = per_agent.setdefault(agent_id, [0, []])
@@ -238,8 +250,15 @@ def release_successes(calls, *, now):
                 source=", unnest(%(agents)s::uuid[], %(counts)s::int[], %(means)s::float8[])"
                 " AS v(agent_id, n, latency)",
                 where="a.agent_id = v.agent_id",
+                learn=True,
             ),
-            {"now": now, "agents": agent_ids, "counts": counts, "means": means},
+            {
+                "now": now,
+                "agents": agent_ids,
+                "counts": counts,
+                "means": means,
+                **routing.route_params(samples),
+            },
         )
         _publish(cursor.fetchall(), now)
 

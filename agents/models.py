@@ -138,3 +138,30 @@ class AgentStatusChange(models.Model):
 
     def __str__(self):
         return f"{self.agent_id}: {self.old_status or '-'} -> {self.new_status}"
+
+
+class AgentRoute(models.Model):
+    """What the adaptive strategy has learned of one agent serving one capability (agents/routing.py).
+
+    `capability` is a task's routing key: its one required capability, several joined by commas, or "*"
+    for tasks that name none. Updated by the same statement that gives the call's slot back
+    (agents/capacity.py), read by the same statement that reads a round's eligible agents.
+    """
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="routes")
+    capability = models.CharField(max_length=500)
+    latency_ms = models.FloatField(
+        null=True, help_text="Peak-sensitive moving average of call latency (ms), failure penalties included."
+    )
+    success_rate = models.FloatField(help_text="Time-decayed moving average of successes.")
+    samples = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["agent_id", "capability"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "capability"], name="agent_route_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.agent_id} / {self.capability}"

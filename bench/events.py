@@ -26,6 +26,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from . import pacing
 from . import stack as stack_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,25 +135,12 @@ def end_to_end_lag(*, rate, seconds):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     total = rate * seconds
-    started = time.monotonic()
-
-    def write(offset):
-        # Each writer takes every WRITERS-th slot of the schedule: together they pace `rate` per second,
-        # which one thread cannot (a creation's commit waits for the disk).
-        try:
-            for i in range(offset, total, WRITERS):
-                delay = started + i / rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                services.create_task(data=_task_data())
-        finally:
-            connection.close()
-
-    writers = [threading.Thread(target=write, args=(offset,)) for offset in range(WRITERS)]
-    for writer in writers:
-        writer.start()
-    for writer in writers:
-        writer.join()
+    started = pacing.run_schedule(
+        [i / rate for i in range(total)],
+        lambda: services.create_task(data=_task_data()),
+        threads=WRITERS,
+        on_exit=lambda: connection.close(),
+    )
     achieved = total / (time.monotonic() - started)
     deadline = time.monotonic() + 30
     while len(lags) < total and time.monotonic() < deadline:

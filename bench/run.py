@@ -62,13 +62,19 @@ def parse_args(argv):
     parser.add_argument(
         "--no-events", dest="events", action="store_false", help="skip bench/events.py (outbox and relay)"
     )
+    parser.add_argument(
+        "--routing",
+        action="store_true",
+        help="also bench/routing.py (strategies against loopback agents, ~11 minutes)",
+    )
     return parser.parse_args(argv)
 
 
 # Scenarios with a process and database of their own (this one's Django is set up on the main
-# benchmark's), run after it unless skipped: module -> the option that skips it (--no-<name>). Each
-# writes var/bench/<name>.md, whose text becomes a section of the report.
-SUB_BENCHMARKS = {"bench.events": "events"}
+# benchmark's), run after it: module -> the option that decides (events: on unless --no-events;
+# routing: off unless --routing, it takes about 11 minutes). Each writes var/bench/<name>.md, whose text
+# becomes a section of the report.
+SUB_BENCHMARKS = {"bench.events": "events", "bench.routing": "routing"}
 
 
 def _sub_benchmark(module, *, quick, failures):

@@ -68,6 +68,28 @@ def _relay_gauges():
     )
 
 
+def _route_gauges():
+    """What routing learned, per agent and capability: a series per pair that exists now (a removed
+    agent's pairs go with it)."""
+    labels = ["agent_id", "agent", "capability"]
+    latency = GaugeMetricFamily(
+        "orchestrator_agent_learned_latency_ms",
+        "Peak-sensitive moving average of an agent's call latency on a capability, failures penalised.",
+        labels=labels,
+    )
+    success = GaugeMetricFamily(
+        "orchestrator_agent_learned_success_rate",
+        "Time-decayed success rate of an agent's calls on a capability.",
+        labels=labels,
+    )
+    for route in queries.learned_routes():
+        key = [route["agent_id"], route["agent"], route["capability"]]
+        latency.add_metric(key, route["latency_ms"])
+        success.add_metric(key, route["success_rate"])
+    yield latency
+    yield success
+
+
 class OrchestratorCollector:
     """Collected per scrape; not registered globally, so importing it never touches the database."""
 
@@ -92,6 +114,7 @@ class OrchestratorCollector:
             "Agents whose circuit breaker is open.",
             value=queries.agents_with_open_circuit(),
         )
+        yield from _route_gauges()
         depth = GaugeMetricFamily(
             "orchestrator_queue_depth", "Pending tasks per required capability.", labels=["capability"]
         )

@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.db import connection
 from django.db.models import Count
 
-from agents.models import Agent, AgentStatus, CircuitState
+from agents.models import Agent, AgentRoute, AgentStatus, CircuitState
 from tasks.models import EventKind, Task, TaskEvent, TaskStatus
 
 # Pending tasks that name no capability can go to any agent; they are counted under this label.
@@ -30,6 +30,27 @@ def agents_by_status(agents=None):
     agents = Agent.objects.all() if agents is None else agents
     counts.update(dict(agents.order_by().values_list("status").annotate(n=Count("agent_id"))))
     return counts
+
+
+def learned_routes():
+    """What the adaptive strategy learned per agent and capability (agents/routing.py), one query; a
+    removed agent's rows go with it, so its series disappear from /metrics."""
+    rows = (
+        AgentRoute.objects.filter(latency_ms__isnull=False)
+        .order_by("agent__name", "agent_id", "capability")
+        .values_list("agent_id", "agent__name", "capability", "latency_ms", "success_rate", "samples")
+    )
+    return [
+        {
+            "agent_id": str(agent_id),
+            "agent": name,
+            "capability": capability,
+            "latency_ms": round(latency, 1),
+            "success_rate": round(success, 4),
+            "samples": samples,
+        }
+        for agent_id, name, capability, latency, success, samples in rows
+    ]
 
 
 def agents_with_open_circuit():

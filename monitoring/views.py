@@ -73,6 +73,7 @@ def summary(request):
         {
             "recent_tasks": [queries.task_message(task) for task in recent],
             "agent_list": queries.agent_snapshot(),
+            "routing": queries.learned_routes(),
             "rates": _rates(),
         }
     )

@@ -90,6 +90,20 @@ def env_list(name, default=()):
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_map(name, *, values):
+    """`key=value,key=value` pairs, each value one of `values` ({key: value}; empty when unset)."""
+    found = {}
+    for item in env_list(name, []):
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise ImproperlyConfigured(f"{name} must be key=value pairs separated by commas, got {item!r}")
+        if value not in values:
+            raise ImproperlyConfigured(f"{name}: {key} must map to one of {', '.join(values)}, got {value!r}")
+        found[key] = value
+    return found
+
+
 def env_url(name, default=None, *, schemes=("http", "https")):
     """A URL with one of `schemes` and a host, or None when unset."""
     value = env_str(name, default)

@@ -13,6 +13,7 @@ from .config import (
     env_float,
     env_int,
     env_list,
+    env_map,
     env_networks,
     env_rate,
     env_str,
@@ -126,11 +127,26 @@ TASK_DEFAULT_TIMEOUT = env_int("TASK_DEFAULT_TIMEOUT", 60, minimum=1)
 TASK_RETRY_BACKOFF_BASE = env_float("TASK_RETRY_BACKOFF_BASE", 1.0, minimum=0)
 TASK_RETRY_BACKOFF_MAX = env_float("TASK_RETRY_BACKOFF_MAX", 60.0, minimum=0)
 TASK_BULK_MAX = env_int("TASK_BULK_MAX", 1000, minimum=1)
-LOAD_BALANCING_STRATEGY = env_str("LOAD_BALANCING_STRATEGY", "least_connections")
-# Kept in step with tasks/strategies.py (which cannot be imported before the apps are loaded).
-_STRATEGIES = ("least_connections", "round_robin", "weighted_round_robin", "random", "fastest")
-if LOAD_BALANCING_STRATEGY not in _STRATEGIES:
-    raise ImproperlyConfigured(f"LOAD_BALANCING_STRATEGY must be one of {', '.join(_STRATEGIES)}")
+# Routing (docs/routing.md). Kept in step with tasks/engine/strategies.py (which cannot be imported
+# before the apps are loaded; tests/test_settings.py holds the two equal).
+_STRATEGIES = ("least_connections", "round_robin", "weighted_round_robin", "random", "fastest", "adaptive")
+LOAD_BALANCING_STRATEGY = env_choice("LOAD_BALANCING_STRATEGY", "least_connections", _STRATEGIES)
+# Per capability: `capability=strategy,...`; a task's own `strategy` field still wins.
+ROUTING_STRATEGY_BY_CAPABILITY = env_map("ROUTING_STRATEGY_BY_CAPABILITY", values=_STRATEGIES)
+# The adaptive model: how fast it forgets (seconds), how much each sample weighs at least, what a failure
+# costs on top of its latency, and how new agents are explored.
+ROUTING_DECAY_SECONDS = env_float("ROUTING_DECAY_SECONDS", 10.0, minimum=0.1)
+ROUTING_LATENCY_ALPHA = env_float("ROUTING_LATENCY_ALPHA", 0.2, minimum=0.001)
+ROUTING_SUCCESS_ALPHA = env_float("ROUTING_SUCCESS_ALPHA", 0.05, minimum=0.001)
+ROUTING_FAILURE_PENALTY_MS = env_float("ROUTING_FAILURE_PENALTY_MS", 1000.0, minimum=0)
+ROUTING_EXPLORE_SHARE = env_float("ROUTING_EXPLORE_SHARE", 0.05, minimum=0)
+ROUTING_WARMUP_SAMPLES = env_int("ROUTING_WARMUP_SAMPLES", 10, minimum=0)
+for _name in ("ROUTING_LATENCY_ALPHA", "ROUTING_SUCCESS_ALPHA", "ROUTING_EXPLORE_SHARE"):
+    if globals()[_name] > 1:
+        raise ImproperlyConfigured(f"{_name} must be <= 1, got {globals()[_name]}")
+# A dispatch round reads every eligible agent for a capability set, or an unbiased random sample of this
+# many when there are more (a 200-task round need not read 10,000 agents).
+ROUTING_CANDIDATE_SAMPLE = env_int("ROUTING_CANDIDATE_SAMPLE", 1000, minimum=1)
 CIRCUIT_BREAKER_FAILURE_THRESHOLD = env_int("CIRCUIT_BREAKER_FAILURE_THRESHOLD", 5, minimum=1)
 CIRCUIT_BREAKER_RECOVERY_TIMEOUT = env_int("CIRCUIT_BREAKER_RECOVERY_TIMEOUT", 30, minimum=1)
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 2, minimum=1)

@@ -21,9 +21,30 @@ STATUS_COLOURS = {
 }
 
 
+def _why(details):
+    """An `assigned` event's choice in a line: the strategy, its rule, and the figures it compared."""
+    parts = [details.get("strategy", "?")]
+    if details.get("rule"):
+        parts.append(f"({details['rule']})")
+    parts.append(f"among {details.get('candidates', '?')} agent(s)")
+    if details.get("avoided"):
+        parts.append(f"avoiding {details['avoided']} already tried")
+    for index, score in enumerate(details.get("scores") or []):
+        label = "chose" if index == 0 else "over"
+        latency = "?" if score["latency_ms"] is None else f"{score['latency_ms']:.0f}"
+        parts.append(
+            f"{label} {score['agent_id'][:8]}: cost {score['cost_ms']:.0f} ms ({latency} ms,"
+            f" {100 * score['success_rate']:.1f}% ok, load {score['load']}/{score['max_concurrency']})"
+        )
+    for key in ("load", "score_ms", "weight", "turn"):
+        if key in details:
+            parts.append(f"{key} {details[key]}")
+    return " ".join(parts)
+
+
 class TaskEventInline(admin.TabularInline):
     model = TaskEvent
-    fields = ["created_at", "kind", "status", "attempt", "agent_id", "reason"]
+    fields = ["created_at", "kind", "status", "attempt", "agent_id", "reason", "why"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -31,6 +52,14 @@ class TaskEventInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="details (why this agent)")
+    def why(self, event):
+        if not event.details:
+            return ""
+        if event.kind == "assigned" and "strategy" in event.details:
+            return _why(event.details)
+        return ", ".join(f"{key} {value}" for key, value in event.details.items())
 
 
 class DeadLetterFilter(admin.SimpleListFilter):

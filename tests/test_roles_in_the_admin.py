@@ -62,8 +62,10 @@ def press(client, changelist, obj, verb):
 # --- The groups' permissions --------------------------------------------------------------------
 
 
+# What viewers may see: every model of agents, tasks and workflows.
 VIEWER_CODENAMES = {
     "view_agent",
+    "view_agentroute",
     "view_agentstatuschange",
     "view_task",
     "view_taskevent",
@@ -82,8 +84,10 @@ def test_the_role_groups_carry_their_model_permissions():
     assert codenames(VIEWERS) == VIEWER_CODENAMES
     assert codenames(OPERATORS) == codenames(VIEWERS) | {
         "change_agent",
+        "change_agentroute",
         "change_agentstatuschange",
         "delete_agent",
+        "delete_agentroute",
         "delete_agentstatuschange",
         "change_task",
         "change_taskevent",

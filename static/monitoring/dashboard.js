@@ -21,6 +21,7 @@
     tasks: window.OrchestratorBoard.tasks(),
     agents: window.OrchestratorBoard.agents(),
     runs: window.OrchestratorWorkflows.runs(),
+    routing: {},
   };
   var sockets = {};
   var charts = {};
@@ -193,7 +194,7 @@
     var rows = board.agents.sorted(function (a, b) { return (a.name || "").localeCompare(b.name || ""); });
     var tbody = $("agents-table").tBodies[0];
     tbody.textContent = "";
-    if (!rows.length) return emptyRow(tbody, 6, "No agent registered.");
+    if (!rows.length) return emptyRow(tbody, 7, "No agent registered.");
     rows.forEach(function (agent) {
       var load = agent.current_load || 0;
       var max = agent.max_concurrency || 1;
@@ -210,12 +211,17 @@
           callApi("POST", "/api/v1/agents/" + agent.agent_id + "/drain", "Drain requested");
         }));
       }
+      var learned = (board.routing[agent.agent_id] || []).map(function (route) {
+        return (route.capability === "*" ? "(any)" : route.capability) + ": " + Math.round(route.latency_ms) +
+          " ms, " + (Math.round(1000 * route.success_rate) / 10) + "%";
+      }).join("; ");
       tbody.appendChild(el("tr", { "data-agent-id": agent.agent_id, "data-status": agent.status }, [
         el("td", { title: agent.agent_id, text: agent.name || agent.agent_id }),
         el("td", {}, [badge(agent.status)]),
         el("td", {}, [bar, el("span", { className: "load-text", text: " " + load + " / " + max })]),
         el("td", { className: "ago", "data-time": agent.last_heartbeat || "", text: ago(agent.last_heartbeat) }),
         el("td", {}, [badge(agent.circuit_state || "closed")]),
+        el("td", { className: "learned", title: "latency and success rate the adaptive strategy learned", text: learned || "–" }),
         actions,
       ]));
     });
@@ -279,6 +285,11 @@
   }
 
   function renderSummary(summary) {
+    board.routing = {};
+    (summary.routing || []).forEach(function (route) {
+      (board.routing[route.agent_id] = board.routing[route.agent_id] || []).push(route);
+    });
+    renderAgents();
     renderQueue(summary.queue.by_capability);
     renderCharts(summary.rates);
     $("meta-version").textContent = summary.version;

@@ -8,14 +8,14 @@ is agents.eligibility's rule; which of them gets a task is the task's strategy's
 """
 
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from agents import capacity, eligibility
+from agents import capacity, eligibility, routing
 from orchestrator_project.prepared import prepared_cursor
 
 from ..models import EventKind, Task, TaskStatus
@@ -36,6 +36,10 @@ class Candidate:
     avg_latency_ms: float | None
     success_rate: float
     probe: bool  # an open circuit's single probe: exactly one task, then nothing until it reports
+    # What routing learned of it, per routing key of this round's capability sets (agents/routing.py).
+    routes: dict = field(default_factory=dict)
+    # Tasks of this round that a strategy left pending to wait for this (full) agent.
+    waiting: int = 0
 
     @property
     def free(self):
@@ -90,20 +94,19 @@ _CHOSEN_SQL = f"""
     ORDER BY priority, created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 """
 
-# A round reads at most this many candidate agents per task waiting for a capability set (plus a few):
-# placing 200 tasks must not mean reading 10,000 agents. The least loaded come first, so every strategy
-# chooses among the agents with the most room.
-CANDIDATES_PER_TASK = 2
-CANDIDATES_MIN = 8
-
-# Agents able to take work now, least filled first. Plain SQL: it runs once per capability set in
-# every round.
+# Agents able to take work now, each with what routing learned of it on the round's capability set, in
+# the same statement. Every eligible agent, or a uniform sample when there are more than
+# ROUTING_CANDIDATE_SAMPLE: strategies must see the fleet as it is (reading only the least loaded made
+# `fastest` and `adaptive` degrade into least-connections on a big fleet). Full agents with a closed
+# circuit come too (they get nothing this round): `adaptive` weighs waiting for one of them.
 _CANDIDATES_SQL = f"""
-    SELECT agent_id, capabilities, current_load, max_concurrency, weight, avg_latency_ms, success_rate,
-           circuit_state
-    FROM agents_agent
-    WHERE {eligibility.ELIGIBLE_SQL} AND capabilities @> %(capabilities)s::varchar[]
-    ORDER BY current_load::double precision / max_concurrency, agent_id
+    SELECT a.agent_id, a.capabilities, a.current_load, a.max_concurrency, a.weight, a.avg_latency_ms,
+           a.success_rate, a.circuit_state, r.latency_ms, r.success_rate, r.samples, r.updated_at
+    FROM agents_agent AS a
+    LEFT JOIN agents_agentroute AS r ON r.agent_id = a.agent_id AND r.capability = %(route_key)s
+    WHERE ({eligibility.ELIGIBLE_SQL} OR {eligibility.ONLINE_SQL} AND a.circuit_state = 'closed')
+      AND a.capabilities @> %(capabilities)s::varchar[]
+    ORDER BY random()
     LIMIT %(limit)s
 """
 
@@ -125,14 +128,26 @@ def _candidates(demand, now):
 
     `demand` maps each required capability set to how many tasks of the round need it. An agent that
     serves several sets is one Candidate object in all of them, so the round's bookkeeping of its load
-    stays right.
+    stays right; it carries what routing learned of it for each set.
     """
     by_id, per_set = {}, {}
     with prepared_cursor() as cursor:
         for needed, count in demand.items():
-            limit = count * CANDIDATES_PER_TASK + CANDIDATES_MIN
-            cursor.execute(_CANDIDATES_SQL, {"now": now, "capabilities": sorted(needed), "limit": limit})
-            per_set[needed] = [by_id.setdefault(row[0], _candidate(row)) for row in cursor.fetchall()]
+            key = routing.route_key(needed)
+            params = {
+                "now": now,
+                "capabilities": sorted(needed),
+                "route_key": key,
+                "limit": max(settings.ROUTING_CANDIDATE_SAMPLE, count),
+            }
+            cursor.execute(_CANDIDATES_SQL, params)
+            found = []
+            for row in cursor.fetchall():
+                candidate = by_id.setdefault(row[0], _candidate(row[:8]))
+                if row[8] is not None or row[10] is not None:
+                    candidate.routes[key] = routing.RouteState(*row[8:12])
+                found.append(candidate)
+            per_set[needed] = found
     return per_set
 
 
@@ -144,26 +159,41 @@ def _candidate(row):
     )
 
 
-def _plan(tasks, candidates):
-    """Pick an agent for each task (in claim order) with the tasks' strategies; in memory only."""
+def _plan(tasks, candidates, now):
+    """Pick an agent for each task (in claim order) with the tasks' strategies; in memory only.
+
+    Returns (task, candidate, why) triples: `why` is what the task's `assigned` event keeps of the
+    choice (the strategy and the figures it chose on)."""
     plan = []
     for task in tasks:
-        able = [c for c in candidates[frozenset(task.required_capabilities)] if c.free > 0]
+        fleet = candidates[frozenset(task.required_capabilities)]
+        able = [c for c in fleet if c.free > 0]
         if not able:
             continue
-        # Retries prefer an agent that has not failed this task yet, when there is one.
+        # Retries go to an agent that has not failed this task yet, when there is one.
         avoid = set(task.avoid_agents)
         fresh = [c for c in able if c.agent_id not in avoid] or able
-        chosen = get_strategy(task.strategy).choose(task, fresh)
-        chosen.load += 1
-        plan.append((task, chosen))
+        strategy = get_strategy(task.strategy, task.required_capabilities)
+        busy = (
+            [c for c in fleet if c.free <= 0 and not c.probe and c.agent_id not in avoid]
+            if strategy.weighs_waiting
+            else ()
+        )
+        choice = strategy.choose(task, fresh, now, busy=busy)
+        if choice.candidate is None:
+            continue  # left pending: waiting for a busy agent is expected to finish it sooner
+        why = {"strategy": strategy.name, "candidates": len(fresh), **choice.why}
+        if len(fresh) < len(able):
+            why["avoided"] = len(able) - len(fresh)
+        choice.candidate.load += 1
+        plan.append((task, choice.candidate, why))
     return plan
 
 
 def _reserve(plan, now):
     """Take the planned slots; returns the ids of the agents that gave them."""
-    slots = Counter(candidate.agent_id for _, candidate in plan)
-    probes = {candidate.agent_id for _, candidate in plan if candidate.probe}
+    slots = Counter(candidate.agent_id for _, candidate, _ in plan)
+    probes = {candidate.agent_id for _, candidate, _ in plan if candidate.probe}
     return capacity.reserve(slots, probes=probes, now=now)
 
 
@@ -177,8 +207,8 @@ _ASSIGN = """assigned_agent_id = v.agent_id, attempts = t.attempts + 1, assigned
 
 def _assign(plan, accepted, now):
     steps = [
-        Step(task.task_id, agent_id=candidate.agent_id, reason=f"strategy {get_strategy(task.strategy).name}")
-        for task, candidate in plan
+        Step(task.task_id, agent_id=candidate.agent_id, reason=f"strategy {why['strategy']}", details=why)
+        for task, candidate, why in plan
         if candidate.agent_id in accepted
     ]
     moved = move(
@@ -220,7 +250,7 @@ def claim(*, limit=None, task_ids=None, now=None):
         if not tasks:
             return []
         demand = Counter(frozenset(task.required_capabilities) for task in tasks)
-        plan = _plan(tasks, _candidates(demand, now))
+        plan = _plan(tasks, _candidates(demand, now), now)
         if not plan:
             return []
         return _assign(plan, _reserve(plan, now), now)
@@ -254,7 +284,7 @@ def assign_to(task_id, agent, *, now=None):
                 agent.circuit_state,
             )
         )
-        plan = [(task, candidate)]
+        plan = [(task, candidate, {"strategy": "operator"})]
         accepted = _reserve(plan, now)
         if not accepted:
             raise NoAgentAvailable(

@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from agents import capacity
 from agents.capacity import Verdict
+from agents.routing import Sample, route_key
 
 from ..models import IN_FLIGHT_STATUSES, EventKind, Task
 from ..transitions import Step, move
@@ -23,6 +24,11 @@ from . import wake
 from .outcome import OutcomeKind
 
 logger = logging.getLogger(__name__)
+
+
+# Refusals that say nothing of the agent's health (the breaker ignores them) but that routing learns as
+# slow outcomes: an agent that sheds load is one to send less to. Other refusals (a 4xx) are the task's.
+SLOW_REFUSALS = (429, 503)
 
 
 def backoff_delay(attempt, *, retry_after=None):
@@ -59,7 +65,9 @@ def _complete_many(outcomes, now):
     moved = move(EventKind.COMPLETED, steps, now=now, assignments=_COMPLETE, columns=(("result", "jsonb"),))
     latency = {(o.task_id, o.attempt): o.latency_ms for o in outcomes}
     done = {(m.task_id, m.attempt) for m in moved}
-    capacity.release_successes([(m.step.agent_id, latency[m.task_id, m.attempt]) for m in moved], now=now)
+    capacity.release_successes(
+        [(m.step.agent_id, latency[m.task_id, m.attempt], route_key(m.capabilities)) for m in moved], now=now
+    )
     return done
 
 
@@ -85,7 +93,16 @@ def _locked_in_flight(task_id, attempt):
     return (
         Task.objects.select_for_update()
         .filter(task_id=task_id, attempts=attempt, status__in=IN_FLIGHT_STATUSES)
-        .only("task_id", "status", "attempts", "retry_base", "max_retries", "deadline", "assigned_agent_id")
+        .only(
+            "task_id",
+            "status",
+            "attempts",
+            "retry_base",
+            "max_retries",
+            "deadline",
+            "assigned_agent_id",
+            "required_capabilities",
+        )
         .first()
     )
 
@@ -103,7 +120,10 @@ def _fail_or_retry(outcome, now):
     if task is None:
         return False
     verdict = Verdict.FAILURE if outcome.counts_for_circuit else Verdict.BLAMELESS_FAILURE
-    _wake_for_probe(capacity.release(outcome.agent_id, verdict=verdict, now=now))
+    route = None
+    if outcome.agent_id and (outcome.counts_for_circuit or outcome.status_code in SLOW_REFUSALS):
+        route = Sample(outcome.agent_id, route_key(task.required_capabilities), outcome.latency_ms, ok=False)
+    _wake_for_probe(capacity.release(outcome.agent_id, verdict=verdict, now=now, route=route))
     if outcome.retire_agent and outcome.agent_id:
         capacity.retire(outcome.agent_id, now=now, reason=f"retired: {outcome.reason}")
     budget_left = task.attempts - task.retry_base <= task.max_retries

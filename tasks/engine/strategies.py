@@ -1,22 +1,40 @@
-"""Load-balancing strategies: a small registry, one class each, one method.
+"""Load-balancing strategies: a small registry, one class each, one method (docs/routing.md).
 
-`choose(task, candidates)` gets the agents able to take the task right now (capable, online, circuit
-closed, with a free slot; `slots` already accounts for this round's earlier picks) and returns one.
+`choose(task, candidates, now)` gets the agents able to take the task right now (capable, online, circuit
+closed, with a free slot; `load` already counts this round's earlier picks; agents the task already
+failed on are left out while there are others) and returns a Choice: the agent, and the figures it was
+chosen on, which the task's `assigned` event keeps ("why this agent").
 """
 
 import itertools
 import random
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 
 from django.conf import settings
+
+from agents import routing
+
+
+@dataclass
+class Choice:
+    candidate: object
+    why: dict = field(default_factory=dict)
 
 
 class Strategy(ABC):
     name = ""
+    # Whether `choose` wants the capable agents that are full now (`busy`), to weigh waiting for one.
+    weighs_waiting = False
 
     @abstractmethod
-    def choose(self, task, candidates):
-        """One of `candidates` (never empty) for `task`."""
+    def choose(self, task, candidates, now, busy=()):
+        """A Choice of one of `candidates` (never empty) for `task`, in the round that runs at `now`; or
+        a Choice of None to leave the task pending this round (only strategies that weigh waiting)."""
+
+
+def _load(c):
+    return {"load": c.load, "max_concurrency": c.max_concurrency}
 
 
 class LeastConnections(Strategy):
@@ -24,39 +42,48 @@ class LeastConnections(Strategy):
 
     name = "least_connections"
 
-    def choose(self, task, candidates):
-        return min(candidates, key=lambda c: (c.load / c.max_concurrency, c.load, c.agent_id))
+    def choose(self, task, candidates, now, busy=()):
+        chosen = min(candidates, key=lambda c: (c.load / c.max_concurrency, c.load, c.agent_id))
+        return Choice(chosen, _load(chosen))
 
 
 class RoundRobin(Strategy):
     name = "round_robin"
     _counter = itertools.count()
 
-    def choose(self, task, candidates):
+    def choose(self, task, candidates, now, busy=()):
         ordered = sorted(candidates, key=lambda c: c.agent_id)
-        return ordered[next(self._counter) % len(ordered)]
+        turn = next(self._counter) % len(ordered)
+        return Choice(ordered[turn], {"turn": turn})
 
 
 class WeightedRoundRobin(Strategy):
-    """Smooth weighted round robin (as in nginx): over time each agent gets its weight's share."""
+    """Smooth weighted round robin (as in nginx): over time each agent gets its weight's share.
+
+    The running counters are per process and forget agents that have not been candidates for a while
+    (pruned when the table outgrows the fleet it sees), so removed agents do not accumulate."""
 
     name = "weighted_round_robin"
     _current = {}
 
-    def choose(self, task, candidates):
+    def choose(self, task, candidates, now, busy=()):
+        if len(self._current) > 4 * len(candidates) + 64:
+            present = {c.agent_id for c in candidates}
+            for agent_id in [a for a in self._current if a not in present]:
+                del self._current[agent_id]
         total = sum(c.weight for c in candidates)
         for c in candidates:
             self._current[c.agent_id] = self._current.get(c.agent_id, 0) + c.weight
         best = max(candidates, key=lambda c: (self._current[c.agent_id], c.agent_id))
         self._current[best.agent_id] -= total
-        return best
+        return Choice(best, {"weight": best.weight, "total_weight": total})
 
 
 class Random(Strategy):
     name = "random"
 
-    def choose(self, task, candidates):
-        return random.choice(candidates)
+    def choose(self, task, candidates, now, busy=()):
+        return Choice(random.choice(candidates))
 
 
 class Fastest(Strategy):
@@ -64,17 +91,129 @@ class Fastest(Strategy):
 
     name = "fastest"
 
-    def choose(self, task, candidates):
+    def choose(self, task, candidates, now, busy=()):
         def score(c):
             if c.avg_latency_ms is None:
                 return (0.0, c.load)
             return (c.avg_latency_ms / max(c.success_rate, 0.05), c.load)
 
-        return min(candidates, key=score)
+        chosen = min(candidates, key=score)
+        return Choice(
+            chosen,
+            {
+                "score_ms": _round(score(chosen)[0]),
+                "avg_latency_ms": _round(chosen.avg_latency_ms),
+                "success_rate": _round(chosen.success_rate),
+            },
+        )
 
 
-STRATEGIES = {cls.name: cls() for cls in (LeastConnections, RoundRobin, WeightedRoundRobin, Random, Fastest)}
+def _round(value):
+    return None if value is None else round(value, 3)
 
 
-def get_strategy(name=None):
+class Adaptive(Strategy):
+    """The lower expected cost of two agents drawn at random (power of two choices), with what each
+    agent learned on the task's capability (agents/routing.py), unless waiting for a busy agent is
+    expected to finish the task sooner. Two random draws rather than the best of all: many dispatchers
+    acting on the same, slightly stale figures would all pile onto the one best agent. Agents with fewer
+    than ROUTING_WARMUP_SAMPLES samples are counted at the capability's median and also get
+    ROUTING_EXPLORE_SHARE of the choices, so new agents are learned quickly."""
+
+    name = "adaptive"
+    weighs_waiting = True
+    # The capability's medians, computed once per round (its clock) and capability, over the agents its
+    # first task saw: a round places up to DISPATCH_BATCH_SIZE tasks among the same agents, and sorting a
+    # thousand figures per task would cost more than the rest of the choice.
+    _medians = {}
+
+    def _medians_for(self, key, now, states):
+        cache_key = (key, now)
+        found = self._medians.get(cache_key)
+        if found is None:
+            known = [s for s in states.values() if s is not None and s.latency_ms is not None]
+            found = (
+                routing.median(s.latency_ms for s in known),
+                routing.median(s.success_rate for s in known) or 1.0,
+            )
+            if len(self._medians) > 64:
+                self._medians.clear()
+            self._medians[cache_key] = found
+        return found
+
+    def choose(self, task, candidates, now, busy=()):
+        key = routing.route_key(task.required_capabilities)
+        states = {c.agent_id: c.routes.get(key) for c in (*candidates, *busy)}
+        median_latency, median_success = self._medians_for(key, now, states)
+
+        def figures(c):
+            latency, success = routing.estimate(
+                states[c.agent_id], median_latency=median_latency, median_success=median_success, now=now
+            )
+            return latency or 1.0, success
+
+        def score(c, cost=None):
+            latency, success = figures(c)
+            if cost is None:
+                cost = routing.expected_cost(latency, success, c.load, c.max_concurrency)
+            state = states[c.agent_id]
+            return {
+                "agent_id": str(c.agent_id),
+                "cost_ms": round(cost, 3),
+                "latency_ms": _round(latency),
+                "success_rate": round(success, 4),
+                "load": c.load,
+                "max_concurrency": c.max_concurrency,
+                "samples": 0 if state is None else state.samples,
+            }
+
+        why = {"capability": key, "median_latency_ms": _round(median_latency)}
+        warming = [
+            c
+            for c in candidates
+            if (s := states[c.agent_id]) is None or s.samples < settings.ROUTING_WARMUP_SAMPLES
+        ]
+        if warming and len(warming) < len(candidates) and random.random() < settings.ROUTING_EXPLORE_SHARE:
+            chosen = random.choice(warming)
+            return Choice(chosen, {**why, "rule": "explore", "scores": [score(chosen)]})
+        if len(candidates) == 1:
+            chosen, scores, rule = candidates[0], [score(candidates[0])], "only"
+        else:
+            pair = random.sample(candidates, 2)
+            scores = [score(c) for c in pair]
+            best = min((0, 1), key=lambda i: (scores[i]["cost_ms"], pair[i].load))
+            chosen, scores, rule = pair[best], [scores[best], scores[1 - best]], "power_of_two"
+        # Waiting is weighed only for a place in the next turn of a busy agent's slots: a longer queue
+        # would idle agents the fleet needs when it runs near its capacity.
+        busy = [b for b in busy if max(b.load - b.max_concurrency, 0) + b.waiting < b.max_concurrency]
+        if busy:
+            waited = min(busy, key=lambda b: self._waiting_cost(b, *figures(b)))
+            if self._waiting_cost(waited, *figures(waited)) < scores[0]["cost_ms"]:
+                waited.waiting += 1
+                return Choice(None)
+        return Choice(chosen, {**why, "rule": rule, "scores": scores})
+
+    @staticmethod
+    def _waiting_cost(agent, latency, success):
+        """Expected time to a success when the task waits for this full agent: its slots free one every
+        latency / slots on average, the tasks already waiting for it go first, and it then runs as the
+        agent's last slot."""
+        ahead = max(agent.load - agent.max_concurrency, 0) + agent.waiting
+        wait = (ahead + 1) * latency / agent.max_concurrency
+        return wait + routing.expected_cost(
+            latency, success, agent.max_concurrency - 1, agent.max_concurrency
+        )
+
+
+STRATEGIES = {
+    cls.name: cls() for cls in (LeastConnections, RoundRobin, WeightedRoundRobin, Random, Fastest, Adaptive)
+}
+
+
+def get_strategy(name=None, capabilities=()):
+    """The strategy named (a task's own choice), else the first of `capabilities` (sorted) that
+    ROUTING_STRATEGY_BY_CAPABILITY maps, else LOAD_BALANCING_STRATEGY."""
+    if not name:
+        per_capability = settings.ROUTING_STRATEGY_BY_CAPABILITY
+        name = next((per_capability[c] for c in sorted(capabilities) if c in per_capability), None)
     return STRATEGIES.get(name or settings.LOAD_BALANCING_STRATEGY) or STRATEGIES["least_connections"]

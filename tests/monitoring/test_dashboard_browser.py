@@ -76,6 +76,10 @@ def test_the_dashboard_follows_a_task_to_completion_and_cancels_another(live_sta
     done_row = page.locator(f'#tasks-table tr[data-task-id="{done.json()["task_id"]}"]')
     expect(done_row).to_have_attribute("data-status", "completed", timeout=30000)
     expect(page.locator(".task-completed .value")).to_have_text("1", timeout=10000)
+    # The completed call taught routing the agent's latency on that capability; the row shows it.
+    learned = page.locator("#agents-table tr[data-status=online] td.learned")
+    expect(learned).to_contain_text(f"{capability}: ", timeout=15000)
+    expect(learned).to_contain_text("ms, 100%")
 
     # The Cancel button calls the API with the session and the CSRF token; the socket brings the result.
     waiting_row = page.locator(f'#tasks-table tr[data-task-id="{waiting.json()["task_id"]}"]')

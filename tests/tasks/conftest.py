@@ -2,9 +2,11 @@ import time
 
 import pytest
 from django.db import connections
+from django.utils import timezone
 
 from agents.models import Agent
 from orchestrator_project.accounts.models import hash_token, new_raw_token
+from tasks.models import Task
 from tests.fake_agent import FakeAgent
 
 
@@ -18,6 +20,36 @@ def wait_until(predicate, timeout=15, interval=0.02, message="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {message}")
         time.sleep(interval)
+
+
+def make_agent(name, capabilities=("document_analysis",), **fields):
+    """An agent row with no server behind it (claims only choose; nothing is called)."""
+    return Agent.objects.create(
+        type="t",
+        name=name,
+        endpoint=f"http://127.0.0.1:1/{name}",
+        capabilities=list(capabilities),
+        token_hash=hash_token(new_raw_token("aoa_")),
+        signing_secret="whsec_AAAA",
+        **fields,
+    )
+
+
+def queue_tasks(count, strategy="", capabilities=("document_analysis",), **fields):
+    """`count` due pending tasks, created in one INSERT."""
+    now = timezone.now()
+    return Task.objects.bulk_create(
+        [
+            Task(
+                type="t",
+                required_capabilities=list(capabilities),
+                strategy=strategy,
+                next_attempt_at=now,
+                **fields,
+            )
+            for _ in range(count)
+        ]
+    )
 
 
 @pytest.fixture(scope="module")

@@ -7,37 +7,19 @@ import pytest
 from django.utils import timezone
 
 from agents.models import Agent
-from orchestrator_project.accounts.models import hash_token, new_raw_token
 from tasks.engine import claim
 from tasks.engine.strategies import STRATEGIES, get_strategy
 from tasks.models import Task
 
+from .conftest import make_agent, queue_tasks
+
 
 def agent(name, **fields):
-    return Agent.objects.create(
-        type="t",
-        name=name,
-        endpoint=f"http://127.0.0.1:1/{name}",
-        capabilities=["document_analysis"],
-        token_hash=hash_token(new_raw_token("aoa_")),
-        signing_secret="whsec_AAAA",
-        **fields,
-    )
+    return make_agent(name, **fields)
 
 
 def queue(count, strategy=""):
-    now = timezone.now()
-    Task.objects.bulk_create(
-        [
-            Task(
-                type="document_analysis",
-                required_capabilities=["document_analysis"],
-                strategy=strategy,
-                next_attempt_at=now,
-            )
-            for _ in range(count)
-        ]
-    )
+    queue_tasks(count, strategy)
 
 
 def assigned_counts():

@@ -1,0 +1,421 @@
+"""`python -m bench.routing [--quick]`: the routing strategies against real loopback agents (issue 17).
+
+Six agents (bench/routing_agents.py: latency medians 50/50/100/100/200/400 ms, log-normal, failure
+rates 1/1/2/5/1/20 %, MAX_CONCURRENCY slots each) serve one capability. Three cases:
+
+- `steady`: the fleet as above;
+- `fast_failer`: agent 2 (a 50 ms one) also answers 503 at once half the time;
+- `slowdown`: agent 1 (a 50 ms one) turns 10 x slower for SLOW_SECONDS in the middle of the run (the
+  issue's "minute", scaled with the run so the whole benchmark takes under 12 minutes).
+
+Each case runs at 50 % and 80 % of the fleet's capacity (sum of slots / median latency), Poisson
+arrivals for RUN_SECONDS, once per strategy (round_robin, least_connections, fastest, adaptive) in the
+same run, with the real worker (`make run`'s command) dispatching. Per run: completion time p50/p99
+(created -> finished, all tasks; one not finished by the drain deadline counts as that long), success
+rate after retries, retries per task, each agent's share of the calls, and an oscillation index (below).
+The circuit breaker's recovery time is scaled like the minute (30 s -> CIRCUIT_RECOVERY s); everything
+else runs with the product's defaults (retries, backoff, the adaptive model's parameters).
+
+Targets: adaptive's p99 at least 30 % below least_connections' in fast_failer and slowdown at 80 %, and
+never more than 5 % above the best other strategy's in any case; no oscillation (its index at most 1.25 x
+round_robin's, whose split only wobbles by chance).
+
+Uses bench/stack.py's servers in a database of its own (orchestrator_bench_routing) and Redis db 7
+(BENCH_DATABASE, BENCH_REDIS_DB to change); writes var/bench/routing.md and .json. `python -m bench.run
+--routing` (`make bench BENCH_ARGS=--routing`) runs it after the main benchmark and puts it in its report.
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+from . import pacing
+from . import stack as stack_module
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "var" / "bench" / "routing.md"
+CAPABILITY = "route-bench"
+MEDIANS_MS = (50, 50, 100, 100, 200, 400)
+FAILURE_RATES = (0.01, 0.01, 0.02, 0.05, 0.01, 0.20)
+MAX_CONCURRENCY = 2
+FAST_FAILER, SLOWED = 1, 0
+STRATEGIES = ("round_robin", "least_connections", "fastest", "adaptive")
+CASES = ("steady", "fast_failer", "slowdown")
+LOADS = (0.5, 0.8)
+MAX_RETRIES = 5
+CIRCUIT_RECOVERY = 5
+WRITERS = 6
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a few seconds per run (a smoke test)")
+    parser.add_argument("--seed", type=int, default=17)
+    return parser.parse_args(argv)
+
+
+def fleet_capacity():
+    """Tasks per second the fleet completes with every slot busy (first attempts, failures aside)."""
+    return sum(MAX_CONCURRENCY * 1000 / median for median in MEDIANS_MS)
+
+
+def agent_profiles(case, *, slowed=False):
+    profiles = [
+        {"median_ms": median, "failure": failure, "fast_503": 0.0, "slow": 1}
+        for median, failure in zip(MEDIANS_MS, FAILURE_RATES, strict=True)
+    ]
+    if case == "fast_failer":
+        profiles[FAST_FAILER]["fast_503"] = 0.5
+    if case == "slowdown" and slowed:
+        profiles[SLOWED]["slow"] = 10
+    return profiles
+
+
+# --- Scoring (pure: tests/test_bench_routing.py) ----------------------------------------------------------
+
+
+def percentile(values, p):
+    """The nearest-rank percentile of `values` (None when empty)."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(p * len(ordered)) - 1))]
+
+
+def oscillation(calls, agents):
+    """How much the split of traffic between agents swings from one second to the next: the mean over
+    consecutive seconds of half the summed absolute change of each agent's share (0: a steady split;
+    1: all traffic moves to other agents every second). `calls`: (agent, second) pairs."""
+    per_second = {}
+    for agent, second in calls:
+        per_second.setdefault(second, [0] * agents)[agent] += 1
+    seconds = sorted(per_second)
+    swings = []
+    for before, after in zip(seconds, seconds[1:], strict=False):
+        if after != before + 1:
+            continue
+        a, b = per_second[before], per_second[after]
+        swings.append(0.5 * sum(abs(x / sum(a) - y / sum(b)) for x, y in zip(a, b, strict=True)))
+    return round(sum(swings) / len(swings), 4) if swings else None
+
+
+def summarize(tasks, calls, *, agents, drain_seconds):
+    """One run's figures. `tasks`: (completion seconds or None if unfinished, succeeded, attempts);
+    `calls`: (agent, second, status)."""
+    times = [drain_seconds if seconds is None else seconds for seconds, _, _ in tasks]
+    counts = [0] * agents
+    for agent, _, _ in calls:
+        counts[agent] += 1
+    total_calls = sum(counts) or 1
+    return {
+        "tasks": len(tasks),
+        "p50_ms": None if not times else round(percentile(times, 0.50) * 1000, 1),
+        "p99_ms": None if not times else round(percentile(times, 0.99) * 1000, 1),
+        "success_rate": round(sum(1 for _, ok, _ in tasks if ok) / len(tasks), 4) if tasks else None,
+        "retries_per_task": round(sum(max(a - 1, 0) for _, _, a in tasks) / len(tasks), 3) if tasks else None,
+        "unfinished": sum(1 for seconds, _, _ in tasks if seconds is None),
+        "share": [round(n / total_calls, 3) for n in counts],
+        "oscillation": oscillation([(agent, second) for agent, second, _ in calls], agents),
+    }
+
+
+def judge(results):
+    """The targets, per (case, load): [{case, load, check, met, detail}]."""
+    verdicts = []
+    for case in CASES:
+        for load in LOADS:
+            runs = results.get(f"{case}@{int(load * 100)}")
+            if not runs or any(runs.get(s, {}).get("p99_ms") is None for s in STRATEGIES):
+                continue
+            adaptive = runs["adaptive"]["p99_ms"]
+            best_name = min((s for s in STRATEGIES if s != "adaptive"), key=lambda s: runs[s]["p99_ms"])
+            best = runs[best_name]["p99_ms"]
+            verdicts.append(
+                {
+                    "case": case,
+                    "load": load,
+                    "check": "p99 <= 1.05 x best other",
+                    "met": adaptive <= 1.05 * best,
+                    "detail": f"adaptive {adaptive} ms vs {best_name} {best} ms",
+                }
+            )
+            if case in ("fast_failer", "slowdown") and load == 0.8:
+                lc = runs["least_connections"]["p99_ms"]
+                verdicts.append(
+                    {
+                        "case": case,
+                        "load": load,
+                        "check": "p99 <= 0.70 x least_connections",
+                        "met": adaptive <= 0.70 * lc,
+                        "detail": f"adaptive {adaptive} ms vs least_connections {lc} ms",
+                    }
+                )
+            steady, swings = runs["round_robin"]["oscillation"], runs["adaptive"]["oscillation"]
+            if steady is not None and swings is not None:
+                verdicts.append(
+                    {
+                        "case": case,
+                        "load": load,
+                        "check": "oscillation <= 1.25 x round_robin",
+                        "met": swings <= 1.25 * steady,
+                        "detail": f"adaptive {swings} vs round_robin {steady}",
+                    }
+                )
+    return verdicts
+
+
+# --- Running -------------------------------------------------------------------------------------------
+
+
+class Agents:
+    """The loopback agent server and its control endpoints."""
+
+    def __init__(self, log_dir, seed):
+        self.child = stack_module.Child(
+            "routing-agents",
+            [sys.executable, "-m", "bench.routing_agents", "--port", "0", "--seed", str(seed)],
+            log_dir,
+        )
+        deadline = time.monotonic() + 15
+        while not hasattr(self, "port"):
+            for line in self.child.output().splitlines():
+                if line.startswith("port "):
+                    self.port = int(line.split()[1])
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"routing agents did not start:\n{self.child.output()[-3000:]}")
+            time.sleep(0.05)
+
+    def _call(self, method, path, body=None):
+        import httpx
+
+        response = httpx.request(method, f"http://127.0.0.1:{self.port}{path}", json=body, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def configure(self, profiles, *, restart_clock=False):
+        self._call("POST", "/_bench/config", {"agents": profiles, "restart_clock": restart_clock})
+
+    def calls(self):
+        return self._call("GET", "/_bench/calls")["calls"]
+
+
+def register(port):
+    from agents.models import Agent
+    from orchestrator_project.accounts.models import hash_token, new_raw_token
+
+    Agent.objects.all().delete()
+    return [
+        Agent.objects.create(
+            type="route-bench",
+            name=f"agent-{index}-{median}ms",
+            endpoint=f"http://127.0.0.1:{port}/r/{index}",
+            capabilities=[CAPABILITY],
+            max_concurrency=MAX_CONCURRENCY,
+            token_hash=hash_token(new_raw_token("aoa_")),
+            signing_secret="whsec_" + "A" * 32,
+        )
+        for index, median in enumerate(MEDIANS_MS)
+    ]
+
+
+def reset(agent_ids):
+    """A clean slate between runs: no tasks, nothing learned, every agent idle and closed."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE tasks_task, tasks_taskevent CASCADE")
+        cursor.execute("DELETE FROM agents_agentroute")
+        cursor.execute(
+            """UPDATE agents_agent SET current_load = 0, avg_latency_ms = NULL, success_rate = 1,
+                   success_count = 0, failure_count = 0, consecutive_failures = 0, circuit_state = 'closed',
+                   circuit_opened_at = NULL, circuit_retry_at = NULL, status = 'online',
+                   drained_by_operator = false
+               WHERE agent_id = ANY(%s)""",
+            [agent_ids],
+        )
+
+
+def submit(*, rate, seconds, strategy, seed):
+    """Poisson arrivals at `rate` per second for `seconds`, created by WRITERS threads on one schedule."""
+    from django.db import connection
+
+    from tasks import services
+
+    rng = random.Random(seed)
+    schedule, at = [], 0.0
+    while True:
+        at += rng.expovariate(rate)
+        if at >= seconds:
+            break
+        schedule.append(at)
+    data = {"type": "route-bench", "required_capabilities": [CAPABILITY], "strategy": strategy}
+    data["max_retries"] = MAX_RETRIES
+    pacing.run_schedule(
+        schedule,
+        lambda: services.create_task(data=dict(data)),
+        threads=WRITERS,
+        on_exit=lambda: connection.close(),
+    )
+    return len(schedule)
+
+
+def collect(drain_seconds):
+    """Wait for every task to end (up to the drain deadline); (seconds or None, succeeded, attempts)."""
+    from tasks.models import Task, TaskStatus
+
+    terminal = [TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED]
+    deadline = time.monotonic() + drain_seconds
+    while Task.objects.exclude(status__in=terminal).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling the database for the drain: nothing to wait on across processes
+    rows = Task.objects.values_list("status", "created_at", "finished_at", "attempts")
+    return [
+        (
+            (finished - created).total_seconds() if status in terminal and finished else None,
+            status == TaskStatus.COMPLETED,
+            attempts,
+        )
+        for status, created, finished, attempts in rows
+    ]
+
+
+def run_one(agents, agent_ids, *, case, load, strategy, seconds, slow_window, seed):
+    reset(agent_ids)
+    agents.configure(agent_profiles(case), restart_clock=True)
+    timers = []
+    if case == "slowdown":
+        start, end = slow_window
+        timers = [
+            threading.Timer(start, agents.configure, [agent_profiles(case, slowed=True)]),
+            threading.Timer(end, agents.configure, [agent_profiles(case)]),
+        ]
+        for timer in timers:
+            timer.start()
+    created = submit(rate=load * fleet_capacity(), seconds=seconds, strategy=strategy, seed=seed)
+    for timer in timers:
+        timer.join()
+    drain = max(30.0, seconds)
+    tasks = collect(drain)
+    summary = summarize(tasks, agents.calls(), agents=len(MEDIANS_MS), drain_seconds=drain)
+    summary["created"] = created
+    return summary
+
+
+def report(results):
+    lines = [
+        "## Routing (bench/routing.py, its own database)",
+        "",
+        f"Measured {results['at']} on {os.cpu_count()} cores: {results['seconds']} s of Poisson arrivals per"
+        f" run, fleet capacity {results['capacity']} tasks/s ({MAX_CONCURRENCY} slots per agent; medians"
+        f" {'/'.join(map(str, MEDIANS_MS))} ms; failure rates"
+        f" {'/'.join(str(round(f * 100)) for f in FAILURE_RATES)} %).",
+        "",
+    ]
+    return "\n".join(lines + tables(results, share="agent")) + "\n"
+
+
+def tables(results, *, share):
+    """The runs' table and the targets' table (Markdown lines), shares labelled per `share`."""
+    lines = [
+        "| Case | Load | Strategy | p50 ms | p99 ms | Success | Retries/task | Oscillation"
+        f" | Share per {share} |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, runs in results["runs"].items():
+        case, load = key.split("@")
+        for strategy in STRATEGIES:
+            run = runs.get(strategy)
+            if run is None:
+                continue
+            shares = " / ".join(f"{round(s * 100)}" for s in run["share"])
+            lines.append(
+                f"| {case} | {load} % | {strategy} | {run['p50_ms']} | {run['p99_ms']} |"
+                f" {run['success_rate']} | {run['retries_per_task']} | {run['oscillation']} | {shares} % |"
+            )
+    lines += ["", "| Target | Case | Load | Met | Figures |", "| --- | --- | --- | --- | --- |"]
+    for verdict in results["verdicts"]:
+        lines.append(
+            f"| {verdict['check']} | {verdict['case']} | {int(verdict['load'] * 100)} % |"
+            f" {'yes' if verdict['met'] else '**NO**'} | {verdict['detail']} |"
+        )
+    return lines
+
+
+def main(argv=None):
+    args = parse_args(argv if argv is not None else sys.argv[1:])
+    os.environ.setdefault("BENCH_DATABASE", "orchestrator_bench_routing")
+    os.environ.setdefault("BENCH_REDIS_DB", "7")
+    log_dir = ROOT / "var" / "bench" / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stack_module.configure()
+    # The worker reads these too: no event sink (nothing here reads the stream) and the breaker's
+    # recovery scaled like the scenario's minute.
+    os.environ.update(
+        {
+            "EVENT_SINK": "none",
+            "CIRCUIT_BREAKER_RECOVERY_TIMEOUT": str(CIRCUIT_RECOVERY),
+        }
+    )
+    stack_module.migrate(log_dir)
+    import django
+
+    django.setup()
+    seconds = 6 if args.quick else 20
+    slow_window = (seconds / 4, seconds / 4 + (3 if args.quick else 10))
+    agents = Agents(log_dir, args.seed)
+    port = stack_module.free_port()
+    worker = None
+    results = {
+        "at": datetime.now().isoformat(timespec="seconds"),
+        "seconds": seconds,
+        "capacity": round(fleet_capacity(), 1),
+        "runs": {},
+    }
+    try:
+        agent_ids = [agent.agent_id for agent in register(agents.port)]
+        worker = stack_module.start_worker(log_dir, port, name="routing-worker")
+        cases = ("fast_failer",) if args.quick else CASES
+        loads = (0.8,) if args.quick else LOADS
+        block = 0
+        for case in cases:
+            for load in loads:
+                key = f"{case}@{int(load * 100)}"
+                results["runs"][key] = {}
+                # Each block starts with a different strategy, so the box's drift falls on all of them.
+                order = STRATEGIES[block % len(STRATEGIES) :] + STRATEGIES[: block % len(STRATEGIES)]
+                block += 1
+                for strategy in order:
+                    summary = run_one(
+                        agents,
+                        agent_ids,
+                        case=case,
+                        load=load,
+                        strategy=strategy,
+                        seconds=seconds,
+                        slow_window=slow_window,
+                        seed=args.seed + block,
+                    )
+                    results["runs"][key][strategy] = summary
+                    print(f"bench.routing: {key} {strategy}: {summary}", flush=True)
+    finally:
+        if worker is not None:
+            worker.stop()
+        agents.child.stop()
+    results["verdicts"] = judge(results["runs"])
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(report(results))
+    OUT.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    print(report(results), flush=True)
+    return 0 if all(v["met"] for v in results["verdicts"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

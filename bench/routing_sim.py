@@ -1,0 +1,235 @@
+"""`python -m bench.routing_sim [--agents 1000] [--seed 17]`: a seeded, discrete-event simulation of the
+routing benchmark's fleet (bench/routing.py), cheap enough for large fleets.
+
+The fleet is the benchmark's six behaviours repeated (agent i has behaviour i mod 6; in `fast_failer` every
+agent of behaviour 1 also answers 503 at once half the time, in `slowdown` every agent of behaviour 0 is
+10 x slower for the middle of the run). Tasks arrive as a Poisson stream at a share of the fleet's
+capacity. Choices are made by the product's own strategy classes (tasks/engine/strategies.py) on the
+product's Candidate objects; what `adaptive` learns is folded with agents/routing.py's `fold` (the Python
+twin of the SQL the release runs), and `fastest`'s moving averages as agents/capacity.py moves them.
+Retries back off as the product does and avoid agents already tried.
+
+Not simulated: the circuit breaker, the dispatcher's own delay (a task is placed the moment a slot is
+free), and the database. The real-HTTP benchmark is the one that counts; this shows how the strategies
+scale with the fleet. Writes var/bench/routing-sim.md and .json.
+"""
+
+import argparse
+import heapq
+import json
+import math
+import os
+import random
+import sys
+import time
+import uuid
+from collections import deque
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "var" / "bench" / "routing-sim.md"
+
+
+def _setup_django():
+    # The strategies read their parameters from the settings; nothing here touches a server, so the URLs
+    # only keep the settings from starting the embedded ones.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator_project.settings")
+    os.environ.setdefault("DATABASE_URL", "postgres://sim@127.0.0.1:9/sim")
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:9/0")
+    os.environ.setdefault("DEBUG", "true")
+    import django
+
+    django.setup()
+
+
+class Task:
+    __slots__ = ("task_id", "created", "attempts", "avoid_agents", "required_capabilities", "strategy")
+
+    def __init__(self, created, strategy):
+        self.task_id = None
+        self.created = created
+        self.attempts = 0
+        self.avoid_agents = []
+        self.required_capabilities = ["sim"]
+        self.strategy = strategy
+
+
+def simulate(*, agents, case, load, strategy_name, seconds, seed, slots=2, max_retries=5):
+    """One run; returns its summary (bench.routing.summarize's figures, shares per behaviour)."""
+    from django.conf import settings
+
+    from agents import routing as model
+    from bench.routing import FAILURE_RATES, MEDIANS_MS, summarize
+    from tasks.engine.claim import Candidate
+    from tasks.engine.strategies import STRATEGIES
+
+    rng = random.Random(seed)
+    random.seed(seed)  # the strategies' own draws (power of two choices, exploration)
+    strategy = STRATEGIES[strategy_name]
+    # A clock of its own per run: the strategies cache per round (their clock), and runs must not share.
+    base = datetime.now(UTC)
+    behaviours = len(MEDIANS_MS)
+    fleet = [
+        Candidate(uuid.UUID(int=i + 1), frozenset(["sim"]), 0, slots, 1, None, 1.0, False)
+        for i in range(agents)
+    ]
+    index_of = {c.agent_id: i for i, c in enumerate(fleet)}
+    capacity = sum(slots * 1000 / MEDIANS_MS[i % behaviours] for i in range(agents))
+    rate = load * capacity
+    slow_from, slow_until = seconds / 4, seconds / 4 + seconds / 2
+
+    def call(i, at):
+        """(duration s, ok, fast) of a call to agent i starting at `at`."""
+        kind = i % behaviours
+        if case == "fast_failer" and kind == 1 and rng.random() < 0.5:
+            return 0.002, False
+        median = MEDIANS_MS[kind] / 1000
+        if case == "slowdown" and kind == 0 and slow_from <= at < slow_until:
+            median *= 10
+        duration = median * math.exp(rng.gauss(0, 0.25))
+        return duration, rng.random() >= FAILURE_RATES[kind]
+
+    events, sequence = [], 0
+
+    def push(at, kind, payload):
+        nonlocal sequence
+        sequence += 1
+        heapq.heappush(events, (at, sequence, kind, payload))
+
+    at = 0.0
+    while True:
+        at += rng.expovariate(rate)
+        if at >= seconds:
+            break
+        push(at, "arrive", Task(at, strategy_name))
+    queue, finished, calls = deque(), [], []
+    free = set(range(agents))
+
+    def dispatch(now_s):
+        """A dispatch round: up to DISPATCH_BATCH_SIZE queued tasks in order; those the strategy leaves
+        pending (or that find no free agent) stay queued, in order."""
+        now = base + timedelta(seconds=now_s)
+        for agent in fleet:
+            agent.waiting = 0
+        kept = deque()
+        for _ in range(min(len(queue), settings.DISPATCH_BATCH_SIZE)):
+            task = queue.popleft()
+            if not free:
+                kept.append(task)
+                continue
+            avoid = set(task.avoid_agents)
+            able = [fleet[i] for i in free]
+            fresh = [c for c in able if c.agent_id not in avoid] or able
+            busy = ()
+            if strategy.weighs_waiting:
+                busy = [c for c in fleet if c.load >= c.max_concurrency and c.agent_id not in avoid]
+            chosen = strategy.choose(task, fresh, now, busy=busy).candidate
+            if chosen is None:
+                kept.append(task)
+                continue
+            i = index_of[chosen.agent_id]
+            chosen.load += 1
+            if chosen.load >= chosen.max_concurrency:
+                free.discard(i)
+            task.attempts += 1
+            duration, ok = call(i, now_s)
+            calls.append((i % behaviours, int(now_s), 200 if ok else 500))
+            push(now_s + duration, "finish", (task, i, duration, ok))
+        kept.extend(queue)
+        queue.clear()
+        queue.extend(kept)
+
+    while events:
+        now_s, _, kind, payload = heapq.heappop(events)
+        if kind in ("arrive", "due"):
+            queue.append(payload)
+        else:
+            task, i, duration, ok = payload
+            agent = fleet[i]
+            agent.load -= 1
+            free.add(i)
+            now = base + timedelta(seconds=now_s)
+            sample = model.Sample(agent.agent_id, "sim", duration * 1000, ok)
+            agent.routes["sim"] = model.fold(agent.routes.get("sim"), sample, now)
+            if ok:  # agents/capacity.py's figures, which `fastest` reads
+                agent.success_rate = agent.success_rate * 0.9 + 0.1
+                latency = duration * 1000
+                agent.avg_latency_ms = (
+                    latency if agent.avg_latency_ms is None else agent.avg_latency_ms * 0.8 + latency * 0.2
+                )
+                finished.append((now_s - task.created, True, task.attempts))
+            else:
+                agent.success_rate *= 0.9
+                if task.attempts - 1 < max_retries:
+                    task.avoid_agents.append(agent.agent_id)
+                    ceiling = min(
+                        settings.TASK_RETRY_BACKOFF_MAX,
+                        settings.TASK_RETRY_BACKOFF_BASE * 2 ** (task.attempts - 1),
+                    )
+                    push(now_s + rng.uniform(0, ceiling), "due", task)
+                else:
+                    finished.append((now_s - task.created, False, task.attempts))
+        dispatch(now_s)
+    return summarize(finished, calls, agents=behaviours, drain_seconds=seconds)
+
+
+def run(*, agents, seconds, seed, slots=2, loads=(0.5, 0.8)):
+    from bench.routing import CASES, STRATEGIES, judge
+
+    results = {"agents": agents, "slots": slots, "seconds": seconds, "seed": seed, "runs": {}}
+    for case in CASES:
+        for load in loads:
+            key = f"{case}@{int(load * 100)}"
+            results["runs"][key] = {
+                name: simulate(
+                    agents=agents,
+                    case=case,
+                    load=load,
+                    strategy_name=name,
+                    seconds=seconds,
+                    seed=seed,
+                    slots=slots,
+                )
+                for name in STRATEGIES
+            }
+    results["verdicts"] = judge(results["runs"])
+    return results
+
+
+def report(results):
+    from bench.routing import MEDIANS_MS, tables
+
+    lines = [
+        "# Routing simulation (bench/routing_sim.py)",
+        "",
+        f"{results['agents']} agents (the six behaviours repeated, {results['slots']} slots each),"
+        f" {results['seconds']} s simulated per run, seed {results['seed']}. Shares are per behaviour"
+        f" (medians {'/'.join(map(str, MEDIANS_MS))} ms).",
+        "",
+    ]
+    return "\n".join(lines + tables(results, share="behaviour")) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--slots", type=int, default=2, help="slots per agent (2, as the real benchmark)")
+    args = parser.parse_args(argv if argv is not None else sys.argv[1:])
+    _setup_django()
+    started = time.monotonic()
+    results = run(agents=args.agents, seconds=args.seconds, seed=args.seed, slots=args.slots)
+    results["wall_s"] = round(time.monotonic() - started, 1)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(report(results))
+    OUT.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    print(report(results), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The routing benchmark's scoring (bench/routing.py): what its report and targets are computed with.
+The benchmark itself runs in `make bench` (python -m bench.run --routing), not here."""
+
+import pytest
+
+from bench import routing
+
+
+def test_percentiles_are_nearest_rank():
+    values = list(range(1, 101))
+    assert routing.percentile(values, 0.50) == 50
+    assert routing.percentile(values, 0.99) == 99
+    assert routing.percentile([7], 0.99) == 7
+    assert routing.percentile([], 0.5) is None
+
+
+def test_a_steady_split_does_not_oscillate_and_a_flipping_one_does():
+    steady = [(agent, second) for second in range(10) for agent in (0, 1)]
+    assert routing.oscillation(steady, 2) == 0
+    flipping = [(second % 2, second) for second in range(10)]
+    assert routing.oscillation(flipping, 2) == 1
+    # Half the traffic moves each second.
+    half = [(a, s) for s in range(4) for a in ((0, 0, 1, 1) if s % 2 else (0, 0, 0, 0))]
+    assert routing.oscillation(half, 2) == pytest.approx(0.5)
+    # Seconds without calls between them are not compared.
+    assert routing.oscillation([(0, 0), (1, 5)], 2) is None
+
+
+def test_a_run_is_summarized_with_unfinished_tasks_counted_at_the_drain_deadline():
+    tasks = [(0.1, True, 1)] * 98 + [(2.0, False, 6), (None, False, 2)]
+    calls = [(0, 0, 200)] * 3 + [(1, 0, 503)]
+    summary = routing.summarize(tasks, calls, agents=2, drain_seconds=30)
+    assert summary["p50_ms"] == 100.0 and summary["p99_ms"] == 2000.0
+    assert summary["success_rate"] == 0.98 and summary["unfinished"] == 1
+    assert summary["retries_per_task"] == pytest.approx((5 + 1) / 100)
+    assert summary["share"] == [0.75, 0.25]
+
+
+def _runs(p99s, oscillations=None):
+    oscillations = oscillations or {}
+    return {s: {"p99_ms": p99, "oscillation": oscillations.get(s, 0.1)} for s, p99 in p99s.items()}
+
+
+def test_the_targets_compare_adaptive_with_least_connections_and_the_best_other():
+    good = _runs({"round_robin": 900, "least_connections": 1000, "fastest": 800, "adaptive": 650})
+    bad = _runs({"round_robin": 900, "least_connections": 1000, "fastest": 600, "adaptive": 750})
+    verdicts = routing.judge({"fast_failer@80": good, "steady@50": bad})
+    by_check = {(v["case"], v["check"]): v["met"] for v in verdicts}
+    assert by_check == {
+        ("fast_failer", "p99 <= 1.05 x best other"): True,
+        ("fast_failer", "p99 <= 0.70 x least_connections"): True,  # 650 <= 700
+        ("fast_failer", "oscillation <= 1.25 x round_robin"): True,
+        ("steady", "p99 <= 1.05 x best other"): False,  # 750 > 630
+        ("steady", "oscillation <= 1.25 x round_robin"): True,
+    }
+
+
+def test_oscillation_beyond_round_robins_chance_wobble_fails():
+    runs = _runs(
+        {"round_robin": 900, "least_connections": 1000, "fastest": 800, "adaptive": 500},
+        {"round_robin": 0.1, "adaptive": 0.3},
+    )
+    [oscillating] = [v for v in routing.judge({"steady@80": runs}) if v["check"].startswith("oscillation")]
+    assert not oscillating["met"]
+
+
+def test_the_fleet_matches_the_issue():
+    assert routing.MEDIANS_MS == (50, 50, 100, 100, 200, 400)
+    assert routing.FAILURE_RATES == (0.01, 0.01, 0.02, 0.05, 0.01, 0.20)
+    assert routing.agent_profiles("fast_failer")[routing.FAST_FAILER]["fast_503"] == 0.5
+    assert routing.agent_profiles("slowdown", slowed=True)[routing.SLOWED]["slow"] == 10
+    assert routing.fleet_capacity() == pytest.approx(2 * (20 + 20 + 10 + 10 + 5 + 2.5))
+
+
+def test_the_simulation_is_seeded_and_uses_the_products_strategies(settings):
+    from bench import routing_sim
+
+    def once(strategy):
+        return routing_sim.simulate(
+            agents=6, case="fast_failer", load=0.5, strategy_name=strategy, seconds=5, seed=3
+        )
+
+    assert once("adaptive") == once("adaptive")
+    # The fast failer (behaviour 1) answers 503 half the time: adaptive learns to send it little.
+    assert once("adaptive")["share"][1] < once("least_connections")["share"][1]

@@ -12,8 +12,8 @@
    Target: p99 at most 250 ms.
 
 Uses bench/stack.py's servers and database handling, in a database of its own (orchestrator_bench_events;
-BENCH_DATABASE to change). Writes var/bench/events.md and .json; `python -m bench.run --events` runs it
-after the main benchmark.
+BENCH_DATABASE to change). Writes var/bench/events.md and .json; `python -m bench.run` runs it after the
+main benchmark and puts it in its report (`--no-events` skips it).
 """
 
 import argparse
@@ -184,7 +184,7 @@ def report(results):
     overhead, relay, lag = results["creation_overhead"], results["relay_throughput"], results["lag"]
     return "\n".join(
         [
-            "# Event streaming benchmark (bench/events.py)",
+            "## Event streaming (bench/events.py, its own database)",
             "",
             f"Measured {results['at']} on {os.cpu_count()} cores.",
             "",

@@ -217,6 +217,8 @@ def markdown(data):
     lines += ["", "## Details (last run)", ""]
     last = data["raw"][-1]
     lines += _details(last, data)
+    for section in data.get("sections") or []:
+        lines += ["", section.strip(), ""]
     lines += ["", "## Sizes", "", "```", json.dumps(size, indent=None), "```", ""]
     if data.get("profiles"):
         lines += ["", "## Profile summaries (generated)", ""]

@@ -59,8 +59,25 @@ def parse_args(argv):
     parser.add_argument("--only", help="comma-separated scenarios to run (plus reads if named)")
     parser.add_argument("--profile", default="", help="comma-separated scenarios to py-spy in the last run")
     parser.add_argument("--no-reads", action="store_true", help="skip the reads-at-scale phase")
-    parser.add_argument("--events", action="store_true", help="then bench/events.py (outbox and relay)")
+    parser.add_argument(
+        "--no-events", dest="events", action="store_false", help="skip bench/events.py (outbox and relay)"
+    )
     return parser.parse_args(argv)
+
+
+# Scenarios with a process and database of their own (this one's Django is set up on the main
+# benchmark's), run after it unless skipped: module -> the option that skips it (--no-<name>). Each
+# writes var/bench/<name>.md, whose text becomes a section of the report.
+SUB_BENCHMARKS = {"bench.events": "events"}
+
+
+def _sub_benchmark(module, *, quick, failures):
+    command = [sys.executable, "-m", module, *(["--quick"] if quick else [])]
+    markdown_path = ROOT / "var" / "bench" / f"{module.rpartition('.')[2]}.md"
+    markdown_path.unlink(missing_ok=True)
+    if subprocess.run(command, cwd=ROOT).returncode != 0:
+        failures.append(f"{module}: a target was not met or it failed ({markdown_path.relative_to(ROOT)})")
+    return markdown_path.read_text() if markdown_path.exists() else None
 
 
 def main(argv=None):
@@ -211,11 +228,12 @@ def main(argv=None):
         "profiles": profiles,
         "raw": raw,
     }
-    if args.events:
-        # Its own process and database: this one's Django is set up on the main benchmark's.
-        events = [sys.executable, "-m", "bench.events", *(["--quick"] if args.quick else [])]
-        if subprocess.run(events, cwd=ROOT).returncode != 0:
-            failures.append("bench.events: a target was not met (var/bench/events.md)")
+    data["sections"] = [
+        section
+        for module, wanted in SUB_BENCHMARKS.items()
+        if getattr(args, wanted)
+        and (section := _sub_benchmark(module, quick=args.quick, failures=failures)) is not None
+    ]
     report.write(data, out, out.with_suffix(".json"))
     print(f"bench: wrote {out} and {out.with_suffix('.json')} in {data['wall_s']:.0f} s", flush=True)
     for row in data["figures"]:

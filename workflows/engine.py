@@ -759,8 +759,9 @@ def on_step_tasks_ended(ended, **_):
     transaction as the tasks' move. Runs are locked in run id order (two batches never deadlock)."""
     by_step = {e.step_run_id: e for e in ended}
     runs = defaultdict(list)
-    for step_id, run_id in StepRun.objects.filter(pk__in=by_step).values_list("pk", "run_id"):
-        runs[run_id].append(by_step[step_id])
+    rows = StepRun.objects.filter(pk__in=by_step).values_list("pk", "run_id", "step_id", "map_index")
+    for pk, run_id, step_id, map_index in rows:
+        runs[run_id].append((step_id, map_index, by_step[pk]))
     now = timezone.now()
     for run_id in sorted(runs):
         try:
@@ -777,16 +778,17 @@ def on_step_tasks_ended(ended, **_):
 
 def _advance_on_ended(run_id, ended, now):
     advance = Advance.lock(run_id, now=now)
-    fenced = {e.step_run_id: e for e in ended}
-    # Only the step's current task, while the step runs: a superseded task ends without effect.
-    steps = StepRun.objects.filter(pk__in=fenced, status=StepStatus.RUNNING).defer("input", "output")
-    for step in steps:
+    # Read after the lock, so current: whole steps from the run's steps, map items by id.
+    items = {e.step_run_id: e for _, map_index, e in ended if map_index != WHOLE_STEP}
+    found = [advance.steps[step_id] for step_id, map_index, _ in ended if map_index == WHOLE_STEP]
+    if items:
+        found += StepRun.objects.filter(pk__in=items).defer("input", "output")
+    fenced = {e.step_run_id: e for _, _, e in ended}
+    for step in found:
         ended_task = fenced[step.pk]
-        if step.task_id != ended_task.task_id:
-            continue
-        if step.map_index == WHOLE_STEP:
-            step = advance.steps[step.step_id]
-        advance.task_ended(step, ended_task)
+        # Only the step's current task, while the step runs: a superseded task ends without effect.
+        if step.status == StepStatus.RUNNING and step.task_id == ended_task.task_id:
+            advance.task_ended(step, ended_task)
     advance.commit()
 
 

@@ -7,14 +7,17 @@ views and the admin's actions call.
 
 import hashlib
 import json
+import logging
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 
 from orchestrator_project.errors import Conflict, InvalidInput, NotFound
 from tasks import services as task_services
 
 from . import definitions, engine
 from .models import RUN_TERMINAL, RunStatus, StepKind, StepRun, StepStatus, WorkflowRun
+
+logger = logging.getLogger(__name__)
 
 
 class IdempotencyConflict(Conflict):
@@ -107,13 +110,25 @@ def cancel_run(*, run_id):
 
 
 def _cancel_tasks(task_ids):
+    """Cancel the tasks of a cancelled run's running steps, each in a transaction of its own (its end
+    advances the run). Runs after the run's commit; a failure is logged, never raised: the run stays
+    `cancelling` until that task ends by itself (its timeout, lease or deadline)."""
     for task_id in task_ids:
-        if task_id is None:
-            continue
-        try:
-            task_services.cancel_task(task_id=task_id, reason="its workflow run was cancelled")
-        except (Conflict, NotFound):
-            pass  # it ended meanwhile: its end advanced the run
+        for attempt in range(1, _CANCEL_ATTEMPTS + 1):
+            try:
+                task_services.cancel_task(task_id=task_id, reason="its workflow run was cancelled")
+            except (Conflict, NotFound):
+                pass  # it ended meanwhile: its end advanced the run
+            except OperationalError:
+                # A deadlock with the writer applying this task's outcome (it locks the agent, then the
+                # task; a cancel the task, then the agent): one of the two gives way, try again.
+                if attempt < _CANCEL_ATTEMPTS:
+                    continue
+                logger.exception("could not cancel task %s of a cancelled workflow run", task_id)
+            break
+
+
+_CANCEL_ATTEMPTS = 3
 
 
 def _cancel_children(run_ids):

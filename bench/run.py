@@ -62,13 +62,16 @@ def parse_args(argv):
     parser.add_argument(
         "--no-events", dest="events", action="store_false", help="skip bench/events.py (outbox and relay)"
     )
+    parser.add_argument(
+        "--no-workflows", dest="workflows", action="store_false", help="skip bench/workflows.py"
+    )
     return parser.parse_args(argv)
 
 
 # Scenarios with a process and database of their own (this one's Django is set up on the main
 # benchmark's), run after it unless skipped: module -> the option that skips it (--no-<name>). Each
 # writes var/bench/<name>.md, whose text becomes a section of the report.
-SUB_BENCHMARKS = {"bench.events": "events"}
+SUB_BENCHMARKS = {"bench.events": "events", "bench.workflows": "workflows"}
 
 
 def _sub_benchmark(module, *, quick, failures):

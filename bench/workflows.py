@@ -28,12 +28,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from . import httpload
+from . import httpload, profiling
 from . import stack as stack_module
 from .httpload import json_request, percentiles_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "var" / "bench" / "workflows.md"
+PROFILE_DIR = ROOT / "var" / "bench" / "profiles"
 CHAIN_STEPS = 5
 CHAIN_RATE = 50  # runs per second
 CAPABILITY = "bench"
@@ -49,6 +50,9 @@ def parse_args(argv):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy web and worker during the chain (var/bench/profiles)"
+    )
     return parser.parse_args(argv)
 
 
@@ -333,7 +337,12 @@ def main(argv=None):
         runner = WorkflowBench(stack)
         runner.setup()
         print(f"bench.workflows: a {CHAIN_STEPS}-step chain at {CHAIN_RATE} runs/s...", flush=True)
-        results["chain"] = runner.chain_overhead(seconds=chain_seconds)
+        profilers = profiling.start(stack, "workflow_chain", PROFILE_DIR) if args.profile else []
+        try:
+            results["chain"] = runner.chain_overhead(seconds=chain_seconds)
+        finally:
+            if profilers:
+                results["profiles"] = profiling.stop(profilers)
         print(f"bench.workflows: {results['chain']}", flush=True)
         results["map_vs_bulk"] = runner.map_vs_bulk(items=items, rounds=rounds)
         print(f"bench.workflows: {results['map_vs_bulk']}", flush=True)

@@ -10,6 +10,6 @@ class WorkflowsConfig(AppConfig):
         # steps' tasks ended, and the engine advances their runs in that same transaction.
         from tasks import signals
 
-        from . import engine
+        from . import advancing
 
-        signals.step_tasks_ended.connect(engine.on_step_tasks_ended, dispatch_uid="workflows.advance")
+        signals.step_tasks_ended.connect(advancing.on_step_tasks_ended, dispatch_uid="workflows.advance")

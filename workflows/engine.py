@@ -13,7 +13,7 @@ decided, a run started, was resumed or retried) and commits it all in the caller
 - the step rows written back, and every status change journaled (events.py) in one statement;
 - the run finished when no step is left unfinished.
 
-A step's task ending reaches `on_step_tasks_ended` (connected in WorkflowsConfig.ready()) inside the
+A step's task ending reaches `advancing.on_step_tasks_ended` (connected in WorkflowsConfig.ready()) in the
 transaction of the task's move, so the run advances in the same commit as the task. A task that is not
 the step's current one (a superseded attempt, a duplicate result) changes nothing: the step's UPDATE
 is fenced by its status and its task id.
@@ -27,10 +27,9 @@ import json
 import logging
 from collections import defaultdict, deque
 from datetime import timedelta
-from functools import cache
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from orchestrator_project.errors import NotFound
@@ -39,6 +38,7 @@ from tasks.models import TaskStatus
 
 from . import conditions, paths
 from .events import Journal
+from .maps import MapSteps, error_doc, json_size
 from .models import (
     STEP_FAILED,
     STEP_UNFINISHED,
@@ -55,33 +55,33 @@ logger = logging.getLogger(__name__)
 _STEP_TABLE = StepRun._meta.db_table
 
 
-@cache
-def _graph(definition_id, spec_json):
-    """children of each step id, and each step's spec, for one (immutable) definition."""
-    spec = json.loads(spec_json)
-    children = defaultdict(list)
-    for step in spec["steps"]:
-        for parent in step["depends_on"]:
-            children[parent].append(step["id"])
-    return {step["id"]: step for step in spec["steps"]}, dict(children)
+_GRAPHS = {}
+_GRAPHS_KEPT = 1000
 
 
-def _error(message, **more):
-    return {"message": message, **more}
+def _graph(definition):
+    """Each step's spec by id, and the children of each step id, of a definition. Definitions never
+    change, so this is worked out once per process and definition."""
+    found = _GRAPHS.get(definition.pk)
+    if found is None:
+        if len(_GRAPHS) >= _GRAPHS_KEPT:
+            _GRAPHS.clear()
+        children = defaultdict(list)
+        for step in definition.spec["steps"]:
+            for parent in step["depends_on"]:
+                children[parent].append(step["id"])
+        found = _GRAPHS[definition.pk] = ({s["id"]: s for s in definition.spec["steps"]}, dict(children))
+    return found
 
 
-def _json_size(value):
-    return len(json.dumps(value, separators=(",", ":")).encode())
-
-
-class Advance:
+class Advance(MapSteps):
     """One run, locked, and the changes made to it; `commit()` writes them."""
 
     def __init__(self, run, *, now=None):
         self.run = run
         self.now = now or timezone.now()
         definition = run.definition
-        self.specs, self.children = _graph(definition.pk, json.dumps(definition.spec, sort_keys=True))
+        self.specs, self.children = _graph(definition)
         self.journal = Journal(run.run_id, definition.name, definition.version, self.now)
         self._steps = None
         self._dirty = {}  # StepRun id -> (StepRun, set of changed fields)
@@ -250,7 +250,7 @@ class Advance:
             self._start_child(step, spec, resolved, attempt)
 
     def _input_too_large(self, step, resolved, attempt):
-        size = _json_size(resolved)
+        size = json_size(resolved)
         if size > settings.TASK_MAX_INPUT_BYTES:
             self.fail(
                 step,
@@ -274,164 +274,11 @@ class Advance:
         )
 
     def fail(self, step, message, *, attempt=None, **more):
-        fields = {"status": StepStatus.FAILED, "error": _error(message, **more), "finished_at": self.now}
+        fields = {"status": StepStatus.FAILED, "error": error_doc(message, **more), "finished_at": self.now}
         if attempt is not None:
             fields.update(attempt=attempt, started_at=self.now)
         self.touch(step, message, **fields)
         self.step_ended(step)
-
-    # --- maps ------------------------------------------------------------------------------------------
-
-    def _start_map(self, step, spec, context, attempt):
-        items = paths.resolve(paths.parse(spec["over"][paths.PATH]), context)
-        if not isinstance(items, list):
-            raise paths.PathError(
-                f"{spec['over'][paths.PATH]} is {paths._kind(items)}, not a list to map over"
-            )
-        if len(items) > settings.WORKFLOW_MAP_MAX_ITEMS:
-            self.fail(
-                step,
-                f"{len(items)} items to map over; the limit is {settings.WORKFLOW_MAP_MAX_ITEMS}",
-                attempt=attempt,
-            )
-            return
-        template = spec.get("input") or {"item": {paths.PATH: "$.item"}}
-        inputs = []
-        for index, item in enumerate(items):
-            resolved = paths.resolve_value(template, {**context, "item": item, "index": index})
-            if _json_size(resolved) > settings.TASK_MAX_INPUT_BYTES:
-                self.fail(
-                    step,
-                    f"item {index}'s input is larger than {settings.TASK_MAX_INPUT_BYTES} bytes",
-                    attempt=attempt,
-                )
-                return
-            inputs.append(resolved)
-        # Items of an earlier attempt (a retry of the whole step) are replaced; each new item's attempt
-        # goes on from its predecessor's, so its calls' idempotency key is one that item never had.
-        earlier = StepRun.objects.filter(run_id=self.run.run_id, step_id=step.step_id, map_index__gte=0)
-        attempts = dict(earlier.values_list("map_index", "attempt"))
-        earlier.delete()
-        self.begin(
-            step,
-            f"started: {len(items)} items",
-            StepStatus.RUNNING,
-            attempt=attempt,
-            items_total=len(items),
-            remaining_items=len(items),
-        )
-        if not items:
-            self._finish_map(step)
-            return
-        created = StepRun.objects.bulk_create(
-            StepRun(
-                run_id=self.run.run_id,
-                step_id=step.step_id,
-                map_index=index,
-                kind=StepKind.TASK,
-                status=StepStatus.WAITING,
-                attempt=attempts.get(index, 0),
-                input=value,
-                created_at=self.now,
-            )
-            for index, value in enumerate(inputs)
-        )
-        self._launch_items(step, created[: spec["max_concurrency"]])
-
-    def _launch_items(self, map_step, items):
-        if self.run.status != RunStatus.RUNNING:
-            return
-        spec = self.specs[map_step.step_id]
-        for item in items:
-            self.begin(
-                item,
-                "started",
-                StepStatus.RUNNING,
-                attempt=item.attempt + 1,
-            )
-            self._new_tasks.append((item, spec))
-
-    def _items(self, map_step):
-        self.save_steps()  # queries below must see the items changed in this advance
-        return StepRun.objects.filter(run_id=self.run.run_id, step_id=map_step.step_id, map_index__gte=0)
-
-    def launch_waiting_items(self, map_step):
-        """Start as many waiting items as the map's max_concurrency leaves room for, lowest index first."""
-        spec = self.specs[map_step.step_id]
-        items = self._items(map_step)
-        room = spec["max_concurrency"] - items.filter(status=StepStatus.RUNNING).count()
-        if room > 0:
-            self._launch_items(
-                map_step, list(items.filter(status=StepStatus.WAITING).order_by("map_index")[:room])
-            )
-
-    def cancel_waiting_items(self, map_step, reason):
-        """Cancel the items of a map that have not started; counted in the map's join at once."""
-        items = list(self._items(map_step).filter(status=StepStatus.WAITING))
-        for item in items:
-            self.touch(item, reason, status=StepStatus.CANCELLED, finished_at=self.now)
-        self._count_items(map_step, len(items))
-
-    def item_ended(self, item):
-        map_step = self.steps[item.step_id]
-        if self._count_items(map_step, 1) and self.run.status == RunStatus.RUNNING:
-            self.launch_waiting_items(map_step)
-
-    def _count_items(self, map_step, count):
-        """Decrement the map's join by `count` ended items; finish the map at 0. True if items remain."""
-        if count == 0:
-            return map_step.remaining_items > 0
-        with connection.cursor() as cursor:
-            # The join: guarded so that the map is never counted below zero nor after it ended.
-            cursor.execute(
-                f"UPDATE {_STEP_TABLE} SET remaining_items = remaining_items - %s"
-                " WHERE id = %s AND status = %s AND remaining_items >= %s RETURNING remaining_items",
-                [count, map_step.pk, StepStatus.RUNNING, count],
-            )
-            row = cursor.fetchone()
-        if row is None:
-            return False
-        map_step.remaining_items = row[0]
-        if row[0] == 0:
-            self._finish_map(map_step)
-            return False
-        return True
-
-    def _finish_map(self, map_step):
-        spec = self.specs[map_step.step_id]
-        items = list(self._items(map_step).order_by("map_index").only("status", "output", "map_index"))
-        succeeded = sum(1 for i in items if i.status == StepStatus.COMPLETED)
-        output = [i.output if i.status == StepStatus.COMPLETED else None for i in items]
-        if self.run.status == RunStatus.CANCELLING and succeeded < len(items):
-            self.touch(
-                map_step,
-                "the run was cancelled",
-                status=StepStatus.CANCELLED,
-                output=output,
-                finished_at=self.now,
-            )
-        elif not items or succeeded / len(items) >= spec["min_success_ratio"]:
-            self.touch(
-                map_step,
-                f"{succeeded} of {len(items)} items succeeded",
-                status=StepStatus.COMPLETED,
-                output=output,
-                finished_at=self.now,
-            )
-        else:
-            self.touch(
-                map_step,
-                f"only {succeeded} of {len(items)} items succeeded",
-                status=StepStatus.FAILED,
-                output=output,
-                finished_at=self.now,
-                error=_error(
-                    f"only {succeeded} of {len(items)} items succeeded; min_success_ratio is "
-                    f"{spec['min_success_ratio']}",
-                    failed_items=[i.map_index for i in items if i.status != StepStatus.COMPLETED][:100],
-                ),
-            )
-        self.step_ended(map_step)
 
     # --- sub-workflows ---------------------------------------------------------------------------------
 
@@ -479,7 +326,7 @@ class Advance:
                 "its run was cancelled",
                 status=StepStatus.CANCELLED,
                 finished_at=self.now,
-                error=_error("the sub-workflow run was cancelled", run_id=str(child.run_id)),
+                error=error_doc("the sub-workflow run was cancelled", run_id=str(child.run_id)),
             )
         else:
             self.touch(
@@ -487,7 +334,7 @@ class Advance:
                 "its run failed",
                 status=StepStatus.FAILED,
                 finished_at=self.now,
-                error=_error("the sub-workflow run failed", run_id=str(child.run_id), error=child.error),
+                error=error_doc("the sub-workflow run failed", run_id=str(child.run_id), error=child.error),
             )
         self.step_ended(step)
 
@@ -509,7 +356,7 @@ class Advance:
                 status=StepStatus.FAILED,
                 decided_by=by,
                 finished_at=self.now,
-                error=_error(f"rejected by {by}", **decision),
+                error=error_doc(f"rejected by {by}", **decision),
             )
         self.step_ended(step)
 
@@ -565,7 +412,7 @@ class Advance:
                 "its task was cancelled",
                 status=StepStatus.CANCELLED,
                 finished_at=self.now,
-                error=_error("the task was cancelled", task_id=str(ended.task_id)),
+                error=error_doc("the task was cancelled", task_id=str(ended.task_id)),
             )
         else:
             error = None if ended.error_json is None else json.loads(ended.error_json)
@@ -574,7 +421,7 @@ class Advance:
                 "its task failed",
                 status=StepStatus.FAILED,
                 finished_at=self.now,
-                error=_error("the task failed", task_id=str(ended.task_id), task_error=error),
+                error=error_doc("the task failed", task_id=str(ended.task_id), task_error=error),
             )
         self.step_ended(step)
 
@@ -590,7 +437,7 @@ class Advance:
                 f"steps failed: {', '.join(failed)}",
                 status=RunStatus.FAILED,
                 finished_at=self.now,
-                error=_error("steps failed", steps=failed),
+                error=error_doc("steps failed", steps=failed),
             )
         else:
             try:
@@ -600,7 +447,7 @@ class Advance:
                     f"output could not be resolved: {exc}",
                     status=RunStatus.FAILED,
                     finished_at=self.now,
-                    error=_error(f"output could not be resolved: {exc}"),
+                    error=error_doc(f"output could not be resolved: {exc}"),
                 )
             else:
                 self.set_run(
@@ -753,78 +600,3 @@ def begin_run(
     advance.start_roots()
     advance.commit()
     return run
-
-
-# --- the hook from tasks ------------------------------------------------------------------------------
-
-
-def on_step_tasks_ended(ended, **_):
-    """tasks.signals.step_tasks_ended: advance the runs of the steps whose tasks ended, in the same
-    transaction as the tasks' move. Runs are locked in run id order (two batches never deadlock)."""
-    by_step = {e.step_run_id: e for e in ended}
-    runs = defaultdict(list)
-    rows = StepRun.objects.filter(pk__in=by_step).values_list("pk", "run_id", "step_id", "map_index")
-    for pk, run_id, step_id, map_index in rows:
-        runs[run_id].append((step_id, map_index, by_step[pk]))
-    now = timezone.now()
-    for run_id in sorted(runs):
-        try:
-            with transaction.atomic():  # a savepoint: one run's trouble stays that run's
-                _advance_on_ended(run_id, runs[run_id], now)
-        except (OperationalError, InterfaceError):
-            raise  # the database's trouble (a deadlock, a lost connection): the whole move is retried
-        except Exception as exc:
-            # A bug must not fail the tasks' move: the task outcome would be lost and retried for ever,
-            # the sweep with it. The run is failed instead, visibly, and can be retried from a step.
-            logger.exception("advancing workflow run %s failed", run_id)
-            _fail_run_for_engine_error(run_id, now, exc)
-
-
-def _advance_on_ended(run_id, ended, now):
-    advance = Advance.lock(run_id, now=now)
-    # Read after the lock, so current: whole steps from the run's steps, map items by id.
-    items = {e.step_run_id: e for _, map_index, e in ended if map_index != WHOLE_STEP}
-    found = [advance.steps[step_id] for step_id, map_index, _ in ended if map_index == WHOLE_STEP]
-    if items:
-        found += StepRun.objects.filter(pk__in=items).defer("input", "output")
-    fenced = {e.step_run_id: e for _, _, e in ended}
-    for step in found:
-        ended_task = fenced[step.pk]
-        # Only the step's current task, while the step runs: a superseded task ends without effect.
-        if step.status == StepStatus.RUNNING and step.task_id == ended_task.task_id:
-            advance.task_ended(step, ended_task)
-    advance.commit()
-
-
-def _fail_run_for_engine_error(run_id, now, exc):
-    with transaction.atomic():
-        advance = Advance.lock(run_id, now=now)
-        if advance.run.is_terminal:
-            return
-        reason = f"the workflow engine failed: {type(exc).__name__}: {exc}"[:500]
-        advance.set_run(reason, status=RunStatus.FAILED, finished_at=now, error=_error(reason))
-        advance.commit()
-
-
-def expire_approvals(*, now=None):
-    """Apply the default decision of approvals past their due time. Returns how many were decided."""
-    now = now or timezone.now()
-    due = list(
-        StepRun.objects.filter(status=StepStatus.AWAITING_APPROVAL, due_at__lte=now)
-        .order_by("run_id")
-        .values_list("run_id", "step_id")[:500]
-    )
-    decided = 0
-    for run_id, step_id in due:
-        with transaction.atomic():
-            advance = Advance.lock(run_id, now=now)
-            step = advance.steps.get(step_id)
-            if step is None or step.status != StepStatus.AWAITING_APPROVAL or step.due_at > now:
-                continue
-            approve = advance.specs[step_id]["on_timeout"] == "approve"
-            advance.decide_approval(
-                step, approved=approve, by="timeout", comment="no decision before the due time"
-            )
-            advance.commit()
-            decided += 1
-    return decided

@@ -5,7 +5,7 @@ from datetime import timedelta
 import time_machine
 from django.utils import timezone
 
-from workflows import engine
+from workflows import advancing
 from workflows.models import StepRun, WorkflowRun
 
 from .helpers import RUNS, run_settles, start, step_settles, steps
@@ -135,9 +135,9 @@ def test_an_approval_past_its_timeout_takes_its_default_decision(
     define("approved", APPROVAL)
     run_id = start(operator_client, "approved")
     step_settles(run_id, "review", "awaiting_approval")
-    assert engine.expire_approvals() == 0  # not due yet
+    assert advancing.expire_approvals() == 0  # not due yet
     with time_machine.travel(timezone.now() + timedelta(seconds=601)):
-        assert engine.expire_approvals() == 1
+        assert advancing.expire_approvals() == 1
     run_settles(run_id, "failed")
     review = StepRun.objects.get(run_id=run_id, step_id="review")
     assert review.status == "failed" and review.decided_by == "timeout"

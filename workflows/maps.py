@@ -1,0 +1,181 @@
+"""Map steps: an Advance's part that fans a step out over a list, one item (a step run with its own
+map_index and task) per element, at most max_concurrency running at once, and joins them.
+
+The join is the map step's `remaining_items`, decremented by a guarded UPDATE ... RETURNING as items
+end; the map ends at 0 with its items' outputs in item order, completed if enough items succeeded
+(min_success_ratio). A failed item that its task retries is not ended: the join waits for it.
+"""
+
+import json
+
+from django.conf import settings
+from django.db import connection
+
+from . import paths
+from .models import RunStatus, StepKind, StepRun, StepStatus
+
+_STEP_TABLE = StepRun._meta.db_table
+
+
+def error_doc(message, **more):
+    """A step's or run's error document."""
+    return {"message": message, **more}
+
+
+def json_size(value):
+    return len(json.dumps(value, separators=(",", ":")).encode())
+
+
+class MapSteps:
+    """Mixed into engine.Advance: it provides touch, begin, fail, step_ended, save_steps, run, now."""
+
+    def _start_map(self, step, spec, context, attempt):
+        items = paths.resolve(paths.parse(spec["over"][paths.PATH]), context)
+        if not isinstance(items, list):
+            raise paths.PathError(
+                f"{spec['over'][paths.PATH]} is {paths._kind(items)}, not a list to map over"
+            )
+        if len(items) > settings.WORKFLOW_MAP_MAX_ITEMS:
+            self.fail(
+                step,
+                f"{len(items)} items to map over; the limit is {settings.WORKFLOW_MAP_MAX_ITEMS}",
+                attempt=attempt,
+            )
+            return
+        template = spec.get("input") or {"item": {paths.PATH: "$.item"}}
+        inputs = []
+        for index, item in enumerate(items):
+            resolved = paths.resolve_value(template, {**context, "item": item, "index": index})
+            if json_size(resolved) > settings.TASK_MAX_INPUT_BYTES:
+                self.fail(
+                    step,
+                    f"item {index}'s input is larger than {settings.TASK_MAX_INPUT_BYTES} bytes",
+                    attempt=attempt,
+                )
+                return
+            inputs.append(resolved)
+        # Items of an earlier attempt (a retry of the whole step) are replaced; each new item's attempt
+        # goes on from its predecessor's, so its calls' idempotency key is one that item never had.
+        earlier = StepRun.objects.filter(run_id=self.run.run_id, step_id=step.step_id, map_index__gte=0)
+        attempts = dict(earlier.values_list("map_index", "attempt"))
+        earlier.delete()
+        self.begin(
+            step,
+            f"started: {len(items)} items",
+            StepStatus.RUNNING,
+            attempt=attempt,
+            items_total=len(items),
+            remaining_items=len(items),
+        )
+        if not items:
+            self._finish_map(step)
+            return
+        created = StepRun.objects.bulk_create(
+            StepRun(
+                run_id=self.run.run_id,
+                step_id=step.step_id,
+                map_index=index,
+                kind=StepKind.TASK,
+                status=StepStatus.WAITING,
+                attempt=attempts.get(index, 0),
+                input=value,
+                created_at=self.now,
+            )
+            for index, value in enumerate(inputs)
+        )
+        self._launch_items(step, created[: spec["max_concurrency"]])
+
+    def _launch_items(self, map_step, items):
+        if self.run.status != RunStatus.RUNNING:
+            return
+        spec = self.specs[map_step.step_id]
+        for item in items:
+            self.begin(
+                item,
+                "started",
+                StepStatus.RUNNING,
+                attempt=item.attempt + 1,
+            )
+            self._new_tasks.append((item, spec))
+
+    def _items(self, map_step):
+        self.save_steps()  # queries below must see the items changed in this advance
+        return StepRun.objects.filter(run_id=self.run.run_id, step_id=map_step.step_id, map_index__gte=0)
+
+    def launch_waiting_items(self, map_step):
+        """Start as many waiting items as the map's max_concurrency leaves room for, lowest index first."""
+        spec = self.specs[map_step.step_id]
+        items = self._items(map_step)
+        room = spec["max_concurrency"] - items.filter(status=StepStatus.RUNNING).count()
+        if room > 0:
+            self._launch_items(
+                map_step, list(items.filter(status=StepStatus.WAITING).order_by("map_index")[:room])
+            )
+
+    def cancel_waiting_items(self, map_step, reason):
+        """Cancel the items of a map that have not started; counted in the map's join at once."""
+        items = list(self._items(map_step).filter(status=StepStatus.WAITING))
+        for item in items:
+            self.touch(item, reason, status=StepStatus.CANCELLED, finished_at=self.now)
+        self._count_items(map_step, len(items))
+
+    def item_ended(self, item):
+        map_step = self.steps[item.step_id]
+        if self._count_items(map_step, 1) and self.run.status == RunStatus.RUNNING:
+            self.launch_waiting_items(map_step)
+
+    def _count_items(self, map_step, count):
+        """Decrement the map's join by `count` ended items; finish the map at 0. True if items remain."""
+        if count == 0:
+            return map_step.remaining_items > 0
+        with connection.cursor() as cursor:
+            # The join: guarded so that the map is never counted below zero nor after it ended.
+            cursor.execute(
+                f"UPDATE {_STEP_TABLE} SET remaining_items = remaining_items - %s"
+                " WHERE id = %s AND status = %s AND remaining_items >= %s RETURNING remaining_items",
+                [count, map_step.pk, StepStatus.RUNNING, count],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return False
+        map_step.remaining_items = row[0]
+        if row[0] == 0:
+            self._finish_map(map_step)
+            return False
+        return True
+
+    def _finish_map(self, map_step):
+        spec = self.specs[map_step.step_id]
+        items = list(self._items(map_step).order_by("map_index").only("status", "output", "map_index"))
+        succeeded = sum(1 for i in items if i.status == StepStatus.COMPLETED)
+        output = [i.output if i.status == StepStatus.COMPLETED else None for i in items]
+        if self.run.status == RunStatus.CANCELLING and succeeded < len(items):
+            self.touch(
+                map_step,
+                "the run was cancelled",
+                status=StepStatus.CANCELLED,
+                output=output,
+                finished_at=self.now,
+            )
+        elif not items or succeeded / len(items) >= spec["min_success_ratio"]:
+            self.touch(
+                map_step,
+                f"{succeeded} of {len(items)} items succeeded",
+                status=StepStatus.COMPLETED,
+                output=output,
+                finished_at=self.now,
+            )
+        else:
+            self.touch(
+                map_step,
+                f"only {succeeded} of {len(items)} items succeeded",
+                status=StepStatus.FAILED,
+                output=output,
+                finished_at=self.now,
+                error=error_doc(
+                    f"only {succeeded} of {len(items)} items succeeded; min_success_ratio is "
+                    f"{spec['min_success_ratio']}",
+                    failed_items=[i.map_index for i in items if i.status != StepStatus.COMPLETED][:100],
+                ),
+            )
+        self.step_ended(map_step)

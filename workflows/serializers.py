@@ -3,6 +3,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from orchestrator_project.validation import (
+    NoNulCharField,
     StrictFieldsMixin,
     StrictIntegerField,
     StrictRegexField,
@@ -21,7 +22,7 @@ class DefinitionCreateSerializer(StrictFieldsMixin, serializers.Serializer):
         max_length=100,
         error_messages={"invalid": "Use letters, digits and _ . - (starting with a letter or digit)."},
     )
-    description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    description = NoNulCharField(max_length=2000, required=False, allow_blank=True, default="")
     spec = serializers.JSONField(help_text="The steps, defaults and output (docs/workflows.md).")
 
     def validate_name(self, value):
@@ -203,4 +204,4 @@ class RetryStepSerializer(StrictFieldsMixin, serializers.Serializer):
 
 
 class DecisionSerializer(StrictFieldsMixin, serializers.Serializer):
-    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    comment = NoNulCharField(max_length=2000, required=False, allow_blank=True, default="")

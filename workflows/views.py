@@ -76,7 +76,10 @@ class DefinitionListView(APIView):
     @extend_schema(
         summary="List workflows (the latest version of each)",
         tags=["workflows"],
-        responses={200: DefinitionListSerializer(many=True)},
+        parameters=[
+            OpenApiParameter("name", str, description="Only workflows whose name contains this text.")
+        ],
+        responses={200: DefinitionListSerializer(many=True), 400: INVALID},
     )
     def get(self, request):
         # Postgres' DISTINCT ON: the first row of each name in (name, -version) order, its latest.
@@ -85,6 +88,11 @@ class DefinitionListView(APIView):
             .distinct("name")
             .select_related("created_by")
         )
+        name = request.query_params.get("name")
+        if name is not None:
+            if len(name) > 100 or not name.isprintable():
+                raise ValidationError({"name": ["At most 100 printable characters."]})
+            found = found.filter(name__contains=name)
         return Response(DefinitionListSerializer(found, many=True).data)
 
     @extend_schema(

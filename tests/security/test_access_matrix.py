@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from tests.security.conftest import bearer_client, make_task
 from tests.test_access_rules import api_endpoints
+from workflows import definitions, runs
 
 ROLES = ("anonymous", "viewer", "operator", "agent_a", "agent_b", "superuser")
 # 2xx means: allowed (the exact success code is in the cell). 409 is also "allowed": the role may use
@@ -24,6 +25,11 @@ A = "{agent_a}"
 REGISTRATION = {"type": "t", "name": "matrix", "endpoint": "http://127.0.0.1:9/matrix", "capabilities": ["c"]}
 RESULT = {"status": "completed", "result": {"answer": 42}}
 REPLAY = {"since": "2026-01-01T00:00:00Z"}
+SPEC = {
+    "steps": [{"id": "review", "type": "approval"}, {"id": "a", "task_type": "c", "depends_on": ["review"]}]
+}
+WORKFLOW = {"name": "matrix-2", "spec": SPEC}
+RUN = "{run}"
 
 # (method, url name, path, body, then one status per role in ROLES order: anonymous, viewer, operator,
 #  agent A, agent B, superuser)
@@ -49,6 +55,89 @@ MATRIX = [
     ("POST", "task-result", "/api/v1/tasks/{running_b}/result", RESULT, 401, 403, 200, 404, 200, 200),
     # Republishing past events: operators (and superusers) only.
     ("POST", "events-replay", "/api/v1/events/replay", REPLAY, 401, 403, 202, 403, 403, 202),
+    # Workflows: viewers read, operators write. The run waits on its approval step, so approve and
+    # reject are allowed; resume (the run is not paused) and retry (it has not failed) are refused 409.
+    ("GET", "workflow-list", "/api/v1/workflows", None, 401, 200, 200, 403, 403, 200),
+    ("POST", "workflow-list", "/api/v1/workflows", WORKFLOW, 401, 403, 201, 403, 403, 201),
+    ("POST", "workflow-validate", "/api/v1/workflows/validate", {"spec": SPEC}, 401, 403, 200, 403, 403, 200),
+    ("GET", "workflow-detail", "/api/v1/workflows/matrix", None, 401, 200, 200, 403, 403, 200),
+    ("GET", "workflow-versions", "/api/v1/workflows/matrix/versions", None, 401, 200, 200, 403, 403, 200),
+    ("GET", "workflow-version", "/api/v1/workflows/matrix/versions/1", None, 401, 200, 200, 403, 403, 200),
+    ("GET", "workflow-run-list", "/api/v1/workflow-runs", None, 401, 200, 200, 403, 403, 200),
+    (
+        "POST",
+        "workflow-run-list",
+        "/api/v1/workflow-runs",
+        {"workflow": "matrix"},
+        401,
+        403,
+        201,
+        403,
+        403,
+        201,
+    ),
+    ("GET", "workflow-run-detail", f"/api/v1/workflow-runs/{RUN}", None, 401, 200, 200, 403, 403, 200),
+    (
+        "POST",
+        "workflow-run-cancel",
+        f"/api/v1/workflow-runs/{RUN}/cancel",
+        None,
+        401,
+        403,
+        200,
+        403,
+        403,
+        200,
+    ),
+    ("POST", "workflow-run-pause", f"/api/v1/workflow-runs/{RUN}/pause", None, 401, 403, 200, 403, 403, 200),
+    (
+        "POST",
+        "workflow-run-resume",
+        f"/api/v1/workflow-runs/{RUN}/resume",
+        None,
+        401,
+        403,
+        409,
+        403,
+        403,
+        409,
+    ),
+    (
+        "POST",
+        "workflow-run-retry-step",
+        f"/api/v1/workflow-runs/{RUN}/steps/review/retry",
+        {},
+        401,
+        403,
+        409,
+        403,
+        403,
+        409,
+    ),
+    (
+        "POST",
+        "workflow-run-approve",
+        f"/api/v1/workflow-runs/{RUN}/steps/review/approve",
+        {},
+        401,
+        403,
+        200,
+        403,
+        403,
+        200,
+    ),
+    (
+        "POST",
+        "workflow-run-reject",
+        f"/api/v1/workflow-runs/{RUN}/steps/review/reject",
+        {},
+        401,
+        403,
+        200,
+        403,
+        403,
+        200,
+    ),
     # Outside /api/v1: monitoring and documentation.
     ("GET", None, "/status", None, 401, 200, 200, 403, 403, 200),
     ("GET", None, "/health", None, 200, 200, 200, 200, 200, 200),
@@ -74,6 +163,7 @@ def world(db, agent_a, agent_b, viewer_client, operator_client, superuser_client
         "pending": make_task("pending").pk,
         "completed": make_task("completed", agent=agent_a, result={"answer": 1}).pk,
         "failed": make_task("failed", agent=agent_a).pk,
+        "run": _waiting_run(),
     }
     clients = {
         "anonymous": APIClient(),
@@ -84,6 +174,13 @@ def world(db, agent_a, agent_b, viewer_client, operator_client, superuser_client
         "superuser": superuser_client,
     }
     return objects, clients
+
+
+def _waiting_run():
+    """A run of workflow `matrix`, waiting on its approval step."""
+    definitions.create_definition(name="matrix", spec=SPEC)
+    run, _ = runs.start_run(workflow="matrix")
+    return run.pk
 
 
 class _Rollback(Exception):

@@ -48,6 +48,8 @@ def test_the_same_spec_returns_the_existing_version_and_a_different_one_makes_th
     )
     listed = operator_client.get("/api/v1/workflows").json()
     assert [(w["name"], w["version"]) for w in listed] == [("report", 2)]
+    assert operator_client.get("/api/v1/workflows", {"name": "epo"}).json() == listed
+    assert operator_client.get("/api/v1/workflows", {"name": "nope"}).json() == []
 
 
 def test_unknown_workflows_and_versions_are_404(operator_client, viewer_client):

@@ -26,7 +26,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from . import pacing
+from . import TARGETS_MISSED, pacing
 from . import stack as stack_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,7 +218,7 @@ def main(argv=None):
     OUT.write_text(report(results))
     OUT.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     print(report(results), flush=True)
-    return 0 if results["creation_overhead"]["met"] and results["lag"]["met"] else 1
+    return 0 if results["creation_overhead"]["met"] and results["lag"]["met"] else TARGETS_MISSED
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from . import pacing
+from . import TARGETS_MISSED, pacing
 from . import stack as stack_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -414,7 +414,7 @@ def main(argv=None):
     OUT.write_text(report(results))
     OUT.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     print(report(results), flush=True)
-    return 0 if all(v["met"] for v in results["verdicts"]) else 1
+    return 0 if all(v["met"] for v in results["verdicts"]) else TARGETS_MISSED
 
 
 if __name__ == "__main__":

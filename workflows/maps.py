@@ -54,8 +54,11 @@ class MapSteps:
                 )
                 return
             inputs.append(resolved)
-        # Items of an earlier attempt (a retry of the whole step) are replaced.
-        StepRun.objects.filter(run_id=self.run.run_id, step_id=step.step_id, map_index__gte=0).delete()
+        # Items of an earlier attempt (a retry of the whole step) are replaced; each new item's attempt
+        # goes on from its predecessor's, so its calls' idempotency key is one that item never had.
+        earlier = StepRun.objects.filter(run_id=self.run.run_id, step_id=step.step_id, map_index__gte=0)
+        attempts = dict(earlier.values_list("map_index", "attempt"))
+        earlier.delete()
         self.begin(
             step,
             f"started: {len(items)} items",
@@ -74,6 +77,7 @@ class MapSteps:
                 map_index=index,
                 kind=StepKind.TASK,
                 status=StepStatus.WAITING,
+                attempt=attempts.get(index, 0),
                 input=value,
                 created_at=self.now,
             )

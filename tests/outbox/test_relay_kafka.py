@@ -20,6 +20,7 @@ from tasks.models import Task
 from tests.kafka_broker import Tansu, consume_until, consumer
 from tests.outbox.test_outbox_writes import valid
 from tests.tasks.conftest import wait_until
+from workflows import definitions, runs
 
 
 def headers_of(message):
@@ -50,6 +51,9 @@ def test_every_change_type_arrives_once_with_its_headers_and_key(kafka_broker, t
         capacity.release(agent.agent_id, verdict=Verdict.FAILURE, now=task.created_at)
     agent_services.reset_circuit(agent_ids=[agent.agent_id])
     agent_services.unregister_agent(agent_id=agent.agent_id)
+    definitions.create_definition(name="brief", spec={"steps": [{"id": "plan", "task_type": "plan"}]})
+    run, _ = runs.start_run(workflow="brief")
+    runs.pause_run(run_id=run.run_id)
 
     start_relay(KafkaSink(kafka_broker.bootstrap))
     messages = receive_all(kafka_broker, topics)
@@ -81,7 +85,16 @@ def test_every_change_type_arrives_once_with_its_headers_and_key(kafka_broker, t
         ("io.orchestrator.agent.status_changed.v1", None),
         ("io.orchestrator.agent.circuit_changed.v1", None),
         ("io.orchestrator.agent.unregistered.v1", None),
+        ("io.orchestrator.workflow_run.status_changed.v1", None),
+        ("io.orchestrator.workflow_run.step_status_changed.v1", None),
     }
+    assert {m.topic() for m in messages} == set(topics.values())
+    run_statuses = [
+        json.loads(m.value())["status"]
+        for m in messages
+        if headers_of(m)["ce_type"] == "io.orchestrator.workflow_run.status_changed.v1"
+    ]
+    assert run_statuses == ["running", "paused"]  # in the run's own order
     assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
 
 

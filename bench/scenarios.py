@@ -118,7 +118,9 @@ class Bench:
 
     def reset(self):
         """A clean slate between scenarios: no tasks, no events, no agents."""
-        self.sql("TRUNCATE tasks_task, tasks_taskevent, agents_agentstatuschange, agents_agent")
+        self.sql(
+            "TRUNCATE tasks_task, tasks_taskevent, agents_agentstatuschange, agents_agentroute, agents_agent"
+        )
         self.set_agent_delay(0)
         self.received()
 

@@ -25,7 +25,7 @@ task's lock before a run's (the task's move, then the hook), never the other way
 
 import json
 import logging
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from datetime import timedelta
 
 from django.conf import settings
@@ -37,7 +37,7 @@ from tasks import services as task_services
 from tasks.models import TaskStatus
 
 from . import conditions, paths
-from .events import Journal
+from .events import Journal, flush_journals
 from .maps import MapSteps, error_doc, json_size
 from .models import (
     STEP_FAILED,
@@ -109,6 +109,27 @@ class Advance(MapSteps):
             raise NotFound("No workflow run with this id.")
         return cls(run, now=now)
 
+    @classmethod
+    def lock_many(cls, run_ids, *, now=None):
+        """Lock several runs (in run id order, as every batch does: two batches never deadlock) and
+        load their whole steps, in two queries; returns their Advances in that order."""
+        runs = list(
+            WorkflowRun.objects.select_for_update(of=("self",))
+            .select_related("definition")
+            .filter(run_id__in=run_ids)
+            .order_by("run_id")
+        )
+        steps = defaultdict(dict)
+        rows = StepRun.objects.filter(run_id__in=[r.run_id for r in runs], map_index=WHOLE_STEP)
+        for step in rows.defer("input", "output"):
+            steps[step.run_id][step.step_id] = step
+        advances = []
+        for run in runs:
+            advance = cls(run, now=now)
+            advance._steps = steps[run.run_id]
+            advances.append(advance)
+        return advances
+
     @property
     def steps(self):
         """The run's whole steps (not map items) by step id; inputs and outputs are read when needed."""
@@ -136,19 +157,30 @@ class Advance(MapSteps):
             self._changes.append((None, fields["status"], reason))
 
     def _context(self, step_spec, read=None):
-        """What paths resolve against: the run's input and the outputs of the steps `step_spec` reads."""
+        """What paths resolve against: the run's input and the outputs of the steps `step_spec` reads.
+
+        Statuses and errors are the steps' own (current under the lock); an output set in this advance
+        is in memory, and only the others are read (the chain's usual case reads nothing)."""
         if read is None:
             read = {p.step for _, holder in paths.references(step_spec) for p in _holder_paths(holder)}
             if step_spec.get("type") == StepKind.CONDITION:
                 read |= {p.step for p in conditions.check(step_spec["when"])[1]}
             read.discard(None)
-        self.save_steps()  # outputs set in this advance are read back below
-        found = StepRun.objects.filter(run_id=self.run.run_id, map_index=WHOLE_STEP, step_id__in=read).only(
-            "step_id", "status", "output", "error"
-        )
+        steps = [self.steps[step_id] for step_id in read if step_id in self.steps]
+        unread = [s.pk for s in steps if "output" in s.get_deferred_fields()]
+        outputs = {}
+        if unread:
+            outputs = dict(StepRun.objects.filter(pk__in=unread).values_list("pk", "output"))
         return {
             "input": self.run.input,
-            "steps": {s.step_id: {"output": s.output, "status": s.status, "error": s.error} for s in found},
+            "steps": {
+                s.step_id: {
+                    "output": outputs[s.pk] if s.pk in outputs else s.output,
+                    "status": s.status,
+                    "error": s.error,
+                }
+                for s in steps
+            },
         }
 
     # --- deciding and starting steps ----------------------------------------------------------------
@@ -368,26 +400,16 @@ class Advance(MapSteps):
         self._ended.append(step)
 
     def drain(self):
-        while self._ended:
-            step = self._ended.popleft()
-            if step.map_index != WHOLE_STEP:
-                self.item_ended(step)
-            else:
-                self._count_in_children(step)
+        drain_all([self])
 
-    def _count_in_children(self, step):
-        children = self.children.get(step.step_id, [])
-        if not children:
-            return
-        with connection.cursor() as cursor:
-            # The join: each child's counter of parents still running, decremented once per parent.
-            cursor.execute(
-                f"UPDATE {_STEP_TABLE} SET remaining_parents = remaining_parents - 1"
-                " WHERE run_id = %s AND map_index = %s AND step_id = ANY(%s) AND status = %s"
-                " AND remaining_parents > 0 RETURNING step_id, remaining_parents",
-                [self.run.run_id, WHOLE_STEP, children, StepStatus.WAITING],
-            )
-            counted = cursor.fetchall()
+    def _count_items_ended(self, ended):
+        """A round's ended map items, counted per map with one UPDATE; their maps refilled."""
+        for step_id, count in Counter(s.step_id for s in ended if s.map_index != WHOLE_STEP).items():
+            map_step = self.steps[step_id]
+            if self._count_items(map_step, count) and self.run.status == RunStatus.RUNNING:
+                self.launch_waiting_items(map_step)
+
+    def _children_counted(self, counted):
         for step_id, remaining in sorted(counted):
             child = self.steps[step_id]
             child.remaining_parents = remaining
@@ -468,69 +490,142 @@ class Advance(MapSteps):
 
     # --- writing -------------------------------------------------------------------------------------
 
-    def _create_tasks(self):
-        if not self._new_tasks:
-            return
+    def _task_fields(self, step, spec):
         run, definition = self.run, self.run.definition
-        items = []
-        for step, spec in self._new_tasks:
-            index = max(step.map_index, 0)
-            items.append(
-                {
-                    "type": spec["task_type"],
-                    "description": f"workflow {definition.name} v{definition.version}, step {step.step_id}"
-                    + (f"[{step.map_index}]" if step.map_index >= 0 else ""),
-                    "input_data": step.input,
-                    "required_capabilities": spec["required_capabilities"],
-                    "priority": spec.get("priority", run.priority),
-                    "max_retries": spec["max_retries"],
-                    "timeout_seconds": spec["timeout_seconds"],
-                    "deadline": None,
-                    "auto_dispatch": True,
-                    "strategy": "",
-                    "workflow_step_id": step.pk,
-                    # Stable for the step's attempt across the task's own retries: the agent's dedupe key.
-                    "idempotency_key": f"{run.run_id}:{step.step_id}:{index}:{step.attempt}",
-                }
-            )
-        tasks = task_services.create_tasks_bulk(items=items)
-        for (step, _), task in zip(self._new_tasks, tasks, strict=True):
-            self.touch(step, task_id=task.task_id)
-        self._new_tasks = []
+        index = max(step.map_index, 0)
+        return {
+            "type": spec["task_type"],
+            "description": f"workflow {definition.name} v{definition.version}, step {step.step_id}"
+            + (f"[{step.map_index}]" if step.map_index >= 0 else ""),
+            "input_data": step.input,
+            "required_capabilities": spec["required_capabilities"],
+            "priority": spec.get("priority", run.priority),
+            "max_retries": spec["max_retries"],
+            "timeout_seconds": spec["timeout_seconds"],
+            "deadline": None,
+            "auto_dispatch": True,
+            "strategy": "",
+            "workflow_step_id": step.pk,
+            # Stable for the step's attempt across the task's own retries: the agent's dedupe key.
+            "idempotency_key": f"{run.run_id}:{step.step_id}:{index}:{step.attempt}",
+        }
 
     def save_steps(self):
-        groups = defaultdict(list)
-        for step, changed in self._dirty.values():
-            groups[frozenset(changed)].append(step)
-        for changed, steps in groups.items():
-            StepRun.objects.bulk_update(steps, sorted(changed))
-        self._dirty = {}
+        _save_steps([self])
 
     def commit(self):
-        """Count what ended in its joins, finish the run if it is done, then write everything; call
-        once, inside the transaction that locked the run."""
-        self.drain()
-        self.finish_if_done()
-        self._create_tasks()
-        self.save_steps()
-        for step, status, reason in self._changes:
+        """Settle and write everything; call once, inside the transaction that locked the run."""
+        settle_all([self])
+        write_all([self])
+
+
+def drain_all(advances):
+    """Count what ended in the advances' runs in its joins, round by round: a round's ended map items
+    per map, then its ended steps in all their children, every run's at once, with one UPDATE ...
+    RETURNING; the steps decided then may end at once and make the next round."""
+    pending = [a for a in advances if a._ended]
+    while pending:
+        joins = []  # (run id, child step id, parents of it that ended)
+        by_run = {}
+        for advance in pending:
+            ended, advance._ended = advance._ended, deque()
+            advance._count_items_ended(ended)
+            counts = Counter(
+                child
+                for step in ended
+                if step.map_index == WHOLE_STEP
+                for child in advance.children.get(step.step_id, ())
+            )
+            joins += [(advance.run.run_id, child, n) for child, n in sorted(counts.items())]
+            by_run[advance.run.run_id] = advance
+        counted = defaultdict(list)
+        if joins:
+            params = [[j[0] for j in joins], [j[1] for j in joins], [j[2] for j in joins]]
+            with connection.cursor() as cursor:
+                # The join: each child's counter of parents still running, decremented once per parent.
+                cursor.execute(_JOIN_SQL, [*params, WHOLE_STEP, StepStatus.WAITING])
+                for run_id, step_id, remaining in cursor.fetchall():
+                    counted[run_id].append((step_id, remaining))
+        for run_id, rows in counted.items():
+            by_run[run_id]._children_counted(rows)
+        pending = [a for a in advances if a._ended]
+
+
+_JOIN_SQL = (
+    f"UPDATE {_STEP_TABLE} AS s SET remaining_parents = s.remaining_parents - d.n"
+    " FROM unnest(%s::uuid[], %s::text[], %s::int[]) AS d(run_id, step_id, n)"
+    " WHERE s.run_id = d.run_id AND s.map_index = %s AND s.step_id = d.step_id AND s.status = %s"
+    " AND s.remaining_parents >= d.n RETURNING s.run_id, s.step_id, s.remaining_parents"
+)
+
+
+def settle_all(advances):
+    """Count what ended in its joins and finish the runs that are done (before `write_all`)."""
+    drain_all(advances)
+    for advance in advances:
+        advance.finish_if_done()
+
+
+def write_all(advances):
+    """Write what settled advances changed, all runs at once: their new tasks in one COPY, their steps'
+    changes grouped by the fields changed, their journals in one statement, their runs' rows; then
+    hand over the work for after the commit and tell the parents of sub-workflow runs that ended."""
+    _create_tasks(advances)
+    _save_steps(advances)
+    for advance in advances:
+        for step, status, reason in advance._changes:
             if step is None:
-                self.journal.run_changed(status, reason)
+                advance.journal.run_changed(status, reason)
                 continue
+            # A step's event says the status of that change, not the step's latest.
             step.status, current = status, step.status
-            self.journal.step_changed(step, reason)
+            advance.journal.step_changed(step, reason)
             step.status = current
-        self._changes = []
-        if self._run_fields:
-            self.run.updated_at = self.now
-            self.run.save(update_fields=sorted(self._run_fields | {"updated_at"}))
-            self._run_fields = set()
-        self.journal.flush()
-        for action in self.after_commit:
+        advance._changes = []
+    _save_runs(advances)
+    flush_journals([advance.journal for advance in advances])
+    for advance in advances:
+        for action in advance.after_commit:
             transaction.on_commit(action)
-        self.after_commit = []
-        if self.run.is_terminal and self.run.parent_step_id is not None and self.tell_parent:
-            _tell_parent(self.run, self.now)
+        advance.after_commit = []
+    for advance in advances:
+        run = advance.run
+        if run.is_terminal and run.parent_step_id is not None and advance.tell_parent:
+            _tell_parent(run, advance.now)
+
+
+def _create_tasks(advances):
+    new = [(advance, step, spec) for advance in advances for step, spec in advance._new_tasks]
+    if not new:
+        return
+    tasks = task_services.create_tasks_bulk(
+        items=[advance._task_fields(step, spec) for advance, step, spec in new]
+    )
+    for (advance, step, _), task in zip(new, tasks, strict=True):
+        advance.touch(step, task_id=task.task_id)
+    for advance in advances:
+        advance._new_tasks = []
+
+
+def _save_steps(advances):
+    groups = defaultdict(list)
+    for advance in advances:
+        for step, changed in advance._dirty.values():
+            groups[frozenset(changed)].append(step)
+        advance._dirty = {}
+    for changed, steps in groups.items():
+        StepRun.objects.bulk_update(steps, sorted(changed))
+
+
+def _save_runs(advances):
+    groups = defaultdict(list)
+    for advance in advances:
+        if advance._run_fields:
+            advance.run.updated_at = advance.now
+            groups[frozenset(advance._run_fields | {"updated_at"})].append(advance.run)
+            advance._run_fields = set()
+    for fields, runs in groups.items():
+        WorkflowRun.objects.bulk_update(runs, sorted(fields))
 
 
 def _holder_paths(holder):

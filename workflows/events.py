@@ -10,7 +10,9 @@ Payloads say what changed, not inputs or outputs (read those from the API).
 """
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 
 from django.db import connection, transaction
 from django.dispatch import Signal
@@ -92,46 +94,63 @@ class Journal:
         )
 
     def flush(self):
-        """Write the collected changes (the caller holds the run locked, so its counter is ours)."""
-        if not self.changes:
-            return
-        changes, self.changes = self.changes, []
-        params = {
-            "run": self.run_id,
-            "now": self.now,
-            "count": len(changes),
-            "steps": [c.step_id for c in changes],
-            "indexes": [c.map_index for c in changes],
-            "statuses": [c.status for c in changes],
-            "attempts": [c.attempt for c in changes],
-            "reasons": [c.reason for c in changes],
-            "types": [STEP_STATUS_CHANGED if c.step_id else RUN_STATUS_CHANGED for c in changes],
-            "payloads": [json.dumps(c.payload) for c in changes],
-        }
-        with connection.cursor() as cursor:
-            cursor.execute(_SQL_PUBLISHED if writer.enabled() else _SQL_LOGGED, params)
-        run_id = self.run_id
-        transaction.on_commit(lambda: changes_committed.send(sender=Journal, run_id=run_id, changes=changes))
+        flush_journals([self])
+
+
+def flush_journals(journals):
+    """Write the changes collected by the journals of several locked runs (the caller holds them
+    locked, so their counters are ours) in one statement: one round trip for a whole batch of runs."""
+    journals = [j for j in journals if j.changes]
+    if not journals:
+        return
+    params = defaultdict(list)
+    for journal in journals:
+        changes = journal.changes
+        params["counted_runs"].append(journal.run_id)
+        params["counts"].append(len(changes))
+        for c in changes:
+            params["runs"].append(journal.run_id)
+            params["times"].append(journal.now)
+            params["steps"].append(c.step_id)
+            params["indexes"].append(c.map_index)
+            params["statuses"].append(c.status)
+            params["attempts"].append(c.attempt)
+            params["reasons"].append(c.reason)
+            params["types"].append(STEP_STATUS_CHANGED if c.step_id else RUN_STATUS_CHANGED)
+            params["payloads"].append(json.dumps(c.payload))
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL_PUBLISHED if writer.enabled() else _SQL_LOGGED, params)
+    for journal in journals:
+        changes, journal.changes = journal.changes, []
+        transaction.on_commit(
+            partial(changes_committed.send, sender=Journal, run_id=journal.run_id, changes=changes)
+        )
 
 
 _CHANGES = f"""ev AS (
-        SELECT * FROM unnest(%(steps)s::text[], %(indexes)s::int[], %(statuses)s::text[],
-                             %(attempts)s::int[], %(reasons)s::text[], %(types)s::text[],
-                             %(payloads)s::text[]::jsonb[])
-               WITH ORDINALITY AS e(step_id, map_index, status, attempt, reason, type, payload, n)
+        SELECT * FROM unnest(%(runs)s::uuid[], %(times)s::timestamptz[], %(steps)s::text[],
+                             %(indexes)s::int[], %(statuses)s::text[], %(attempts)s::int[],
+                             %(reasons)s::text[], %(types)s::text[], %(payloads)s::text[]::jsonb[])
+               WITH ORDINALITY AS e(run_id, at, step_id, map_index, status, attempt, reason, type, payload, n)
     ), logged AS (
         INSERT INTO {WorkflowEvent._meta.db_table}
             (run_id, step_id, map_index, status, attempt, reason, created_at)
-        SELECT %(run)s, step_id, map_index, status, attempt, reason, %(now)s FROM ev ORDER BY n
+        SELECT run_id, step_id, map_index, status, attempt, reason, at FROM ev ORDER BY n
     )"""
 _SQL_LOGGED = f"WITH {_CHANGES} SELECT 1"
-# The run's counter is bumped once by the number of events, which then take the numbers in order.
+# Each run's counter is bumped once by the number of its events, which then take the numbers in order.
 _SQL_PUBLISHED = f"""WITH {_CHANGES}, counter AS (
         INSERT INTO {EntitySequence._meta.db_table} AS s (aggregatetype, aggregateid, value)
-        VALUES ('{AGGREGATE}', %(run)s, %(count)s)
-        ON CONFLICT (aggregatetype, aggregateid) DO UPDATE SET value = s.value + %(count)s
-        RETURNING value
+        SELECT '{AGGREGATE}', run_id, count
+        FROM unnest(%(counted_runs)s::uuid[], %(counts)s::bigint[]) AS c(run_id, count)
+        ORDER BY run_id
+        ON CONFLICT (aggregatetype, aggregateid) DO UPDATE SET value = s.value + excluded.value
+        RETURNING aggregateid, value
     )
     INSERT INTO {OutboxEvent._meta.db_table} ({writer.COLUMNS})
-    SELECT '{AGGREGATE}', %(run)s, ev.type, ev.payload, counter.value - %(count)s + ev.n, %(now)s
-    FROM ev, counter"""
+    SELECT '{AGGREGATE}', ev.run_id, ev.type, ev.payload,
+           counter.value - count(*) OVER w + row_number() OVER w, ev.at
+    FROM ev JOIN counter ON counter.aggregateid = ev.run_id
+    WINDOW w AS (PARTITION BY ev.run_id ORDER BY ev.n
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+    ORDER BY ev.n"""

@@ -104,13 +104,12 @@ class MapSteps:
 
     def launch_waiting_items(self, map_step):
         """Start as many waiting items as the map's max_concurrency leaves room for, lowest index first."""
-        spec = self.specs[map_step.step_id]
+        limit = self.specs[map_step.step_id]["max_concurrency"]
         items = self._items(map_step)
-        room = spec["max_concurrency"] - items.filter(status=StepStatus.RUNNING).count()
-        if room > 0:
-            self._launch_items(
-                map_step, list(items.filter(status=StepStatus.WAITING).order_by("map_index")[:room])
-            )
+        waiting = list(items.filter(status=StepStatus.WAITING).order_by("map_index")[:limit])
+        if waiting:  # else (every item started: the usual case) the count is not needed
+            room = limit - items.filter(status=StepStatus.RUNNING).count()
+            self._launch_items(map_step, waiting[: max(room, 0)])
 
     def cancel_waiting_items(self, map_step, reason):
         """Cancel the items of a map that have not started; counted in the map's join at once."""
@@ -118,11 +117,6 @@ class MapSteps:
         for item in items:
             self.touch(item, reason, status=StepStatus.CANCELLED, finished_at=self.now)
         self._count_items(map_step, len(items))
-
-    def item_ended(self, item):
-        map_step = self.steps[item.step_id]
-        if self._count_items(map_step, 1) and self.run.status == RunStatus.RUNNING:
-            self.launch_waiting_items(map_step)
 
     def _count_items(self, map_step, count):
         """Decrement the map's join by `count` ended items; finish the map at 0. True if items remain."""

@@ -1,7 +1,7 @@
 """Workflow runs, live: what the engine commits goes out on `/ws/workflow-runs/`, and what a client
 (re)connecting starts from.
 
-The engine announces each journal's changes after its commit (`workflows.events.changes_committed`);
+The engine announces a batch of runs' changes after its commit (`workflows.events.changes_committed`);
 they are turned into the messages of `live.messages` and queued on the process's publisher like task
 and agent changes: one channel-layer send per burst, whichever process committed. Items of a map step
 are left out (a 1,000-item map would be 2,000 messages): the map step's own changes say how it goes,
@@ -17,10 +17,10 @@ SNAPSHOT_ACTIVE = 50
 SNAPSHOT_RECENT = 10
 
 
-def on_changes_committed(sender, run_id, changes, **kwargs):
+def on_changes_committed(sender, changes, **kwargs):
     out = []
     for change in changes:
-        payload = change.payload
+        payload, run_id = change.payload, change.run_id
         if not change.step_id:
             out.append(
                 messages.workflow_run_change(

@@ -11,10 +11,10 @@ import time
 from collections import Counter
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from workflows.models import RUN_ACTIVE, RunStatus, StepRun, StepStatus, WorkflowRun
+from workflows.models import RUN_ACTIVE, RunStatus, StepStatus, WorkflowRun
 
 from . import recorder
 
@@ -27,23 +27,22 @@ STARTED = "started"
 TIMED_ENDS = (StepStatus.COMPLETED, StepStatus.FAILED)  # steps that ran; skipped ones never started
 
 
-def on_changes_committed(sender, run_id, changes, **kwargs):
-    """Count one journal's changes in one Redis round trip (one more query when a step ended)."""
+def on_changes_committed(sender, changes, **kwargs):
+    """Count a batch of runs' changes in one Redis round trip (the journal timed the steps' ends)."""
     if time.monotonic() < recorder._skip_until.get(settings.REDIS_URL, 0.0):
         return
     counts = Counter()
-    for change in changes:
-        if change.step_id:
-            continue
-        if change.status in COUNTED_ENDS:
-            counts[RUNS_KEY, f"{change.status}|{change.payload['workflow']}"] += 1
-        elif change.status == RunStatus.RUNNING and change.reason == STARTED:
-            counts[RUNS_KEY, f"started|{change.payload['workflow']}"] += 1
     sums = Counter()
-    for kind, seconds in _step_latencies(run_id, changes):
-        counts[STEP_SECONDS_KEY, f"{kind}|b{_bucket(seconds)}"] += 1
-        counts[STEP_SECONDS_KEY, f"{kind}|count"] += 1
-        sums[f"{kind}|sum"] += seconds
+    for change in changes:
+        if not change.step_id:
+            if change.status in COUNTED_ENDS:
+                counts[RUNS_KEY, f"{change.status}|{change.payload['workflow']}"] += 1
+            elif change.status == RunStatus.RUNNING and change.reason == STARTED:
+                counts[RUNS_KEY, f"started|{change.payload['workflow']}"] += 1
+        elif change.status in TIMED_ENDS and _timed(change.seconds):
+            counts[STEP_SECONDS_KEY, f"{change.kind}|b{_bucket(change.seconds)}"] += 1
+            counts[STEP_SECONDS_KEY, f"{change.kind}|count"] += 1
+            sums[f"{change.kind}|sum"] += change.seconds
     if not counts:
         return
     pipe = recorder.client().pipeline(transaction=False)
@@ -54,21 +53,8 @@ def on_changes_committed(sender, run_id, changes, **kwargs):
     recorder._execute(pipe)
 
 
-def _step_latencies(run_id, changes):
-    """(kind, seconds from start to end) of the steps (and map items) that ended in these changes."""
-    ended = Q()
-    for change in changes:
-        if change.step_id and change.status in TIMED_ENDS:
-            ended |= Q(step_id=change.step_id, map_index=change.map_index)
-    if not ended:
-        return []
-    rows = StepRun.objects.filter(ended, run_id=run_id, started_at__isnull=False, finished_at__isnull=False)
-    latencies = []
-    for kind, started, finished in rows.values_list("kind", "started_at", "finished_at"):
-        seconds = (finished - started).total_seconds()
-        if math.isfinite(seconds) and seconds >= 0:
-            latencies.append((kind, seconds))
-    return latencies
+def _timed(seconds):
+    return seconds is not None and math.isfinite(seconds) and seconds >= 0
 
 
 def _bucket(seconds):

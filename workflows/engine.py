@@ -50,6 +50,7 @@ from .models import (
     WorkflowDefinition,
     WorkflowRun,
 )
+from .rows import update_rows
 
 logger = logging.getLogger(__name__)
 _STEP_TABLE = StepRun._meta.db_table
@@ -614,7 +615,7 @@ def _save_steps(advances):
             groups[frozenset(changed)].append(step)
         advance._dirty = {}
     for changed, steps in groups.items():
-        StepRun.objects.bulk_update(steps, sorted(changed))
+        update_rows(StepRun, steps, sorted(changed))
 
 
 def _save_runs(advances):
@@ -625,7 +626,7 @@ def _save_runs(advances):
             groups[frozenset(advance._run_fields | {"updated_at"})].append(advance.run)
             advance._run_fields = set()
     for fields, runs in groups.items():
-        WorkflowRun.objects.bulk_update(runs, sorted(fields))
+        update_rows(WorkflowRun, runs, sorted(fields))
 
 
 def _holder_paths(holder):

@@ -27,19 +27,23 @@ RUN_STATUS_CHANGED = writer.event_type("workflow_run.status_changed")
 STEP_STATUS_CHANGED = writer.event_type("workflow_run.step_status_changed")
 REASON_LIMIT = 2000
 
-# After the commit of every journal: the changes, for live views and metrics (sent with `changes`, a
-# list of Change, and `run_id`). Nothing in this app listens; the dashboard and metrics may.
+# After the commit of the journals of a batch of runs: their changes, for live views and metrics (sent
+# with `changes`, a list of Change). Nothing in this app listens; the dashboard and metrics may.
 changes_committed = Signal()
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
+    run_id: object
     step_id: str  # "" for the run itself
     map_index: int
     status: str
     attempt: int
     reason: str
     payload: dict
+    # A step (or item) that ended after it started: its kind and seconds from start to end (metrics).
+    kind: str = ""
+    seconds: float | None = None
 
 
 @dataclass
@@ -55,6 +59,7 @@ class Journal:
     def run_changed(self, status, reason=""):
         self.changes.append(
             Change(
+                self.run_id,
                 "",
                 WHOLE_STEP,
                 status,
@@ -72,8 +77,12 @@ class Journal:
         )
 
     def step_changed(self, step, reason=""):
+        seconds = None
+        if step.is_terminal and step.started_at is not None and step.finished_at is not None:
+            seconds = (step.finished_at - step.started_at).total_seconds()
         self.changes.append(
             Change(
+                self.run_id,
                 step.step_id,
                 step.map_index,
                 step.status,
@@ -90,6 +99,8 @@ class Journal:
                     "reason": reason[:REASON_LIMIT],
                     "at": self.now.isoformat(),
                 },
+                step.kind,
+                seconds,
             )
         )
 
@@ -120,11 +131,10 @@ def flush_journals(journals):
             params["payloads"].append(json.dumps(c.payload))
     with connection.cursor() as cursor:
         cursor.execute(_SQL_PUBLISHED if writer.enabled() else _SQL_LOGGED, params)
+    changes = [change for journal in journals for change in journal.changes]
     for journal in journals:
-        changes, journal.changes = journal.changes, []
-        transaction.on_commit(
-            partial(changes_committed.send, sender=Journal, run_id=journal.run_id, changes=changes)
-        )
+        journal.changes = []
+    transaction.on_commit(partial(changes_committed.send, sender=Journal, changes=changes))
 
 
 _CHANGES = f"""ev AS (

@@ -217,12 +217,12 @@ def _step(checked, where, raw, defaults):
     elif kind == StepKind.WORKFLOW:
         name, version = raw.get("workflow"), raw.get("version")
         step.update(workflow=name, version=version, input=raw.get("input", {}))
-        named = isinstance(name, str) and NAME.fullmatch(name)
+        named = isinstance(name, str) and NAME.fullmatch(name) is not None
         if not named:
             checked.error(f"{where}.workflow", "Required: the name of the workflow to run.")
         # No version: the latest, pinned when the definition is created (definitions.py).
-        pinned = version is None or _int(checked, f"{where}.version", version, 1, 2**31 - 1)
-        if named and pinned:
+        version_ok = version is None or _int(checked, f"{where}.version", version, 1, 2**31 - 1)
+        if named and version_ok:
             checked.workflows.append((where, step))
     return step
 

@@ -6,6 +6,7 @@ the verbs (admin_verbs.py: a verb needs the `change` permission, which only oper
 """
 
 import json
+from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.urls import reverse
@@ -14,10 +15,11 @@ from django.utils.html import format_html, format_html_join
 from orchestrator_project.admin_verbs import Report, Verb, VerbsMixin
 from orchestrator_project.errors import Conflict, DomainError
 
-from . import runs, step_graph
+from . import items, runs, step_graph
 from .models import (
     WHOLE_STEP,
     RunStatus,
+    StepKind,
     StepRun,
     StepStatus,
     WorkflowDefinition,
@@ -246,7 +248,7 @@ def _agent(step):
 
 
 class StepRunInline(admin.TabularInline):
-    """The run's steps (map items are on each map step's own page)."""
+    """The run's whole steps (a map step's own page counts its items by status and links to them)."""
 
     model = StepRun
     fields = [
@@ -345,6 +347,7 @@ class StepRunAdmin(VerbsMixin, ShownMixin, ReadOnlyAdmin):
         "task_link",
         "items_total",
         "remaining_items",
+        "items_by_status",
         "due_at",
         "decided_by",
         "created_at",
@@ -362,6 +365,27 @@ class StepRunAdmin(VerbsMixin, ShownMixin, ReadOnlyAdmin):
     @admin.display(description="agent")
     def agent(self, step):
         return _agent(step)
+
+    @admin.display(description="items")
+    def items_by_status(self, step):
+        """A map step's items counted by status, each count linking to those items' list."""
+        if step.kind != StepKind.MAP or step.map_index != WHOLE_STEP:
+            return None
+        summary = items.summaries(run_id=step.run_id).get(step.step_id, {"by_status": {}})
+        changelist = reverse("admin:workflows_steprun_changelist")
+        return format_html_join(
+            ", ",
+            '<a href="{}?{}">{} {}</a>',
+            (
+                (
+                    changelist,
+                    urlencode({"run": step.run_id, "step_id": step.step_id, "status": status}),
+                    count,
+                    status,
+                )
+                for status, count in sorted(summary["by_status"].items())
+            ),
+        )
 
     @admin.display(description="task")
     def task_link(self, step):

@@ -44,6 +44,24 @@ def _unknown_capability_warnings(steps):
     ]
 
 
+def _pin_sub_workflows(steps):
+    """Check that each sub-workflow step's workflow exists, and pin a step that names no version to
+    the latest version there is now: the version is then part of the stored spec (and its hash), so
+    the definition stays immutable and its runs never pick up a later version of the child. Returns
+    the field errors."""
+    errors = {}
+    for where, step in steps:
+        name, version = step["workflow"], step["version"]
+        found = WorkflowDefinition.objects.filter(name=name)
+        found = found.filter(version=version) if version is not None else found.order_by("-version")
+        version_found = found.values_list("version", flat=True).first()
+        if version_found is None:
+            missing = f"No workflow {name!r}" + (f" version {version}." if version is not None else ".")
+            errors[f"spec.{where}.workflow"] = [missing]
+        step["version"] = version_found
+    return errors
+
+
 def validate_definition(*, spec):
     """Check a spec. Returns (normalized spec, warnings); raises InvalidInput with field errors
     (keys like `spec.steps[2].depends_on`). Warnings are dicts of field and message."""
@@ -56,9 +74,8 @@ def validate_definition(*, spec):
             check_json(checked.spec)  # text Postgres could not store (NUL characters)
         except serializers.ValidationError as exc:
             errors["spec"] = [str(m) for m in exc.detail]
-    for where, name, version in checked.workflows:
-        if not errors and not WorkflowDefinition.objects.filter(name=name, version=version).exists():
-            errors.setdefault(f"spec.{where}", []).append(f"No workflow {name!r} version {version}.")
+    if not errors:
+        errors.update(_pin_sub_workflows(checked.workflows))
     if errors:
         raise InvalidInput(errors)
     return checked.spec, _unknown_capability_warnings(checked.spec["steps"])

@@ -3,7 +3,7 @@ import django_filters
 from orchestrator_project.filters import StrictFilterSet
 from tasks.filters import IntegerFilter
 
-from .models import RunStatus, WorkflowRun
+from .models import RunStatus, StepRun, StepStatus, WorkflowRun
 
 
 class RunFilter(StrictFilterSet):
@@ -14,3 +14,11 @@ class RunFilter(StrictFilterSet):
     class Meta:
         model = WorkflowRun
         fields = ["status", "workflow", "version"]
+
+
+class MapItemFilter(StrictFilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=StepStatus.choices)
+
+    class Meta:
+        model = StepRun
+        fields = ["status"]

@@ -10,7 +10,17 @@ from orchestrator_project.validation import (
     check_json,
 )
 
-from .models import RunStatus, StepRun, StepStatus, WorkflowDefinition, WorkflowEvent, WorkflowRun
+from .items import summaries as map_item_summaries
+from .models import (
+    WHOLE_STEP,
+    RunStatus,
+    StepKind,
+    StepRun,
+    StepStatus,
+    WorkflowDefinition,
+    WorkflowEvent,
+    WorkflowRun,
+)
 
 WORKFLOW_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 RESERVED_NAMES = {"validate"}  # a path of its own under /api/v1/workflows
@@ -94,6 +104,8 @@ class RunCreateSerializer(StrictFieldsMixin, serializers.Serializer):
 
 
 class StepRunSerializer(serializers.ModelSerializer):
+    """A step run as the API shows it: a map item as it is, and the base of a whole step's view."""
+
     map_index = serializers.SerializerMethodField()
     agent_id = serializers.SerializerMethodField()
     task_attempts = serializers.SerializerMethodField()
@@ -113,10 +125,6 @@ class StepRunSerializer(serializers.ModelSerializer):
             "input",
             "output",
             "error",
-            "items_total",
-            "remaining_items",
-            "due_at",
-            "decided_by",
             "created_at",
             "started_at",
             "finished_at",
@@ -132,6 +140,37 @@ class StepRunSerializer(serializers.ModelSerializer):
 
     def get_task_attempts(self, step) -> int | None:
         return step.task.attempts if step.task is not None else None
+
+
+class MapItemsSummarySerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    by_status = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Items per status; statuses no item has are left out."
+    )
+
+
+class StepSerializer(StepRunSerializer):
+    """A whole step in the run's detail. A map step's items are counted here (context["items"]: what
+    items.summaries returned) and listed by the step's own items endpoint."""
+
+    items = serializers.SerializerMethodField()
+
+    class Meta(StepRunSerializer.Meta):
+        fields = [
+            *StepRunSerializer.Meta.fields,
+            "items_total",
+            "remaining_items",
+            "items",
+            "due_at",
+            "decided_by",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(MapItemsSummarySerializer(allow_null=True))
+    def get_items(self, step):
+        if step.kind != StepKind.MAP:
+            return None
+        return self.context["items"].get(step.step_id, {"total": 0, "by_status": {}})
 
 
 class RunEventSerializer(serializers.ModelSerializer):
@@ -183,10 +222,11 @@ class RunDetailSerializer(RunSerializer):
         fields = [*RunSerializer.Meta.fields, "steps", "events"]
         read_only_fields = fields
 
-    @extend_schema_field(StepRunSerializer(many=True))
+    @extend_schema_field(StepSerializer(many=True))
     def get_steps(self, run):
-        steps = run.steps.select_related("task").order_by("id")
-        return StepRunSerializer(steps, many=True).data
+        # The whole steps only: a map's items (up to 10,000 each) are counted, not listed.
+        steps = run.steps.filter(map_index=WHOLE_STEP).select_related("task").order_by("id")
+        return StepSerializer(steps, many=True, context={"items": map_item_summaries(run_id=run.run_id)}).data
 
     @extend_schema_field(RunEventSerializer(many=True))
     def get_events(self, run):

@@ -4,7 +4,8 @@
 errors keyed by where they are (`steps[2].depends_on`). It is pure and linear in the spec's size, and
 checks the byte size and the step count before anything else, so a hostile spec (10,000 steps, deep
 nesting, huge templates) is refused quickly. What needs the database (capabilities that no agent
-offers, sub-workflows that do not exist) is definitions.py's.
+offers, sub-workflows that do not exist, the version a sub-workflow step without one is pinned to) is
+definitions.py's.
 
 A spec:
 
@@ -48,7 +49,8 @@ APPROVAL_DEFAULT_TIMEOUT = 24 * 3600
 class Checked:
     spec: dict
     errors: dict = field(default_factory=dict)
-    # (field, step id) of every sub-workflow step, for the caller to look up
+    # (where, normalized step) of every sub-workflow step: the caller looks its workflow up in the
+    # database, and pins the step's version to the latest when the spec names none.
     workflows: list = field(default_factory=list)
 
     def error(self, where, message):
@@ -214,11 +216,14 @@ def _step(checked, where, raw, defaults):
         step["input"] = raw.get("input", {})
     elif kind == StepKind.WORKFLOW:
         name, version = raw.get("workflow"), raw.get("version")
-        if not isinstance(name, str) or not NAME.fullmatch(name):
-            checked.error(f"{where}.workflow", "Required: the name of the workflow to run.")
-        if _int(checked, f"{where}.version", version, 1, 2**31 - 1) and isinstance(name, str):
-            checked.workflows.append((f"{where}.workflow", name, version))
         step.update(workflow=name, version=version, input=raw.get("input", {}))
+        named = isinstance(name, str) and NAME.fullmatch(name) is not None
+        if not named:
+            checked.error(f"{where}.workflow", "Required: the name of the workflow to run.")
+        # No version: the latest, pinned when the definition is created (definitions.py).
+        version_ok = version is None or _int(checked, f"{where}.version", version, 1, 2**31 - 1)
+        if named and version_ok:
+            checked.workflows.append((where, step))
     return step
 
 

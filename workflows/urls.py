@@ -6,6 +6,7 @@ from .views import (
     DefinitionListView,
     DefinitionVersionsView,
     DefinitionVersionView,
+    MapItemListView,
     RunViewSet,
     ValidateView,
 )
@@ -22,6 +23,11 @@ urlpatterns = [
         "workflows/<str:name>/versions/<int:version>",
         DefinitionVersionView.as_view(),
         name="workflow-version",
+    ),
+    path(
+        "workflow-runs/<uuid:run_id>/steps/<str:step_id>/items",
+        MapItemListView.as_view(),
+        name="workflow-run-items",
     ),
     *router.urls,
 ]

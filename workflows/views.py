@@ -4,8 +4,9 @@ Viewsets stay declarative: serializers validate, each verb calls one service fun
 runs.py), and the services' domain errors become 400, 404 and 409 (orchestrator_project/exceptions.py).
 """
 
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import generics, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -13,9 +14,9 @@ from rest_framework.views import APIView
 
 from orchestrator_project.pagination import KeysetPagination
 
-from . import definitions, runs, spec
-from .filters import RunFilter
-from .models import WorkflowDefinition, WorkflowRun
+from . import definitions, items, runs, spec
+from .filters import MapItemFilter, RunFilter
+from .models import StepRun, WorkflowDefinition, WorkflowRun
 from .serializers import (
     DecisionSerializer,
     DefinitionCreatedSerializer,
@@ -27,6 +28,7 @@ from .serializers import (
     RunDetailSerializer,
     RunListSerializer,
     RunSerializer,
+    StepRunSerializer,
     ValidateResponseSerializer,
     ValidateSerializer,
 )
@@ -34,6 +36,7 @@ from .serializers import (
 CONFLICT = OpenApiResponse(description="Illegal state change (the message says why)")
 NOT_FOUND = OpenApiResponse(description="Unknown workflow, run or step")
 INVALID = OpenApiResponse(description="Field errors, keyed like spec.steps[2].depends_on")
+NOT_A_MAP = OpenApiResponse(description="Field errors: the step is not a map step, or a bad filter")
 EXAMPLE_SPEC = {
     "defaults": {"timeout_seconds": 120, "max_retries": 2},
     "steps": [
@@ -192,6 +195,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(
         summary="Get a run with every step's status, attempt, agent, timing and output",
+        description="The whole steps only: a map step's items are counted by status in its `items`, "
+        "and listed by `GET /api/v1/workflow-runs/{run_id}/steps/{step_id}/items`.",
         tags=["workflow runs"],
         responses={200: RunDetailSerializer, 404: NOT_FOUND},
     )
@@ -310,3 +315,55 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             by=request.user.get_username(),
             comment=body.validated_data["comment"],
         )
+
+
+class MapItemPagination(KeysetPagination):
+    # Item order; (run, step_id, map_index) is unique and indexed, so every page is an index range.
+    ordering = "map_index"
+
+
+# One item: the schema generator wraps it in a page (next, previous, results).
+ITEMS_EXAMPLE = OpenApiExample(
+    "a failed item of a map",
+    value={
+        "step_id": "research",
+        "map_index": 7,
+        "kind": "map",
+        "status": "failed",
+        "attempt": 1,
+        "task_id": "0b5cf3a4-5b8e-4f53-9a0e-4d1f1c0f6a21",
+        "task_attempts": 3,
+        "agent_id": "6f1d2c7e-8a43-4e0b-b1f4-2a9c5d3e7b10",
+        "input": {"question": "Who makes grid batteries?", "number": 7},
+        "output": None,
+        "error": {"message": "the task failed", "task_id": "0b5cf3a4-5b8e-4f53-9a0e-4d1f1c0f6a21"},
+        "created_at": "2026-12-04T09:00:00Z",
+        "started_at": "2026-12-04T09:00:02Z",
+        "finished_at": "2026-12-04T09:01:05Z",
+    },
+    response_only=True,
+)
+
+
+class MapItemListView(generics.ListAPIView):
+    """The items of one map step, in item order, a page at a time (the run's detail only counts them).
+    Read like the run's detail: viewers and operators."""
+
+    serializer_class = StepRunSerializer
+    filterset_class = MapItemFilter
+    filter_backends = [DjangoFilterBackend]  # no ?ordering=: item order is the keyset
+    pagination_class = MapItemPagination
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema generator, without a URL
+            return StepRun.objects.none()
+        return items.map_items(run_id=self.kwargs["run_id"], step_id=self.kwargs["step_id"])
+
+    @extend_schema(
+        summary="List a map step's items (status, attempt, agent, task, timing, output, error)",
+        tags=["workflow runs"],
+        examples=[ITEMS_EXAMPLE],
+        responses={200: StepRunSerializer(many=True), 400: NOT_A_MAP, 404: NOT_FOUND},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)

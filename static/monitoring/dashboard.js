@@ -281,7 +281,7 @@
     renderCounters("task-counters", board.tasks, "task");
     renderAgents();
     renderTasks();
-    window.OrchestratorWorkflows.draw($("workflow-runs"), board.runs, CAN_OPERATE ? decide : null);
+    window.OrchestratorWorkflows.draw($("workflow-runs"), board.runs, CAN_OPERATE ? operateRuns : null);
   }
 
   function renderSummary(summary) {
@@ -323,8 +323,9 @@
     summaryTimer = setTimeout(function () { summaryTimer = null; loadSummary(); }, wait);
   }
 
+  // Settles (never rejects) once the answer is shown: the caller may re-enable its button then.
   function callApi(method, url, done) {
-    fetch(url, {
+    return fetch(url, {
       method: method, credentials: "same-origin",
       headers: { "X-CSRFToken": cookie("csrftoken"), Accept: "application/json" },
     }).then(function (response) {
@@ -335,9 +336,24 @@
     }).catch(function (error) { showMessage(error.message, true); });
   }
 
-  function decide(run, step, verb) {
-    var url = "/api/v1/workflow-runs/" + run.run_id + "/steps/" + encodeURIComponent(step.step_id) + "/" + verb;
-    callApi("POST", url, (verb === "approve" ? "Approved " : "Rejected ") + step.step_id + ".");
+  // The workflow cards' verbs (workflows.js draws their buttons, for operators only).
+  var RUN_DONE = { pause: "Paused", resume: "Resumed", cancel: "Cancel requested for" };
+  var operateRuns = {
+    run: function (run, verb) {
+      return callApi("POST", "/api/v1/workflow-runs/" + run.run_id + "/" + verb,
+                     RUN_DONE[verb] + " run " + run.run_id.slice(0, 8) + ".");
+    },
+    retry: function (run, step) {
+      return callApi("POST", stepUrl(run, step, "retry"), "Retrying from " + step.step_id + ".");
+    },
+    decide: function (run, step, verb) {
+      return callApi("POST", stepUrl(run, step, verb), (verb === "approve" ? "Approved " : "Rejected ") +
+                     step.step_id + ".");
+    },
+  };
+
+  function stepUrl(run, step, verb) {
+    return "/api/v1/workflow-runs/" + run.run_id + "/steps/" + encodeURIComponent(step.step_id) + "/" + verb;
   }
 
   function tick() {

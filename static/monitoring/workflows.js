@@ -4,9 +4,14 @@
  * snapshot, apply per event, false when an event names a run or step the store does not hold, so that
  * the page asks for a fresh snapshot: a run started since the last one). draw(box, store) redraws the
  * runs: active ones first, each an SVG laid out as the admin's graph (workflows/step_graph.py): a
- * column per depth, a box per step coloured by status, an arrow per dependency. With `decide` (given
- * to operators only: the API would refuse viewers), a step awaiting approval gets Approve and Reject
- * buttons; decide(run, step, "approve"|"reject") calls the API, and the stream brings the outcome.
+ * column per depth, a box per step coloured by status, an arrow per dependency.
+ *
+ * With `operate` (given to operators only: the API would refuse viewers), each card offers the verbs
+ * its run's status allows, as workflows/runs.py does: Pause (running), Resume (paused), Cancel
+ * (running or paused); Retry on a failed or cancelled step of a failed run; Approve and Reject on a
+ * step awaiting approval. operate.run(run, "pause"|"resume"|"cancel"), operate.retry(run, step) and
+ * operate.decide(run, step, "approve"|"reject") call the API and return a promise that settles when the
+ * answer came; the button stays disabled until then (across redraws), and the stream brings the outcome.
  */
 (function () {
   "use strict";
@@ -19,6 +24,16 @@
   var ACTIVE = ["running", "paused", "cancelling"];
   var MAX_SHOWN = 20;
   var SVG = "http://www.w3.org/2000/svg";
+  // What each run status allows (workflows/runs.py); anything else would be a 409.
+  var RUN_VERBS = [
+    { verb: "pause", label: "Pause", when: ["running"] },
+    { verb: "resume", label: "Resume", when: ["paused"] },
+    { verb: "cancel", label: "Cancel", when: ["running", "paused"] },
+  ];
+  var RETRYABLE_STEP = ["failed", "cancelled"]; // and only in a failed run
+  // Requests under way, by button key: a redraw (any event redraws every card) keeps them disabled.
+  var inFlight = new Set();
+  var lastDraw = null;
 
   function Runs() { this.items = new Map(); }
 
@@ -83,29 +98,66 @@
     return root;
   }
 
-  function decisions(run, decide) {
+  // A button that stays disabled while its request is in flight, then lets the cards be redrawn.
+  function verbButton(key, label, call) {
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "button";
+    button.textContent = label;
+    button.dataset.key = key;
+    button.disabled = inFlight.has(key);
+    button.addEventListener("click", function () {
+      if (inFlight.has(key)) return;
+      inFlight.add(key);
+      button.disabled = true;
+      Promise.resolve(call()).finally(function () {
+        inFlight.delete(key);
+        if (lastDraw) draw(lastDraw.box, lastDraw.store, lastDraw.operate);
+      });
+    });
+    return button;
+  }
+
+  function runActions(run, operate) {
+    var bar = document.createElement("div");
+    bar.className = "wf-actions";
+    RUN_VERBS.forEach(function (entry) {
+      if (entry.when.indexOf(run.status) < 0) return;
+      bar.appendChild(verbButton(run.run_id + ":" + entry.verb, entry.label, function () {
+        return operate.run(run, entry.verb);
+      }));
+    });
+    return bar.childNodes.length ? bar : null;
+  }
+
+  function stepActions(run, operate) {
     var bar = document.createElement("div");
     bar.className = "wf-decisions";
     run.steps.forEach(function (step) {
-      if (step.status !== "awaiting_approval") return;
+      var buttons = [];
+      if (step.status === "awaiting_approval") {
+        ["approve", "reject"].forEach(function (verb) {
+          buttons.push(verbButton(run.run_id + ":" + step.step_id + ":" + verb,
+                                  verb === "approve" ? "Approve" : "Reject",
+                                  function () { return operate.decide(run, step, verb); }));
+        });
+      } else if (run.status === "failed" && RETRYABLE_STEP.indexOf(step.status) >= 0) {
+        buttons.push(verbButton(run.run_id + ":" + step.step_id + ":retry", "Retry",
+                                function () { return operate.retry(run, step); }));
+      }
+      if (!buttons.length) return;
       var line = document.createElement("span");
       line.className = "wf-decision";
       line.dataset.step = step.step_id;
       line.appendChild(document.createTextNode(step.step_id + ": "));
-      ["approve", "reject"].forEach(function (verb) {
-        var button = document.createElement("button");
-        button.type = "button";
-        button.className = "button";
-        button.textContent = verb === "approve" ? "Approve" : "Reject";
-        button.addEventListener("click", function () { button.disabled = true; decide(run, step, verb); });
-        line.appendChild(button);
-      });
+      buttons.forEach(function (button) { line.appendChild(button); });
       bar.appendChild(line);
     });
     return bar.childNodes.length ? bar : null;
   }
 
-  function draw(box, store, decide) {
+  function draw(box, store, operate) {
+    lastDraw = { box: box, store: store, operate: operate };
     var runs = Array.from(store.items.values());
     runs.sort(function (a, b) {
       var active = (ACTIVE.indexOf(b.status) >= 0) - (ACTIVE.indexOf(a.status) >= 0);
@@ -135,8 +187,11 @@
       title.appendChild(status);
       card.appendChild(title);
       card.appendChild(graph(run));
-      var bar = decide ? decisions(run, decide) : null;
-      if (bar) card.appendChild(bar);
+      if (operate) {
+        [runActions(run, operate), stepActions(run, operate)].forEach(function (bar) {
+          if (bar) card.appendChild(bar);
+        });
+      }
       box.appendChild(card);
     });
   }

@@ -1,6 +1,8 @@
 """The dashboard's workflow runs in a real headless Chromium, against the live stack (web server,
 Celery worker, loopback agent): a run started through the API appears with its step graph, and its
-steps turn completed on the page as the agent answers, without a reload."""
+steps turn completed on the page as the agent answers, without a reload. Operators act on a run from
+its card (approve, pause, resume, cancel, retry from a failed step) and the stream brings the new
+state; viewers get no buttons."""
 
 import pytest
 from playwright.sync_api import expect
@@ -51,8 +53,8 @@ def test_the_dashboard_draws_a_run_and_follows_its_steps_to_completion(live_stac
     page.screenshot(path=str(ARTIFACTS / "dashboard-workflows.png"), full_page=True)
 
 
-def test_an_operator_approves_a_step_from_the_dashboard(live_stack, actors, page):  # noqa: F811
-    capability, operator_token = actors
+def gate_then_publish(live_stack, operator_token, capability, name):
+    """A run waiting on its approval step (no agent needed), then a task step."""
     steps = [
         {"id": "review", "type": "approval", "timeout_seconds": 600},
         {
@@ -64,13 +66,14 @@ def test_an_operator_approves_a_step_from_the_dashboard(live_stack, actors, page
     ]
     with live_stack.http(operator_token) as http:
         assert (
-            http.post(
-                "/api/v1/workflows", json={"name": "browser-gate", "spec": {"steps": steps}}
-            ).status_code
-            == 201
+            http.post("/api/v1/workflows", json={"name": name, "spec": {"steps": steps}}).status_code == 201
         )
-        started = http.post("/api/v1/workflow-runs", json={"workflow": "browser-gate", "input": {}})
-    run_id = started.json()["run_id"]
+        return http.post("/api/v1/workflow-runs", json={"workflow": name}).json()["run_id"]
+
+
+def test_an_operator_approves_a_step_from_the_dashboard(live_stack, actors, page):  # noqa: F811
+    capability, operator_token = actors
+    run_id = gate_then_publish(live_stack, operator_token, capability, "browser-gate")
     open_dashboard(page, live_stack)
     card = page.locator(f'.wf-run[data-run-id="{run_id}"]')
     expect(card.locator('.wf-step[data-step="review"]')).to_have_attribute("data-status", "awaiting_approval")
@@ -95,7 +98,8 @@ def viewer_and_gate(live_stack, actors):  # noqa: F811
         return http.post("/api/v1/workflow-runs", json={"workflow": "viewer-gate"}).json()["run_id"]
 
 
-def test_a_viewer_sees_the_graph_without_decision_buttons(live_stack, viewer_and_gate, page):  # noqa: F811
+def test_a_viewer_sees_the_graph_without_any_buttons(live_stack, viewer_and_gate, page):  # noqa: F811
+    # An operator would see Pause, Cancel, Approve and Reject on this card.
     page.goto(f"{live_stack.base_url}/admin/login/?next=/dashboard/")
     page.fill("#id_username", "victor-viewer")
     page.fill("#id_password", PASSWORD)
@@ -107,3 +111,67 @@ def test_a_viewer_sees_the_graph_without_decision_buttons(live_stack, viewer_and
     )
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     expect(card.locator("button")).to_have_count(0)
+
+
+def test_an_operator_pauses_resumes_and_cancels_a_run_from_the_dashboard(live_stack, actors, page):  # noqa: F811
+    capability, operator_token = actors
+    run_id = gate_then_publish(live_stack, operator_token, capability, "browser-verbs")
+    open_dashboard(page, live_stack)
+    card = page.locator(f'.wf-run[data-run-id="{run_id}"]')
+    actions = card.locator(".wf-actions")
+    expect(card).to_have_attribute("data-status", "running", timeout=15000)
+    expect(actions.get_by_role("button")).to_have_text(["Pause", "Cancel"])
+
+    # The button is disabled while its request is in flight: looked at as the request goes out.
+    pause = actions.get_by_role("button", name="Pause")
+    disabled_in_flight = []
+
+    def look_then_send(route):
+        disabled_in_flight.append(pause.is_disabled())
+        route.continue_()
+
+    page.route(f"**/api/v1/workflow-runs/{run_id}/pause", look_then_send)
+    pause.click()
+    expect(card).to_have_attribute("data-status", "paused", timeout=15000)
+    assert disabled_in_flight == [True]
+    expect(page.locator("#dash-message")).to_have_text(f"Paused run {run_id[:8]}.")
+    expect(actions.get_by_role("button")).to_have_text(["Resume", "Cancel"])
+
+    actions.get_by_role("button", name="Resume").click()
+    expect(card).to_have_attribute("data-status", "running", timeout=15000)
+    expect(actions.get_by_role("button")).to_have_text(["Pause", "Cancel"])
+
+    # A refusal is shown as the approvals' are, and the button is usable again.
+    cancel_url = f"**/api/v1/workflow-runs/{run_id}/cancel"
+    page.route(cancel_url, lambda route: route.fulfill(status=409, json={"detail": "Not now (test)."}))
+    actions.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#dash-message.error")).to_have_text("Not now (test).")
+    expect(actions.get_by_role("button", name="Cancel")).to_be_enabled()
+    page.unroute(cancel_url)
+
+    actions.get_by_role("button", name="Cancel").click()
+    expect(card).to_have_attribute("data-status", "cancelled", timeout=15000)
+    expect(card.locator('.wf-step[data-step="review"]')).to_have_attribute("data-status", "cancelled")
+    expect(card.locator("button")).to_have_count(0)  # a cancelled run allows nothing
+    with live_stack.http(operator_token) as http:
+        assert http.get(f"/api/v1/workflow-runs/{run_id}").json()["status"] == "cancelled"
+
+
+def test_an_operator_retries_a_failed_run_from_its_failed_step(live_stack, actors, page):  # noqa: F811
+    capability, operator_token = actors
+    run_id = gate_then_publish(live_stack, operator_token, capability, "browser-retry")
+    with live_stack.http(operator_token) as http:
+        assert http.post(f"/api/v1/workflow-runs/{run_id}/steps/review/reject", json={}).status_code == 200
+    open_dashboard(page, live_stack)
+    card = page.locator(f'.wf-run[data-run-id="{run_id}"]')
+    expect(card).to_have_attribute("data-status", "failed", timeout=15000)
+    # Only the failed step offers a retry (publish never ran: it is retried with the step above it).
+    expect(card.locator("button")).to_have_count(1)
+    card.locator('.wf-decision[data-step="review"]').get_by_role("button", name="Retry").click()
+    expect(page.locator("#dash-message")).to_have_text("Retrying from review.")
+    expect(card).to_have_attribute("data-status", "running", timeout=15000)
+    expect(card.locator('.wf-step[data-step="review"]')).to_have_attribute("data-status", "awaiting_approval")
+    expect(card.locator('.wf-decision[data-step="review"]').get_by_role("button")).to_have_text(
+        ["Approve", "Reject"]
+    )
+    expect(card.locator(".wf-actions").get_by_role("button")).to_have_text(["Pause", "Cancel"])

@@ -26,7 +26,17 @@ REGISTRATION = {"type": "t", "name": "matrix", "endpoint": "http://127.0.0.1:9/m
 RESULT = {"status": "completed", "result": {"answer": 42}}
 REPLAY = {"since": "2026-01-01T00:00:00Z"}
 SPEC = {
-    "steps": [{"id": "review", "type": "approval"}, {"id": "a", "task_type": "c", "depends_on": ["review"]}]
+    "steps": [
+        {"id": "review", "type": "approval"},
+        {"id": "a", "task_type": "c", "depends_on": ["review"]},
+        {
+            "id": "fan",
+            "type": "map",
+            "task_type": "c",
+            "depends_on": ["review"],
+            "over": {"$path": "$.input.n"},
+        },
+    ]
 }
 WORKFLOW = {"name": "matrix-2", "spec": SPEC}
 RUN = "{run}"
@@ -77,6 +87,19 @@ MATRIX = [
         201,
     ),
     ("GET", "workflow-run-detail", f"/api/v1/workflow-runs/{RUN}", None, 401, 200, 200, 403, 403, 200),
+    # A map step's items are read like the run's detail (the map has not started: an empty page).
+    (
+        "GET",
+        "workflow-run-items",
+        f"/api/v1/workflow-runs/{RUN}/steps/fan/items",
+        None,
+        401,
+        200,
+        200,
+        403,
+        403,
+        200,
+    ),
     (
         "POST",
         "workflow-run-cancel",

@@ -52,6 +52,27 @@ def test_the_same_spec_returns_the_existing_version_and_a_different_one_makes_th
     assert operator_client.get("/api/v1/workflows", {"name": "nope"}).json() == []
 
 
+def test_a_sub_workflow_without_a_version_is_pinned_to_the_latest_at_definition_time(operator_client):
+    _post(operator_client, "child", CHAIN)
+    _post(operator_client, "child", CHAIN, defaults={"max_retries": 1})  # version 2
+    sub = [{"id": "sub", "type": "workflow", "workflow": "child"}]
+    checked = operator_client.post("/api/v1/workflows/validate", {"spec": {"steps": sub}}, format="json")
+    assert checked.json()["spec"]["steps"][0]["version"] == 2  # what would be stored
+    parent = _post(operator_client, "parent", sub).json()
+    assert parent["spec"]["steps"][0]["version"] == 2
+
+    _post(operator_client, "child", CHAIN, defaults={"max_retries": 0})  # version 3, after the parent
+    stored = operator_client.get("/api/v1/workflows/parent/versions/1").json()
+    assert stored["spec"]["steps"][0]["version"] == 2 and stored["spec_sha256"] == parent["spec_sha256"]
+    # The same spec posted now pins version 3: a different spec, so the parent's next version.
+    again = _post(operator_client, "parent", sub)
+    assert again.status_code == 201 and again.json()["version"] == 2
+    assert again.json()["spec"]["steps"][0]["version"] == 3
+    # A version named explicitly is kept as it is.
+    explicit = _post(operator_client, "parent", [{**sub[0], "version": 1}]).json()
+    assert explicit["spec"]["steps"][0]["version"] == 1
+
+
 def test_unknown_workflows_and_versions_are_404(operator_client, viewer_client):
     assert operator_client.get("/api/v1/workflows/nope").status_code == 404
     _post(operator_client, "report", CHAIN)
@@ -146,6 +167,16 @@ def test_a_cycle_is_named(operator_client):
             [{"id": "a", "type": "workflow", "workflow": "ghost", "version": 1}],
             "spec.steps[0].workflow",
             "No workflow 'ghost'",
+        ),
+        (
+            [{"id": "a", "type": "workflow", "workflow": "ghost"}],
+            "spec.steps[0].workflow",
+            "No workflow 'ghost'.",
+        ),
+        (
+            [{"id": "a", "type": "workflow", "workflow": "ghost", "version": "1"}],
+            "spec.steps[0].version",
+            "Must be an integer",
         ),
         ([{"id": "a", "task_type": "t", "status": "completed"}], "spec.steps[0].status", "Unknown field"),
         ([{"id": "1bad", "task_type": "t"}], "spec.steps[0].id", "Required"),

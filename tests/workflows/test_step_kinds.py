@@ -194,6 +194,22 @@ def test_a_sub_workflow_runs_the_pinned_version_and_its_output_is_the_steps_outp
     assert [c.body["type"] for c in fake.calls] == ["write", "publish"]
 
 
+def test_a_later_version_of_the_child_does_not_change_what_a_parent_without_a_version_runs(
+    worker, operator_client, fake_agents, register, define
+):
+    fake = fake_agents(echo)
+    register(fake, capabilities=CAPABILITIES)
+    define("child", [{"id": "w", "task_type": "write"}])
+    parent = define("parent", [{"id": "sub", "type": "workflow", "workflow": "child"}])
+    assert parent["spec"]["steps"][0]["version"] == 1
+    define("child", [{"id": "w", "task_type": "plan"}])  # version 2, after the parent was defined
+    run_id = start(operator_client, "parent")
+    run_settles(run_id, "completed", "failed")
+    child_run = WorkflowRun.objects.get(parent_step__run_id=run_id)
+    assert child_run.status == "completed" and child_run.definition.version == 1
+    assert [c.body["type"] for c in fake.calls] == ["write"]
+
+
 def test_a_failed_sub_workflow_fails_its_step(worker, operator_client, fake_agents, register, define):
     register(fake_agents(lambda call: (400, {"error": "no"})), capabilities=CAPABILITIES)
     define("child", [{"id": "w", "task_type": "write"}])

@@ -5,10 +5,14 @@ without the verbs and are refused if they POST one; a staff user in no group see
 
 Approval steps need no agent, so these runs stand still exactly where the test wants them."""
 
+import re
+from html import unescape
+
 import pytest
 from django.test import Client
 
 from tests.actors import make_user
+from workflows import runs
 from workflows.models import StepRun, WorkflowEvent, WorkflowRun
 
 from .helpers import run_settles, start, step_settles, steps
@@ -200,3 +204,28 @@ def test_a_run_through_a_real_agent_shows_each_steps_agent_timing_and_output(
     press(client, STEPS, oops.pk, "retry_from_steps")
     step_settles(run_id, "oops", "failed", "completed")
     assert gate(run_id, "oops").attempt == oops.attempt + 1
+
+
+def test_a_map_steps_page_counts_its_items_by_status_and_links_to_them(operator, define):
+    define(
+        "fan",
+        [
+            {
+                "id": "fan",
+                "type": "map",
+                "task_type": "t",
+                "over": {"$path": "$.input.n"},
+                "max_concurrency": 2,
+            }
+        ],
+    )
+    run, _ = runs.start_run(workflow="fan", input={"n": [1, 2, 3]})
+    client = logged_in(operator)
+    html = client.get(f"{STEPS}{gate(run.run_id, 'fan').pk}/change/").content.decode()
+    links = {
+        text: unescape(href)
+        for href, text in re.findall(r'<a href="([^"]*steprun/\?[^"]+)">([^<]+)</a>', html)
+    }
+    assert sorted(links) == ["1 waiting", "2 running"]
+    listed = client.get(links["1 waiting"])
+    assert [str(step) for step in listed.context["cl"].result_list] == ["fan[2] (waiting)"]

@@ -58,6 +58,7 @@ _STEP_TABLE = StepRun._meta.db_table
 
 _GRAPHS = {}
 _GRAPHS_KEPT = 1000
+_DEFINITIONS = {}  # definition id -> WorkflowDefinition: they never change, so each process reads one once
 
 
 def _graph(definition):
@@ -73,6 +74,16 @@ def _graph(definition):
                 children[parent].append(step["id"])
         found = _GRAPHS[definition.pk] = ({s["id"]: s for s in definition.spec["steps"]}, dict(children))
     return found
+
+
+def _definitions(ids):
+    """The definitions of these ids, from the process's cache, reading the missing ones in one query."""
+    missing = [pk for pk in ids if pk not in _DEFINITIONS]
+    if missing:
+        if len(_DEFINITIONS) >= _GRAPHS_KEPT:
+            _DEFINITIONS.clear()
+        _DEFINITIONS.update((d.pk, d) for d in WorkflowDefinition.objects.filter(pk__in=missing))
+    return {pk: _DEFINITIONS[pk] for pk in ids}
 
 
 class Advance(MapSteps):
@@ -113,19 +124,25 @@ class Advance(MapSteps):
     @classmethod
     def lock_many(cls, run_ids, *, now=None):
         """Lock several runs (in run id order, as every batch does: two batches never deadlock) and
-        load their whole steps, in two queries; returns their Advances in that order."""
+        load their whole steps, in two queries; returns their Advances in that order.
+
+        What an advance rarely reads is left to be read when it does (Django's deferred fields): a run's
+        input (only a step that reads $.input, and the roots that read it started with the run), its
+        output and error, the steps' inputs and outputs (a step ended in this advance has its output)."""
         runs = list(
-            WorkflowRun.objects.select_for_update(of=("self",))
-            .select_related("definition")
+            WorkflowRun.objects.select_for_update()
             .filter(run_id__in=run_ids)
+            .defer("input", "output", "error", "created_at")
             .order_by("run_id")
         )
+        definitions = _definitions({run.definition_id for run in runs})
         steps = defaultdict(dict)
         rows = StepRun.objects.filter(run_id__in=[r.run_id for r in runs], map_index=WHOLE_STEP)
-        for step in rows.defer("input", "output"):
+        for step in rows.defer("input", "output", "created_at"):
             steps[step.run_id][step.step_id] = step
         advances = []
         for run in runs:
+            run.definition = definitions[run.definition_id]
             advance = cls(run, now=now)
             advance._steps = steps[run.run_id]
             advances.append(advance)
@@ -161,19 +178,22 @@ class Advance(MapSteps):
         """What paths resolve against: the run's input and the outputs of the steps `step_spec` reads.
 
         Statuses and errors are the steps' own (current under the lock); an output set in this advance
-        is in memory, and only the others are read (the chain's usual case reads nothing)."""
+        is in memory, and only the others are read (the chain's usual case reads nothing). The run's
+        input is there only if a path reads it (it is read from the database when one does)."""
+        needs_input = False
         if read is None:
-            read = {p.step for _, holder in paths.references(step_spec) for p in _holder_paths(holder)}
+            found = [p for _, holder in paths.references(step_spec) for p in _holder_paths(holder)]
             if step_spec.get("type") == StepKind.CONDITION:
-                read |= {p.step for p in conditions.check(step_spec["when"])[1]}
-            read.discard(None)
+                found += conditions.check(step_spec["when"])[1]
+            read = {p.step for p in found} - {None}
+            needs_input = any(p.root == "input" for p in found)
         steps = [self.steps[step_id] for step_id in read if step_id in self.steps]
         unread = [s.pk for s in steps if "output" in s.get_deferred_fields()]
         outputs = {}
         if unread:
             outputs = dict(StepRun.objects.filter(pk__in=unread).values_list("pk", "output"))
         return {
-            "input": self.run.input,
+            **({"input": self.run.input} if needs_input else {}),
             "steps": {
                 s.step_id: {
                     "output": outputs[s.pk] if s.pk in outputs else s.output,

@@ -104,6 +104,7 @@ class WorkflowBench:
         self.bench = Bench(stack, Size.quick())
         self.port = stack.port
         self.stack = stack
+        self.phases = {}  # "map" / "bulk" -> [(to first claim, claims to last end, to the end) s]
 
     def setup(self):
         from django.contrib.auth import get_user_model
@@ -243,7 +244,19 @@ class WorkflowBench:
         done, failed, last = self.bench.wait_terminal(items, timeout=120)
         if done < items or failed:
             raise RuntimeError(f"bulk round: {done}/{items} ended, {failed} failed")
+        self._phases("bulk", t0, last)
         return last - t0
+
+    def _phases(self, kind, t0, end):
+        """Where a round's time went: request -> first task claimed (the creation committed), -> the
+        last task ended, -> the round's end (the run's end, for the map)."""
+        first_claim, last_task = self.sql(
+            "SELECT extract(epoch FROM (SELECT min(created_at) FROM tasks_taskevent"
+            " WHERE kind = 'assigned')), extract(epoch FROM (SELECT max(finished_at) FROM tasks_task))"
+        )[0]
+        self.phases.setdefault(kind, []).append(
+            (float(first_claim) - t0, float(last_task) - float(first_claim), end - float(last_task))
+        )
 
     def map_round(self, items):
         self.reset()
@@ -256,11 +269,13 @@ class WorkflowBench:
         if completed != 1:
             raise RuntimeError(f"the map run did not complete ({failed} failed)")
         (finished,) = self.sql("SELECT extract(epoch FROM finished_at) FROM workflows_workflowrun")[0]
+        self._phases("map", t0, float(finished))
         return float(finished) - t0
 
     def map_vs_bulk(self, *, items, rounds, profile=False):
         self.map_round(min(items, 100))  # warm-up of both paths
         self.bulk_round(min(items, 100))
+        self.phases = {}
         order = ["bulk", "map", "map", "bulk"]
         seconds = {"bulk": [], "map": []}
         for r in range(rounds):
@@ -280,6 +295,11 @@ class WorkflowBench:
             "map_median_s": round(mapped, 3),
             "bulk_median_s": round(bulk, 3),
             "ratio": round(mapped / bulk, 3),
+            # Medians of each phase: request -> first claim, -> last task ended, -> the round's end.
+            "phases_s": {
+                kind: [round(statistics.median(p[i] for p in phases), 3) for i in range(3)]
+                for kind, phases in self.phases.items()
+            },
             "target": "<= 1.5",
             "met": mapped / bulk <= 1.5,
         }
@@ -318,6 +338,12 @@ def report(results):
             f"| A {side['items']}-item map vs {side['items']} tasks in one bulk request (medians of"
             f" {len(side['map_s'])} and {len(side['bulk_s'])} rounds, A B B A) | {side['map_median_s']} s vs"
             f" {side['bulk_median_s']} s: **{side['ratio']}x** | <= 1.5x ({_met(side['met'])}) |",
+            *(
+                f"| - {kind}: request -> first task claimed / -> last task ended / -> the end"
+                f" | {' / '.join(f'{v} s' for v in side['phases_s'][kind])} | |"
+                for kind in ("map", "bulk")
+                if kind in side.get("phases_s", {})
+            ),
             "",
         ]
     )

@@ -47,14 +47,14 @@ def _fingerprint(data):
 
 
 def _new_task(data, *, user, now):
+    # A caller may have chosen the id (a workflow's map item is written with its task's id already).
     return Task(
-        task_id=uuid.uuid4(),
+        **({"task_id": uuid.uuid4()} | data),
         created_by=user if user and user.pk else None,
         created_at=now,
         updated_at=now,
         next_attempt_at=now,
         status=TaskStatus.PENDING,
-        **data,
     )
 
 

@@ -100,7 +100,9 @@ class Advance(MapSteps):
         # (StepRun or None for the run, status, reason) in the order they happened, journaled at commit
         # (when the steps' task ids are known)
         self._changes = []
-        self._new_tasks = []  # (StepRun, task fields)
+        # (StepRun, its step's spec, task id or None): tasks to create at commit. A task id given is the
+        # one the step row was written with already; else the new task's id is written to the step.
+        self._new_tasks = []
         self._run_fields = set()
         self._ended = deque()  # steps that ended and are yet to be counted in their joins
         self.after_commit = []  # callables, run once the transaction committed
@@ -288,7 +290,7 @@ class Advance(MapSteps):
                 attempt=attempt,
                 input=resolved,
             )
-            self._new_tasks.append((step, spec))
+            self._new_tasks.append((step, spec, None))
         elif kind == StepKind.APPROVAL:
             self.begin(
                 step,
@@ -616,14 +618,19 @@ def write_all(advances):
 
 
 def _create_tasks(advances):
-    new = [(advance, step, spec) for advance in advances for step, spec in advance._new_tasks]
+    new = [(advance, *entry) for advance in advances for entry in advance._new_tasks]
     if not new:
         return
-    tasks = task_services.create_tasks_bulk(
-        items=[advance._task_fields(step, spec) for advance, step, spec in new]
-    )
-    for (advance, step, _), task in zip(new, tasks, strict=True):
-        advance.touch(step, task_id=task.task_id)
+    items = []
+    for advance, step, spec, task_id in new:
+        fields = advance._task_fields(step, spec)
+        if task_id is not None:
+            fields["task_id"] = task_id
+        items.append(fields)
+    tasks = task_services.create_tasks_bulk(items=items)
+    for (advance, step, _, task_id), task in zip(new, tasks, strict=True):
+        if task_id is None:
+            advance.touch(step, task_id=task.task_id)
     for advance in advances:
         advance._new_tasks = []
 

@@ -7,14 +7,25 @@ end; the map ends at 0 with its items' outputs in item order, completed if enoug
 """
 
 import json
+import uuid
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 
 from . import paths
 from .models import RunStatus, StepKind, StepRun, StepStatus
 
 _STEP_TABLE = StepRun._meta.db_table
+_INSERT_ITEMS = f"""INSERT INTO {_STEP_TABLE}
+        (run_id, step_id, map_index, kind, status, attempt, task_id, input, remaining_parents, items_total,
+         remaining_items, decided_by, created_at, started_at)
+    SELECT %(run)s, %(step)s, i.n - 1, %(kind)s, i.status, i.attempt, i.task_id, i.input::jsonb, 0, 0, 0, '',
+           %(now)s, i.started_at
+    FROM unnest(%(statuses)s::text[], %(attempts)s::int[], %(tasks)s::uuid[], %(started)s::timestamptz[],
+                %(inputs)s::text[]) WITH ORDINALITY AS i(status, attempt, task_id, started_at, input, n)
+    ORDER BY i.n
+    RETURNING id, map_index"""
 
 
 def error_doc(message, **more):
@@ -56,9 +67,11 @@ class MapSteps:
             inputs.append(resolved)
         # Items of an earlier attempt (a retry of the whole step) are replaced; each new item's attempt
         # goes on from its predecessor's, so its calls' idempotency key is one that item never had.
-        earlier = StepRun.objects.filter(run_id=self.run.run_id, step_id=step.step_id, map_index__gte=0)
-        attempts = dict(earlier.values_list("map_index", "attempt"))
-        earlier.delete()
+        attempts = {}
+        if attempt > 1:
+            earlier = StepRun.objects.filter(run_id=self.run.run_id, step_id=step.step_id, map_index__gte=0)
+            attempts = dict(earlier.values_list("map_index", "attempt"))
+            earlier.delete()
         self.begin(
             step,
             f"started: {len(items)} items",
@@ -70,10 +83,17 @@ class MapSteps:
         if not items:
             self._finish_map(step)
             return
-        created = StepRun.objects.bulk_create(
-            StepRun(
+        self._create_items(step, spec, inputs, attempts)
+
+    def _create_items(self, map_step, spec, inputs, attempts):
+        """The items' rows in one INSERT, those that start now already running with the id of the task
+        they will have (one write per item, not an insert and then an update)."""
+        started = spec["max_concurrency"] if self.run.status == RunStatus.RUNNING else 0
+        items = []
+        for index, value in enumerate(inputs):
+            item = StepRun(
                 run_id=self.run.run_id,
-                step_id=step.step_id,
+                step_id=map_step.step_id,
                 map_index=index,
                 kind=StepKind.TASK,
                 status=StepStatus.WAITING,
@@ -81,9 +101,30 @@ class MapSteps:
                 input=value,
                 created_at=self.now,
             )
-            for index, value in enumerate(inputs)
-        )
-        self._launch_items(step, created[: spec["max_concurrency"]])
+            if index < started:
+                item.status, item.attempt, item.started_at = StepStatus.RUNNING, item.attempt + 1, self.now
+                item.task_id = uuid.uuid4()
+            items.append(item)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _INSERT_ITEMS,
+                {
+                    "run": self.run.run_id,
+                    "step": map_step.step_id,
+                    "kind": StepKind.TASK,
+                    "now": self.now,
+                    "statuses": [i.status for i in items],
+                    "attempts": [i.attempt for i in items],
+                    "tasks": [i.task_id for i in items],
+                    "started": [i.started_at for i in items],
+                    "inputs": [json.dumps(i.input, cls=DjangoJSONEncoder) for i in items],
+                },
+            )
+            for pk, index in cursor.fetchall():
+                items[index].pk = pk
+        for item in items[:started]:
+            self._changes.append((item, StepStatus.RUNNING, "started"))
+            self._new_tasks.append((item, spec, item.task_id))
 
     def _launch_items(self, map_step, items):
         if self.run.status != RunStatus.RUNNING:
@@ -96,7 +137,7 @@ class MapSteps:
                 StepStatus.RUNNING,
                 attempt=item.attempt + 1,
             )
-            self._new_tasks.append((item, spec))
+            self._new_tasks.append((item, spec, None))
 
     def _items(self, map_step):
         self.save_steps()  # queries below must see the items changed in this advance

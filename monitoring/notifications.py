@@ -7,12 +7,13 @@ event carries the same `webhook-id` and the receiver can drop duplicates (Standa
 """
 
 import json
-import uuid
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
+
+from orchestrator_project import ids
 
 from .jobs import send_notification
 
@@ -24,7 +25,7 @@ def notify(event, payload):
     body = json.dumps(
         {"type": event, "data": payload, "timestamp": timezone.now().isoformat()}, cls=DjangoJSONEncoder
     )
-    message_id = f"msg_{uuid.uuid4().hex}"
+    message_id = f"msg_{ids.uuid4().hex}"
     transaction.on_commit(lambda: send_notification.delay(body, message_id))
 
 

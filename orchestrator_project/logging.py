@@ -14,9 +14,10 @@ import json
 import logging
 import re
 import time
-import uuid
 from datetime import UTC, datetime
 from types import MappingProxyType
+
+from orchestrator_project import ids
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is echoed into logs and headers, so it must be short and printable; anything else is
@@ -103,7 +104,7 @@ class RequestIdMiddleware:
     def __call__(self, request):
         started = time.monotonic()
         offered = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id = offered if _VALID_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        request_id = offered if _VALID_REQUEST_ID.fullmatch(offered) else ids.uuid4().hex
         request.request_id = request_id
         with log_context(request_id=request_id):
             response = self.get_response(request)

@@ -9,7 +9,8 @@ import hashlib
 import hmac
 import secrets
 import time
-import uuid
+
+from orchestrator_project import ids
 
 SECRET_PREFIX = "whsec_"
 TOLERANCE_SECONDS = 300
@@ -30,7 +31,7 @@ def sign(secret, message_id, timestamp, body):
 
 
 def signed_headers(secret, body, *, message_id=None, timestamp=None):
-    message_id = message_id or f"msg_{uuid.uuid4().hex}"
+    message_id = message_id or f"msg_{ids.uuid4().hex}"
     timestamp = int(time.time()) if timestamp is None else timestamp
     return {
         "webhook-id": message_id,

@@ -7,7 +7,6 @@ win. Failures are domain errors (orchestrator_project.errors): NotFound, Conflic
 
 import hashlib
 import json
-import uuid
 from contextlib import nullcontext
 from functools import cache
 from operator import attrgetter
@@ -18,6 +17,7 @@ from django.utils import timezone
 
 from agents import eligibility
 from agents.models import Agent
+from orchestrator_project import ids
 from orchestrator_project.errors import Conflict, InvalidInput, NotFound
 from orchestrator_project.outbox import writer
 from orchestrator_project.prepared import prepared_cursor
@@ -49,7 +49,7 @@ def _fingerprint(data):
 def _new_task(data, *, user, now):
     # A caller may have chosen the id (a workflow's map item is written with its task's id already).
     return Task(
-        **({"task_id": uuid.uuid4()} | data),
+        **({"task_id": ids.uuid4()} | data),
         created_by=user if user and user.pk else None,
         created_at=now,
         updated_at=now,

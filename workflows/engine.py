@@ -429,7 +429,10 @@ class Advance(MapSteps):
         """A round's ended map items, counted per map with one UPDATE; their maps refilled."""
         for step_id, count in Counter(s.step_id for s in ended if s.map_index != WHOLE_STEP).items():
             map_step = self.steps[step_id]
-            if self._count_items(map_step, count) and self.run.status == RunStatus.RUNNING:
+            # While the run runs, items wait for a slot only in a map of more items than its
+            # max_concurrency (resume and an item's retry launch theirs themselves): else no look.
+            fits = map_step.items_total <= self.specs[step_id]["max_concurrency"]
+            if self._count_items(map_step, count) and self.run.status == RunStatus.RUNNING and not fits:
                 self.launch_waiting_items(map_step)
 
     def _children_counted(self, counted):

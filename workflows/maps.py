@@ -7,11 +7,12 @@ end; the map ends at 0 with its items' outputs in item order, completed if enoug
 """
 
 import json
-import uuid
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
+
+from orchestrator_project import ids
 
 from . import paths
 from .models import RunStatus, StepKind, StepRun, StepStatus
@@ -103,7 +104,7 @@ class MapSteps:
             )
             if index < started:
                 item.status, item.attempt, item.started_at = StepStatus.RUNNING, item.attempt + 1, self.now
-                item.task_id = uuid.uuid4()
+                item.task_id = ids.uuid4()
             items.append(item)
         with connection.cursor() as cursor:
             cursor.execute(

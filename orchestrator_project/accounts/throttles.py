@@ -1,10 +1,10 @@
 import hashlib
-import uuid
 from functools import lru_cache
 
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from orchestrator_project import ids
 from orchestrator_project.redis_client import get_redis
 
 # Sliding windows kept as sorted sets of request times, checked and extended in one script: Redis runs
@@ -62,7 +62,7 @@ class AtomicRateThrottle(SimpleRateThrottle):
         if not keys:
             return True
         self.now = self.timer()
-        member = f"{self.now}:{uuid.uuid4().hex}"
+        member = f"{self.now}:{ids.uuid4().hex}"
         allowed, frees_at = _sliding_windows()(
             keys=[self.key_prefix + key for key in keys],
             args=[self.now, self.duration, self.num_requests, member],

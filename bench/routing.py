@@ -21,8 +21,8 @@ never more than 5 % above the best other strategy's in any case; no oscillation 
 round_robin's, whose split only wobbles by chance).
 
 Uses bench/stack.py's servers in a database of its own (orchestrator_bench_routing) and Redis db 7
-(BENCH_DATABASE, BENCH_REDIS_DB to change); writes var/bench/routing.md and .json. `python -m bench.run
---routing` (`make bench BENCH_ARGS=--routing`) runs it after the main benchmark and puts it in its report.
+(BENCH_DATABASE, BENCH_REDIS_DB to change); writes var/bench/routing.md and .json. `make bench` runs it
+after the main benchmark and puts it in its report (`BENCH_ARGS=--no-routing` skips it).
 """
 
 import argparse

@@ -55,8 +55,11 @@ class Task:
         self.strategy = strategy
 
 
-def simulate(*, agents, case, load, strategy_name, seconds, seed, slots=2, max_retries=5):
-    """One run; returns its summary (bench.routing.summarize's figures, shares per behaviour)."""
+def simulate(*, agents, case, load, strategy_name, seconds, seed, slots=2, max_retries=5, window=None):
+    """One run; returns its summary (bench.routing.summarize's figures, shares per behaviour).
+
+    window: how many agents a dispatch round sees, drawn uniformly (the product's
+    ROUTING_CANDIDATE_SAMPLE; None for its setting)."""
     from django.conf import settings
 
     from agents import routing as model
@@ -64,6 +67,7 @@ def simulate(*, agents, case, load, strategy_name, seconds, seed, slots=2, max_r
     from tasks.engine.claim import Candidate
     from tasks.engine.strategies import STRATEGIES
 
+    window = settings.ROUTING_CANDIDATE_SAMPLE if window is None else window
     rng = random.Random(seed)
     random.seed(seed)  # the strategies' own draws (power of two choices, exploration)
     strategy = STRATEGIES[strategy_name]
@@ -104,26 +108,29 @@ def simulate(*, agents, case, load, strategy_name, seconds, seed, slots=2, max_r
             break
         push(at, "arrive", Task(at, strategy_name))
     queue, finished, calls = deque(), [], []
-    free = set(range(agents))
+    free = set(range(agents))  # agents with a slot left
 
     def dispatch(now_s):
         """A dispatch round: up to DISPATCH_BATCH_SIZE queued tasks in order; those the strategy leaves
         pending (or that find no free agent) stay queued, in order."""
+        if not queue or not free:
+            return
         now = base + timedelta(seconds=now_s)
-        for agent in fleet:
-            agent.waiting = 0
+        # The round's candidates, as the product's query reads them: every agent, or a uniform sample
+        # of `window`; the free ones can take a task, the full ones may be waited for.
+        pool = [fleet[i] for i in (rng.sample(range(agents), window) if agents > window else range(agents))]
         kept = deque()
         for _ in range(min(len(queue), settings.DISPATCH_BATCH_SIZE)):
             task = queue.popleft()
-            if not free:
+            able = [c for c in pool if c.load < c.max_concurrency]
+            if not able:
                 kept.append(task)
                 continue
             avoid = set(task.avoid_agents)
-            able = [fleet[i] for i in free]
             fresh = [c for c in able if c.agent_id not in avoid] or able
             busy = ()
             if strategy.weighs_waiting:
-                busy = [c for c in fleet if c.load >= c.max_concurrency and c.agent_id not in avoid]
+                busy = [c for c in pool if c.load >= c.max_concurrency and c.agent_id not in avoid]
             chosen = strategy.choose(task, fresh, now, busy=busy).candidate
             if chosen is None:
                 kept.append(task)
@@ -136,6 +143,8 @@ def simulate(*, agents, case, load, strategy_name, seconds, seed, slots=2, max_r
             duration, ok = call(i, now_s)
             calls.append((i % behaviours, int(now_s), 200 if ok else 500))
             push(now_s + duration, "finish", (task, i, duration, ok))
+        for agent in pool:  # the tasks that chose to wait for a full agent are counted again next round
+            agent.waiting = 0
         kept.extend(queue)
         queue.clear()
         queue.extend(kept)
@@ -174,10 +183,17 @@ def simulate(*, agents, case, load, strategy_name, seconds, seed, slots=2, max_r
     return summarize(finished, calls, agents=behaviours, drain_seconds=seconds)
 
 
-def run(*, agents, seconds, seed, slots=2, loads=(0.5, 0.8)):
+def run(*, agents, seconds, seed, slots=2, loads=(0.5, 0.8), window=None):
     from bench.routing import CASES, STRATEGIES, judge
 
-    results = {"agents": agents, "slots": slots, "seconds": seconds, "seed": seed, "runs": {}}
+    results = {
+        "agents": agents,
+        "slots": slots,
+        "seconds": seconds,
+        "seed": seed,
+        "window": window,
+        "runs": {},
+    }
     for case in CASES:
         for load in loads:
             key = f"{case}@{int(load * 100)}"
@@ -190,6 +206,7 @@ def run(*, agents, seconds, seed, slots=2, loads=(0.5, 0.8)):
                     seconds=seconds,
                     seed=seed,
                     slots=slots,
+                    window=window,
                 )
                 for name in STRATEGIES
             }
@@ -204,7 +221,8 @@ def report(results):
         "# Routing simulation (bench/routing_sim.py)",
         "",
         f"{results['agents']} agents (the six behaviours repeated, {results['slots']} slots each),"
-        f" {results['seconds']} s simulated per run, seed {results['seed']}. Shares are per behaviour"
+        f" {results['seconds']} s simulated per run, seed {results['seed']}, each dispatch round seeing"
+        f" {results['window'] or 'every'} agents (a uniform sample). Shares are per behaviour"
         f" (medians {'/'.join(map(str, MEDIANS_MS))} ms).",
         "",
     ]
@@ -216,13 +234,24 @@ def main(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--agents", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument(
+        "--seconds", type=float, default=1, help="simulated seconds per run (1,000 agents: ~6 min in all)"
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=64,
+        help="agents a dispatch round sees, a uniform sample (ROUTING_CANDIDATE_SAMPLE; 64 keeps a"
+        " 1,000-agent run in minutes: each choice costs the window)",
+    )
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--slots", type=int, default=2, help="slots per agent (2, as the real benchmark)")
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
     _setup_django()
     started = time.monotonic()
-    results = run(agents=args.agents, seconds=args.seconds, seed=args.seed, slots=args.slots)
+    results = run(
+        agents=args.agents, seconds=args.seconds, seed=args.seed, slots=args.slots, window=args.window
+    )
     results["wall_s"] = round(time.monotonic() - started, 1)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(report(results))

@@ -68,15 +68,20 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--routing",
-        action="store_true",
-        help="also bench/routing.py (strategies against loopback agents, ~11 minutes)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bench/routing.py (strategies against loopback agents, ~12 minutes): in the full benchmark"
+        " unless --no-routing, in the quick one only with --routing",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.routing is None:
+        args.routing = not args.quick
+    return args
 
 
 # Scenarios with a process and database of their own (this one's Django is set up on the main
 # benchmark's), run after it: module -> the option that decides (events, workflows: on unless
-# --no-events, --no-workflows; routing: off unless --routing, it takes about 11 minutes). Each writes
+# --no-events, --no-workflows; routing: in the full benchmark, its 24 runs take about 12 minutes). Each writes
 # var/bench/<name>.md, whose text becomes a section of the report.
 SUB_BENCHMARKS = {"bench.events": "events", "bench.workflows": "workflows", "bench.routing": "routing"}
 

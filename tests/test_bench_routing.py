@@ -83,3 +83,15 @@ def test_the_simulation_is_seeded_and_uses_the_products_strategies(settings):
     assert once("adaptive") == once("adaptive")
     # The fast failer (behaviour 1) answers 503 half the time: adaptive learns to send it little.
     assert once("adaptive")["share"][1] < once("least_connections")["share"][1]
+
+
+def test_the_simulations_window_keeps_it_seeded_and_its_arrivals(settings):
+    from bench import routing_sim
+
+    def once(window):
+        return routing_sim.simulate(
+            agents=60, case="slowdown", load=0.8, strategy_name="adaptive", seconds=1, seed=5, window=window
+        )
+
+    assert once(8) == once(8)
+    assert once(8)["tasks"] == once(None)["tasks"]  # the same arrivals, whatever each round sees

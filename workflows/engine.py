@@ -113,15 +113,10 @@ class Advance(MapSteps):
     @classmethod
     def lock(cls, run_id, *, now=None):
         """Lock the run's row (SELECT ... FOR UPDATE) and start an Advance on it; NotFound if unknown."""
-        run = (
-            WorkflowRun.objects.select_for_update(of=("self",))
-            .select_related("definition")
-            .filter(run_id=run_id)
-            .first()
-        )
-        if run is None:
+        found = cls.lock_many([run_id], now=now)
+        if not found:
             raise NotFound("No workflow run with this id.")
-        return cls(run, now=now)
+        return found[0]
 
     @classmethod
     def lock_many(cls, run_ids, *, now=None):

@@ -1,6 +1,7 @@
 """An agent's load, figures and circuit breaker: the API the task engine uses to take and give back work.
 
-- `lock(agent_ids)`: lock agent rows in id order, the one order every path locks them in.
+- `lock(agent_ids)`: lock agent rows in id order, the one order every path locks them in;
+  `lock_unheld` takes only those no other transaction holds, for dispatch rounds, which never wait.
 - `reserve(slots, probes, now)`: take slots with guarded increments; returns the agents that took them.
 - `release(agent_id, verdict, now)`: give a slot back and fold what the call said about the agent into
   its figures and breaker; `release_successes` does it for a batch of successes in one statement.
@@ -132,27 +133,41 @@ def _publish(rows, now):
         transaction.on_commit(lambda: live.publish_agent_changes(messages))
 
 
+_LOCK_SQL = "SELECT agent_id FROM agents_agent WHERE agent_id = ANY(%s::uuid[]) ORDER BY agent_id FOR UPDATE"
+
+
 def lock(agent_ids):
-    """Lock the agents' rows in id order. Dispatch rounds, batches of outcomes and probe rounds all lock
-    agents in this order before anything else of theirs, so they wait for each other instead of
-    deadlocking (tests/chaos)."""
+    """Lock the agents' rows in id order. Batches of outcomes and probe rounds lock agents in this
+    order before anything else of theirs, so they wait for each other instead of deadlocking
+    (tests/chaos). Dispatch rounds never wait: see `lock_unheld`."""
     agent_ids = sorted({str(agent_id) for agent_id in agent_ids if agent_id})
     if agent_ids:
         with prepared_cursor() as cursor:
-            cursor.execute(
-                "SELECT 1 FROM agents_agent WHERE agent_id = ANY(%s::uuid[]) ORDER BY agent_id FOR UPDATE",
-                [agent_ids],
-            )
+            cursor.execute(_LOCK_SQL, [agent_ids])
 
 
-def reserve(slots, *, probes, now):
+def lock_unheld(agent_ids):
+    """Lock those of the agents' rows that no other transaction holds, without waiting for the rest;
+    returns the ids locked (as strings). A dispatch round that waited here sat behind a batch of
+    outcomes, which holds its agents until it commits: most of a busy dispatcher's time."""
+    agent_ids = sorted({str(agent_id) for agent_id in agent_ids if agent_id})
+    if not agent_ids:
+        return set()
+    with prepared_cursor() as cursor:
+        cursor.execute(_LOCK_SQL + " SKIP LOCKED", [agent_ids])
+        return {str(row[0]) for row in cursor.fetchall()}
+
+
+def reserve(slots, *, probes, now, locked=False):
     """Take `slots[agent_id]` slots on each agent; `probes` are open circuits chosen for their probe.
 
     Returns the ids of the agents that took them. An agent that filled up, went offline or tripped
-    since it was chosen takes nothing (the guards are the eligibility rule's own SQL).
+    since it was chosen takes nothing (the guards are the eligibility rule's own SQL). `locked`: the
+    caller holds the agents' rows already.
     """
     accepted = set()
-    lock(slots)
+    if not locked:
+        lock(slots)
     regular = [agent_id for agent_id in slots if agent_id not in probes]
     with prepared_cursor() as cursor:
         if regular:

@@ -56,6 +56,7 @@ def parse_args(argv):
         help="py-spy web and worker during the chain and the map rounds (var/bench/profiles)",
     )
     parser.add_argument("--skip-chain", action="store_true", help="only the map against the bulk API")
+    parser.add_argument("--skip-map", action="store_true", help="only the chain")
     return parser.parse_args(argv)
 
 
@@ -379,11 +380,12 @@ def main(argv=None):
                 if profilers:
                     results["profiles"] = profiling.stop(profilers)
             print(f"bench.workflows: {results['chain']}", flush=True)
-        results["map_vs_bulk"] = runner.map_vs_bulk(items=items, rounds=rounds, profile=args.profile)
-        print(f"bench.workflows: {results['map_vs_bulk']}", flush=True)
+        if not args.skip_map:
+            results["map_vs_bulk"] = runner.map_vs_bulk(items=items, rounds=rounds, profile=args.profile)
+            print(f"bench.workflows: {results['map_vs_bulk']}", flush=True)
     finally:
         stack.stop()
-    if args.skip_chain:  # a look at the map alone: no report
+    if args.skip_chain or args.skip_map:  # a look at one part alone: no report
         return 0
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(report(results))

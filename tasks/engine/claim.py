@@ -3,7 +3,8 @@
 Tasks are locked with `SELECT ... FOR UPDATE SKIP LOCKED` in priority order (1 first), then age, so any
 number of dispatchers run side by side and none ever sees a task another has locked. Agent slots are
 taken through agents.capacity.reserve (guarded increments), so two dispatchers can never overfill an
-agent either; what does not fit stays pending for the next round. Which agents may take work at all
+agent either; what does not fit stays pending for the next round. A round never waits for a lock: an
+agent whose row another transaction holds is planned around (`_place`). Which agents may take work at all
 is agents.eligibility's rule; which of them gets a task is the task's strategy's choice.
 """
 
@@ -40,9 +41,14 @@ class Candidate:
     routes: dict = field(default_factory=dict)
     # Tasks of this round that a strategy left pending to wait for this (full) agent.
     waiting: int = 0
+    # Another transaction holds its row (a batch of outcomes, until it commits): nothing for it this
+    # round, and nothing to wait for either.
+    held: bool = False
 
     @property
     def free(self):
+        if self.held:
+            return 0
         return (1 if self.load == 0 else 0) if self.probe else self.max_concurrency - self.load
 
 
@@ -175,7 +181,7 @@ def _plan(tasks, candidates, now):
         fresh = [c for c in able if c.agent_id not in avoid] or able
         strategy = get_strategy(task.strategy, task.required_capabilities)
         busy = (
-            [c for c in fleet if c.free <= 0 and not c.probe and c.agent_id not in avoid]
+            [c for c in fleet if c.free <= 0 and not c.probe and not c.held and c.agent_id not in avoid]
             if strategy.weighs_waiting
             else ()
         )
@@ -197,6 +203,40 @@ def _reserve(plan, now):
     return capacity.reserve(slots, probes=probes, now=now)
 
 
+def _reserve_unheld(plan, now):
+    """Take the planned slots on the agents no other transaction holds, without waiting for the rest
+    (capacity.lock_unheld). Returns (the plan's entries that got their slot, those whose agent was
+    held); the held agents are marked on their Candidate."""
+    mine = capacity.lock_unheld(candidate.agent_id for _, candidate, _ in plan)
+    taken = [entry for entry in plan if str(entry[1].agent_id) in mine]
+    held = [entry for entry in plan if str(entry[1].agent_id) not in mine]
+    for _, candidate, _ in held:
+        if not candidate.held:
+            candidate.held = True
+            candidate.load -= sum(1 for _, c, _ in held if c is candidate)
+    accepted = _reserve_locked(taken, now)
+    return [entry for entry in taken if entry[1].agent_id in accepted], held
+
+
+def _reserve_locked(plan, now):
+    slots = Counter(candidate.agent_id for _, candidate, _ in plan)
+    probes = {candidate.agent_id for _, candidate, _ in plan if candidate.probe}
+    return capacity.reserve(slots, probes=probes, now=now, locked=True) if slots else set()
+
+
+def _place(tasks, candidates, now):
+    """Plan and take the slots. A task planned on an agent that a batch of outcomes holds is planned
+    again, once, among the agents left (a round never waits for an agent's row: that wait was most
+    of a busy dispatcher's time, and it sat on every task of the round). Returns (the placed plan,
+    whether a held agent left some task unplaced)."""
+    placed, held = _reserve_unheld(_plan(tasks, candidates, now), now)
+    if not held:
+        return placed, False
+    bumped = [task for task, _, _ in held]
+    again, _ = _reserve_unheld(_plan(bumped, candidates, now), now)
+    return placed + again, len(again) < len(bumped)
+
+
 # The assignment: a fresh attempt with its agent, and (for auto-dispatched tasks) a lease that the
 # sweep expires if no answer is recorded in time. The rows are locked by the claim, so unfenced.
 _ASSIGN = """assigned_agent_id = v.agent_id, attempts = t.attempts + 1, assigned_at = %(now)s,
@@ -205,11 +245,10 @@ _ASSIGN = """assigned_agent_id = v.agent_id, attempts = t.attempts + 1, assigned
         THEN %(now)s + make_interval(secs => t.timeout_seconds + %(grace)s) END"""
 
 
-def _assign(plan, accepted, now):
+def _assign(plan, now):
     steps = [
         Step(task.task_id, agent_id=candidate.agent_id, reason=f"strategy {why['strategy']}", details=why)
         for task, candidate, why in plan
-        if candidate.agent_id in accepted
     ]
     moved = move(
         EventKind.ASSIGNED,
@@ -221,16 +260,19 @@ def _assign(plan, accepted, now):
         join="JOIN agents_agent AS a ON a.agent_id = v.agent_id",
         returning=CALL_EXPRESSIONS,
     )
-    order = {step.task_id: index for index, step in enumerate(steps)}
-    moved.sort(key=lambda m: order[m.task_id])  # claim order: the most urgent are called first
+    # Claim order: the most urgent are called first.
+    order = {task.task_id: (task.priority, task.created_at) for task, _, _ in plan}
+    moved.sort(key=lambda m: order[m.task_id])
     return [Assignment(m.task_id, m.attempt, m.step.agent_id, CallSpec.from_row(m.returned)) for m in moved]
 
 
-def claim(*, limit=None, task_ids=None, now=None):
+def claim(*, limit=None, task_ids=None, now=None, on_held=None):
     """One dispatch round: lock due tasks, plan, reserve agent slots, assign. Returns the assignments.
 
     With `task_ids`, only those tasks are considered (an operator's assign), whether or not they are
-    auto-dispatched; otherwise the queue's due, auto-dispatched tasks are.
+    auto-dispatched; otherwise the queue's due, auto-dispatched tasks are. `on_held()` is called when
+    agents that other transactions held left tasks pending (see `_place`): a round soon will find
+    them free.
     """
     now = now or timezone.now()
     limit = limit or settings.DISPATCH_BATCH_SIZE
@@ -250,10 +292,10 @@ def claim(*, limit=None, task_ids=None, now=None):
         if not tasks:
             return []
         demand = Counter(frozenset(task.required_capabilities) for task in tasks)
-        plan = _plan(tasks, _candidates(demand, now), now)
-        if not plan:
-            return []
-        return _assign(plan, _reserve(plan, now), now)
+        placed, held = _place(tasks, _candidates(demand, now), now)
+        if held and on_held is not None:
+            on_held()
+        return _assign(placed, now) if placed else []
 
 
 def assign_to(task_id, agent, *, now=None):
@@ -290,7 +332,7 @@ def assign_to(task_id, agent, *, now=None):
             raise NoAgentAvailable(
                 f"agent {agent.agent_id} just became unavailable (full, offline or tripped)"
             )
-        assignments = _assign(plan, accepted, now)
+        assignments = _assign(plan, now)
     return assignments[0] if assignments else None
 
 

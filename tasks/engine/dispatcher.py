@@ -19,6 +19,9 @@ from .claim import claim
 logger = logging.getLogger(__name__)
 
 MAX_ROUNDS_PER_KICK = 50
+# A round that left tasks to agents other transactions held (claim.py) runs again this much later:
+# a batch of outcomes commits within milliseconds.
+HELD_RETRY_SECONDS = 0.02
 # Due times are kept per worker until they pass; past this many (a storm of retries with jitter) the
 # latest are dropped, and the dispatcher's clock picks their tasks up.
 MAX_DUE_TIMES = 10_000
@@ -45,6 +48,9 @@ class Dispatcher(threading.Thread):
             if len(self._due) < MAX_DUE_TIMES:
                 heapq.heappush(self._due, when)
             self._wakeup.notify()
+
+    def _retry_soon(self):
+        self.wake_at(time.time() + HELD_RETRY_SECONDS)
 
     def _wait(self):
         """Until kicked, a due time passes, or SWEEP_INTERVAL_SECONDS pass."""
@@ -85,7 +91,7 @@ class Dispatcher(threading.Thread):
         for _ in range(MAX_ROUNDS_PER_KICK):
             if not self.runner.accepting:
                 break  # shutting down: claiming now would strand tasks until their leases expire
-            assignments = claim()
+            assignments = claim(on_held=self._retry_soon)
             self.rounds += 1
             if assignments:
                 dispatched += self.runner.submit([a.call for a in assignments])

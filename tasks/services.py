@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
-from agents import eligibility
+from agents import capacity, eligibility
 from agents.models import Agent
 from orchestrator_project import ids
 from orchestrator_project.errors import Conflict, InvalidInput, NotFound
@@ -188,14 +188,34 @@ def _get_for_update(task_id):
     return task
 
 
+# How often a cancel starts over when its task moved to another agent between the read and the locks.
+_CANCEL_TRIES = 5
+
+
 def cancel_task(*, task_id, reason="cancelled by an operator"):
-    with transaction.atomic():
-        task = _get_for_update(task_id)
-        if task.status not in CANCELLABLE_STATUSES:
-            raise Conflict(
-                f"Task is already {task.status}; only pending, assigned or running tasks can be cancelled."
-            )
-        end(EventKind.CANCELLED, [task], now=timezone.now(), reason=reason)
+    """Cancel a pending or in-flight task, freeing its agent's slot.
+
+    Locks the task's agent before the task, as a batch of outcomes does (agents.capacity.lock): the
+    other order deadlocked with a worker applying the same task's answer, each waiting on the row the
+    other held. The agent is read before the locks; should the task have moved to another agent since
+    (a retry, a hand-back), the transaction starts over rather than lock a second agent out of order."""
+    for _ in range(_CANCEL_TRIES):
+        with transaction.atomic():
+            read = Task.objects.filter(task_id=task_id).values_list("assigned_agent_id", flat=True)
+            agent_id = read.first()
+            capacity.lock([agent_id])
+            task = _get_for_update(task_id)
+            if task.assigned_agent_id not in (None, agent_id):
+                continue
+            if task.status not in CANCELLABLE_STATUSES:
+                raise Conflict(
+                    f"Task is already {task.status}; only pending, assigned or running tasks can be"
+                    " cancelled."
+                )
+            end(EventKind.CANCELLED, [task], now=timezone.now(), reason=reason)
+            break
+    else:
+        raise Conflict("The task kept moving between agents while being cancelled; try again.")
     task.refresh_from_db()
     return task
 

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import IN_FLIGHT_STATUSES, Task
-from .outcomes import requeue_in_flight
+from .outcomes import lock_with_agents, requeue_in_flight
 
 _FIELDS = ("task_id", "status", "attempts", "assigned_agent_id")
 
@@ -35,8 +35,9 @@ def hand_back_attempts(keys, *, reason):
     if not wanted:
         return 0
     with transaction.atomic():
-        tasks = Task.objects.select_for_update().filter(
-            task_id__in=[task_id for task_id, _ in wanted], status__in=IN_FLIGHT_STATUSES
+        ids = [task_id for task_id, _ in wanted]
+        tasks = lock_with_agents(
+            Task.objects.filter(task_id__in=ids, status__in=IN_FLIGHT_STATUSES), fields=_FIELDS
         )
-        mine = [t for t in tasks.only(*_FIELDS) if (str(t.task_id), t.attempts) in wanted]
+        mine = [t for t in tasks if (str(t.task_id), t.attempts) in wanted]
         return len(requeue_in_flight(mine, now=timezone.now(), reason=reason))

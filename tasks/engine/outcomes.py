@@ -169,6 +169,24 @@ def _wake_for_probe(released):
         wake.ring_at(released.circuit_retry_at)
 
 
+def lock_with_agents(tasks, *, fields, limit=None, wait=True):
+    """Lock the tasks of `tasks` (a queryset) to end or requeue them, their agents first: the order a
+    batch of outcomes locks in (agents.capacity.lock), so the two wait for each other instead of
+    deadlocking. Returns the locked tasks with `fields` loaded.
+
+    With `wait=False` nothing is waited for, for a transaction that already holds agents (the sweep's):
+    tasks whose agent's row or own row another transaction holds are left out, for next time. So is a
+    task that moved to another agent between the read of its agent and the locks."""
+    agent_ids = set(tasks.values_list("assigned_agent_id", flat=True)[:limit]) - {None}
+    if wait:
+        capacity.lock(agent_ids)
+        mine = {str(agent_id) for agent_id in agent_ids}
+    else:
+        mine = capacity.lock_unheld(agent_ids)
+    locked = tasks.select_for_update(skip_locked=not wait).only(*fields)[:limit]
+    return [t for t in locked if t.assigned_agent_id is None or str(t.assigned_agent_id) in mine]
+
+
 _END = """finished_at = %(now)s, lease_expires_at = NULL, next_attempt_at = NULL,
     error = COALESCE(v.error, t.error)"""
 

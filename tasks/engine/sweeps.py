@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from ..models import IN_FLIGHT_STATUSES, UNFINISHED_STATUSES, EventKind, Task
 from .outcome import Outcome, OutcomeKind
-from .outcomes import apply_outcomes, end
+from .outcomes import apply_outcomes, end, lock_with_agents
 
 SWEEP_LOCK_KEY = 0x7A5C_0001  # pg advisory lock id of the task sweep
 SWEEP_BATCH = 1000
@@ -46,10 +46,12 @@ def expire_leases(now):
 
 
 def fail_past_deadline(now):
-    tasks = list(
-        Task.objects.select_for_update(skip_locked=True)
-        .filter(status__in=UNFINISHED_STATUSES, deadline__lt=now)
-        .only("task_id", "status", "attempts", "assigned_agent_id")[:SWEEP_BATCH]
+    # Without waiting: the leases' outcomes have locked agents already in this transaction.
+    tasks = lock_with_agents(
+        Task.objects.filter(status__in=UNFINISHED_STATUSES, deadline__lt=now),
+        fields=("task_id", "status", "attempts", "assigned_agent_id"),
+        limit=SWEEP_BATCH,
+        wait=False,
     )
     error = {"message": "deadline passed"}
     return len(end(EventKind.FAILED, tasks, now=now, reason="deadline passed", error=error))

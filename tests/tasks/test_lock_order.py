@@ -3,14 +3,17 @@ two wait for each other instead of deadlocking."""
 
 import threading
 import time
+from datetime import timedelta
 
 import psycopg
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from agents.models import Agent
 from orchestrator_project.errors import Conflict, NotFound
 from tasks import services
+from tasks.engine.sweeps import run_sweep
 from tasks.models import Task
 
 from .conftest import make_agent
@@ -75,3 +78,28 @@ def test_a_cancel_still_conflicts_on_an_ended_task_and_404s_on_an_unknown_one():
         services.cancel_task(task_id=task.task_id)
     with pytest.raises(NotFound):
         services.cancel_task(task_id="00000000-0000-4000-8000-000000000000")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_deadline_sweep_leaves_a_task_whose_agent_is_held_for_next_time():
+    # The sweep's transaction holds the agents of expired leases already; waiting for more agents there
+    # could deadlock with a batch of outcomes, so it waits for none.
+    agent = make_agent("held", max_concurrency=5, current_load=1)
+    late = timezone.now() - timedelta(seconds=1)
+    task = Task.objects.create(type="t", status="running", attempts=1, assigned_agent=agent, deadline=late)
+    pending = Task.objects.create(type="t", deadline=late)  # no agent: nothing to wait for
+    writer = psycopg.connect(**connection.get_connection_params())
+    writer.execute("SELECT 1 FROM agents_agent WHERE agent_id = %s FOR UPDATE", [agent.agent_id])
+    found = {}
+    sweeper = threading.Thread(target=lambda: (found.update(run_sweep()), connection.close()))
+    sweeper.start()
+    sweeper.join(timeout=10)
+    assert not sweeper.is_alive(), "the sweep waited for the held agent"
+    assert found["deadlines_failed"] == 1
+    assert Task.objects.get(pk=pending.pk).status == "failed"
+    assert Task.objects.get(pk=task.pk).status == "running"
+    writer.rollback()
+    writer.close()
+    assert run_sweep()["deadlines_failed"] == 1  # the next sweep finds it free
+    assert Task.objects.get(pk=task.pk).status == "failed"
+    assert Agent.objects.get(pk=agent.pk).current_load == 0

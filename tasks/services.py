@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
-from agents import capacity, eligibility
+from agents import eligibility
 from agents.models import Agent
 from orchestrator_project import ids
 from orchestrator_project.errors import Conflict, InvalidInput, NotFound
@@ -25,7 +25,7 @@ from orchestrator_project.prepared import prepared_cursor
 from . import outbox
 from .engine import claim, wake
 from .engine.outcome import Outcome, OutcomeKind
-from .engine.outcomes import apply_outcomes, end
+from .engine.outcomes import apply_outcomes, end, lock_with_agents
 from .jobs import send_assigned
 from .models import (
     CANCELLABLE_STATUSES,
@@ -201,12 +201,13 @@ def cancel_task(*, task_id, reason="cancelled by an operator"):
     (a retry, a hand-back), the transaction starts over rather than lock a second agent out of order."""
     for _ in range(_CANCEL_TRIES):
         with transaction.atomic():
-            read = Task.objects.filter(task_id=task_id).values_list("assigned_agent_id", flat=True)
-            agent_id = read.first()
-            capacity.lock([agent_id])
-            task = _get_for_update(task_id)
-            if task.assigned_agent_id not in (None, agent_id):
+            found = Task.objects.filter(task_id=task_id)
+            locked = lock_with_agents(found)
+            if not locked:
+                if not found.exists():
+                    raise NotFound("No task with this id.")
                 continue
+            [task] = locked
             if task.status not in CANCELLABLE_STATUSES:
                 raise Conflict(
                     f"Task is already {task.status}; only pending, assigned or running tasks can be"

@@ -196,11 +196,12 @@ def _plan(tasks, candidates, now):
     return plan
 
 
-def _reserve(plan, now):
-    """Take the planned slots; returns the ids of the agents that gave them."""
+def _reserve(plan, now, *, locked=False):
+    """Take the planned slots; returns the ids of the agents that gave them. `locked`: the caller
+    holds the agents' rows already."""
     slots = Counter(candidate.agent_id for _, candidate, _ in plan)
     probes = {candidate.agent_id for _, candidate, _ in plan if candidate.probe}
-    return capacity.reserve(slots, probes=probes, now=now)
+    return capacity.reserve(slots, probes=probes, now=now, locked=locked)
 
 
 def _reserve_unheld(plan, now):
@@ -211,17 +212,9 @@ def _reserve_unheld(plan, now):
     taken = [entry for entry in plan if str(entry[1].agent_id) in mine]
     held = [entry for entry in plan if str(entry[1].agent_id) not in mine]
     for _, candidate, _ in held:
-        if not candidate.held:
-            candidate.held = True
-            candidate.load -= sum(1 for _, c, _ in held if c is candidate)
-    accepted = _reserve_locked(taken, now)
+        candidate.held = True  # out of this round's choices (its load no longer matters)
+    accepted = _reserve(taken, now, locked=True)
     return [entry for entry in taken if entry[1].agent_id in accepted], held
-
-
-def _reserve_locked(plan, now):
-    slots = Counter(candidate.agent_id for _, candidate, _ in plan)
-    probes = {candidate.agent_id for _, candidate, _ in plan if candidate.probe}
-    return capacity.reserve(slots, probes=probes, now=now, locked=True) if slots else set()
 
 
 def _place(tasks, candidates, now):

@@ -10,9 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import IN_FLIGHT_STATUSES, Task
-from .outcomes import lock_with_agents, requeue_in_flight
-
-_FIELDS = ("task_id", "status", "attempts", "assigned_agent_id")
+from .outcomes import ENDING_FIELDS, lock_with_agents, requeue_in_flight
 
 
 def hand_back_agent_tasks(*, agent_ids, reason):
@@ -22,7 +20,7 @@ def hand_back_agent_tasks(*, agent_ids, reason):
     tasks = Task.objects.select_for_update().filter(
         assigned_agent_id__in=list(agent_ids), status__in=IN_FLIGHT_STATUSES
     )
-    return len(requeue_in_flight(list(tasks.only(*_FIELDS)), now=timezone.now(), reason=reason))
+    return len(requeue_in_flight(list(tasks.only(*ENDING_FIELDS)), now=timezone.now(), reason=reason))
 
 
 def on_work_lost(agent_ids, reason, **_):
@@ -36,8 +34,6 @@ def hand_back_attempts(keys, *, reason):
         return 0
     with transaction.atomic():
         ids = [task_id for task_id, _ in wanted]
-        tasks = lock_with_agents(
-            Task.objects.filter(task_id__in=ids, status__in=IN_FLIGHT_STATUSES), fields=_FIELDS
-        )
+        tasks = lock_with_agents(Task.objects.filter(task_id__in=ids, status__in=IN_FLIGHT_STATUSES))
         mine = [t for t in tasks if (str(t.task_id), t.attempts) in wanted]
         return len(requeue_in_flight(mine, now=timezone.now(), reason=reason))

@@ -169,7 +169,11 @@ def _wake_for_probe(released):
         wake.ring_at(released.circuit_retry_at)
 
 
-def lock_with_agents(tasks, *, fields, limit=None, wait=True):
+# What ending or requeueing a task reads of it.
+ENDING_FIELDS = ("task_id", "status", "attempts", "assigned_agent_id")
+
+
+def lock_with_agents(tasks, *, fields=ENDING_FIELDS, limit=None, wait=True):
     """Lock the tasks of `tasks` (a queryset) to end or requeue them, their agents first: the order a
     batch of outcomes locks in (agents.capacity.lock), so the two wait for each other instead of
     deadlocking. Returns the locked tasks with `fields` loaded.

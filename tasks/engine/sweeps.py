@@ -49,7 +49,6 @@ def fail_past_deadline(now):
     # Without waiting: the leases' outcomes have locked agents already in this transaction.
     tasks = lock_with_agents(
         Task.objects.filter(status__in=UNFINISHED_STATUSES, deadline__lt=now),
-        fields=("task_id", "status", "attempts", "assigned_agent_id"),
         limit=SWEEP_BATCH,
         wait=False,
     )

@@ -412,14 +412,7 @@ class Sampler(threading.Thread):
             return []
 
     def _cpu_time(self, proc):
-        total = 0.0
-        for p in self._tree(proc):
-            try:
-                times = p.cpu_times()
-                total += times.user + times.system
-            except psutil.Error:
-                pass
-        return total
+        return tree_cpu_seconds(proc)
 
     def _rss(self, proc):
         """The largest RSS of one process in the tree: each web or worker process must stay within the
@@ -457,6 +450,18 @@ class Sampler(threading.Thread):
             "cpu_percent": window.get("cpu_percent", {}),
             "loadavg_1min_start_end": window.get("loadavg"),
         }
+
+
+def tree_cpu_seconds(proc):
+    """CPU seconds (user + system) spent so far by a process and its living children."""
+    total = 0.0
+    for p in Sampler._tree(proc):
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
 
 
 class Stack:

@@ -28,6 +28,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import psutil
+
 from . import TARGETS_MISSED, httpload, profiling
 from . import stack as stack_module
 from .httpload import json_request, percentiles_ms
@@ -65,6 +67,22 @@ class WorkflowStack(stack_module.Stack):
 
     def start_baseline(self):
         pass
+
+
+def cpu_seconds(stack):
+    """CPU seconds (user + system) spent so far by each of the stack's processes, its children
+    included, and by the Postgres backends connected to the benchmark's database."""
+    spent = {
+        name: stack_module.tree_cpu_seconds(psutil.Process(child.pid))
+        for name, child in stack.children.items()
+    }
+    database = os.environ["BENCH_DATABASE"]
+    spent["postgres"] = 0.0
+    for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+        # A backend's title: "postgres: <user> <database> <client> <state>"
+        if proc.info["name"] == "postgres" and database in " ".join(proc.info["cmdline"] or ()):
+            spent["postgres"] += proc.info["cpu_times"].user + proc.info["cpu_times"].system
+    return spent
 
 
 def chain_spec():
@@ -166,8 +184,12 @@ class WorkflowBench:
         self.wait_runs(20, timeout=60)
         self.reset()
         total = int(CHAIN_RATE * seconds)
+        cpu_before = cpu_seconds(self.stack)
         started = self.start_chains(rate=CHAIN_RATE, total=total)
         completed, failed = self.wait_runs(started.ok, timeout=120)
+        cpu_used = {
+            name: spent - cpu_before.get(name, 0.0) for name, spent in cpu_seconds(self.stack).items()
+        }
         received = {}
         for task_id, at in self.bench.received():
             received.setdefault(task_id, at)
@@ -228,6 +250,10 @@ class WorkflowBench:
             "hop": percentiles_ms(hop),
             "handover_parts": {name: percentiles_ms(values) for name, values in parts.items()},
             "run_duration": percentiles_ms(durations),
+            # Less at the mercy of this box's drift than the latencies: what each run cost each process.
+            "cpu_ms_per_run": {
+                name: round(1000 * spent / max(completed, 1), 2) for name, spent in cpu_used.items()
+            },
             "start_request": started.summary(),
             "target": "handover p50 <= 20 ms, p99 <= 100 ms",
             "met": met,
@@ -336,6 +362,9 @@ def report(results):
             ),
             f"| A run of the chain, start to end ({chain['runs_completed']} completed,"
             f" {chain['runs_failed']} failed) | p50 {duration['p50_ms']} ms, p99 {duration['p99_ms']} ms | |",
+            "| CPU per run of the chain (user + system) | "
+            + ", ".join(f"{name} {ms} ms" for name, ms in chain.get("cpu_ms_per_run", {}).items())
+            + " | |",
             f"| A {side['items']}-item map vs {side['items']} tasks in one bulk request (medians of"
             f" {len(side['map_s'])} and {len(side['bulk_s'])} rounds, A B B A) | {side['map_median_s']} s vs"
             f" {side['bulk_median_s']} s: **{side['ratio']}x** | <= 1.5x ({_met(side['met'])}) |",

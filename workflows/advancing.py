@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from .engine import Advance, settle_all, write_all
 from .maps import error_doc
-from .models import WHOLE_STEP, RunStatus, StepRun, StepStatus
+from .models import RunStatus, StepRun, StepStatus
 
 logger = logging.getLogger(__name__)
 
@@ -23,27 +23,24 @@ def on_step_tasks_ended(ended, **_):
     reason other than the database's, it is undone and each run advances alone, so that one run's
     trouble stays that run's."""
     by_step = {e.step_run_id: e for e in ended}
-    runs = defaultdict(list)
-    rows = StepRun.objects.filter(pk__in=by_step).values_list("pk", "run_id", "map_index")
-    for pk, run_id, map_index in rows:
-        runs[run_id].append((map_index, by_step[pk]))
     now = timezone.now()
     try:
         with transaction.atomic():
-            advances = Advance.lock_many(sorted(runs), now=now)
-            _apply_ended(advances, runs)
+            advances = Advance.lock_many_of_steps(list(by_step), now=now)
+            _apply_ended(advances, by_step)
             settle_all(advances)
             write_all(advances)
         return
     except (OperationalError, InterfaceError):
         raise  # the database's trouble (a deadlock, a lost connection): the whole move is retried
     except Exception:
-        logger.exception("advancing %d workflow runs together failed; advancing each alone", len(runs))
-    for run_id in sorted(runs):
+        logger.exception("advancing workflow runs together failed; advancing each alone")
+    run_ids = StepRun.objects.filter(pk__in=by_step).values_list("run_id", flat=True).distinct()
+    for run_id in sorted(run_ids):
         try:
             with transaction.atomic():  # a savepoint: one run's trouble stays that run's
                 advances = Advance.lock_many([run_id], now=now)
-                _apply_ended(advances, runs)
+                _apply_ended(advances, by_step)
                 for advance in advances:
                     advance.commit()
         except (OperationalError, InterfaceError):
@@ -55,20 +52,21 @@ def on_step_tasks_ended(ended, **_):
             _fail_run_for_engineerror(run_id, now, exc)
 
 
-def _apply_ended(advances, runs):
-    """Each run's ended tasks: its steps (read after the lock, so current) told, when the task is the
-    step's current one while the step runs; a superseded task or a duplicate ends without effect."""
-    item_ids = [e.step_run_id for a in advances for index, e in runs[a.run.run_id] if index != WHOLE_STEP]
+def _apply_ended(advances, by_step):
+    """The ended tasks of the advances' runs (`by_step`: by their step rows' ids): each one's step
+    (read after the lock, so current) told, when the task is the step's current one while the step
+    runs; a superseded task or a duplicate ends without effect. Step rows that are not a run's whole
+    steps are map items, read here."""
+    whole = {step.pk for advance in advances for step in advance.steps.values()}
+    item_ids = [pk for pk in by_step if pk not in whole]
     items = defaultdict(list)
     if item_ids:
         for item in StepRun.objects.filter(pk__in=item_ids).defer("input", "output"):
             items[item.run_id].append(item)
     for advance in advances:
-        ended = runs[advance.run.run_id]
-        fenced = {e.step_run_id: e for _, e in ended}
-        found = [s for s in advance.steps.values() if s.pk in fenced] + items[advance.run.run_id]
+        found = [s for s in advance.steps.values() if s.pk in by_step] + items[advance.run.run_id]
         for step in found:
-            ended_task = fenced[step.pk]
+            ended_task = by_step[step.pk]
             if step.status == StepStatus.RUNNING and step.task_id == ended_task.task_id:
                 advance.task_ended(step, ended_task)
 

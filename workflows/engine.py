@@ -126,11 +126,19 @@ class Advance(MapSteps):
         What an advance rarely reads is left to be read when it does (Django's deferred fields): a run's
         input (only a step that reads $.input, and the roots that read it started with the run), its
         output and error, the steps' inputs and outputs (a step ended in this advance has its output)."""
+        return cls._lock(WorkflowRun.objects.filter(run_id__in=run_ids), now=now)
+
+    @classmethod
+    def lock_many_of_steps(cls, step_run_ids, *, now=None):
+        """`lock_many` for the runs of these step rows (whole steps or map items), found by the locking
+        query itself: no round trip to look them up first."""
+        owners = StepRun.objects.filter(pk__in=step_run_ids).values("run_id")
+        return cls._lock(WorkflowRun.objects.filter(run_id__in=owners), now=now)
+
+    @classmethod
+    def _lock(cls, found, *, now):
         runs = list(
-            WorkflowRun.objects.select_for_update()
-            .filter(run_id__in=run_ids)
-            .defer("input", "output", "error", "created_at")
-            .order_by("run_id")
+            found.select_for_update().defer("input", "output", "error", "created_at").order_by("run_id")
         )
         definitions = _definitions({run.definition_id for run in runs})
         steps = defaultdict(dict)
@@ -634,13 +642,13 @@ def _create_tasks(advances):
 
 
 def _save_steps(advances):
-    groups = defaultdict(list)
+    """Every changed step row of the advances in one statement, each row writing only what it changed."""
+    dirty = [entry for advance in advances for entry in advance._dirty.values()]
     for advance in advances:
-        for step, changed in advance._dirty.values():
-            groups[frozenset(changed)].append(step)
         advance._dirty = {}
-    for changed, steps in groups.items():
-        update_rows(StepRun, steps, sorted(changed))
+    if dirty:
+        fields = sorted(set().union(*(changed for _, changed in dirty)))
+        update_rows(StepRun, [step for step, _ in dirty], fields, changed=[changed for _, changed in dirty])
 
 
 def _save_runs(advances):

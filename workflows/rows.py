@@ -1,4 +1,4 @@
-"""Writing changed rows back: one UPDATE ... FROM unnest(...) per set of changed fields.
+"""Writing changed rows back: one UPDATE ... FROM unnest(...) for any number of rows and fields.
 
 Django's bulk_update builds a CASE WHEN per field and row, which costs far more Python than the
 database's work (a fifth of a busy worker's time in the chain benchmark). Here each field's new values
@@ -12,8 +12,12 @@ from django.db import connection
 from django.db.models import JSONField
 
 
-def update_rows(model, objects, fields):
-    """Write `fields` (names or attnames) of `objects`, already saved rows of `model`, in one statement."""
+def update_rows(model, objects, fields, *, changed=None):
+    """Write `fields` (names or attnames) of `objects`, already saved rows of `model`, in one statement.
+
+    `changed`, when given, is each object's own set of the `fields` it changed: a row keeps its value of
+    the others, which are not read from the object (they may be deferred, and reading one would cost a
+    query). So rows that changed different fields still take one statement."""
     if not objects:
         return
     meta = model._meta
@@ -21,20 +25,27 @@ def update_rows(model, objects, fields):
     # (a foreign key's db_type is its target's: a task id travels as uuid[])
     for name in fields:
         field = meta.get_field(name)
-        raw = [getattr(obj, field.attname) for obj in objects]
+        written = [changed is None or name in changed[i] for i in range(len(objects))]
+        raw = [getattr(obj, field.attname) if written[i] else None for i, obj in enumerate(objects)]
         if isinstance(field, JSONField):
             arrays.append([None if v is None else json.dumps(v, cls=DjangoJSONEncoder) for v in raw])
             types.append("text[]")
-            values.append(f"v.{field.column}::jsonb")
+            value = f"v.{field.column}::jsonb"
         else:
             arrays.append([field.get_db_prep_save(v, connection) for v in raw])
             types.append(_array_type(field))
-            values.append(f"v.{field.column}")
+            value = f"v.{field.column}"
         columns.append(field.column)
+        if not all(written):
+            arrays.append(written)
+            types.append("boolean[]")
+            columns.append(f"set_{field.column}")
+            value = f"CASE WHEN v.set_{field.column} THEN {value} ELSE t.{field.column} END"
+        values.append((field.column, value))
     table = meta.db_table
     unnest = ", ".join(f"%s::{t}" for t in types)
     names = ", ".join(["pk_", *columns])
-    assignments = ", ".join(f"{column} = {value}" for column, value in zip(columns, values, strict=True))
+    assignments = ", ".join(f"{column} = {value}" for column, value in values)
     sql = (
         f"UPDATE {table} AS t SET {assignments} FROM unnest({unnest}) AS v({names})"
         f" WHERE t.{meta.pk.column} = v.pk_"

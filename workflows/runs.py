@@ -59,7 +59,7 @@ def start_run(*, workflow, version=None, input=None, priority=5, user=None, idem
         if existing is None:
             raise
         return _replay(existing, fingerprint), False
-    run.refresh_from_db()
+    # The run as its start left it, in memory: the Advance wrote every change it made to it.
     return run, True
 
 

@@ -3,6 +3,8 @@ failed step (per map item too), idempotent starts, roles and illegal state chang
 
 import threading
 
+from django.db import connection
+
 from tasks import services as task_services
 from tasks.models import Task
 from workflows import engine
@@ -215,6 +217,31 @@ def test_starting_pins_the_version_and_the_roots_tasks_exist_at_once(operator_cl
     a = StepRun.objects.get(run_id=run["run_id"], step_id="a")
     assert a.status == "running" and Task.objects.get(task_id=a.task_id).workflow_step_id == a.pk
     assert operator_client.post(RUNS, {"workflow": "chain"}, format="json").json()["version"] == 2
+
+
+def test_the_start_answers_with_the_run_as_stored_without_reading_it_back(operator_client, define):
+    define("chain", CHAIN)
+    # A run that ends while it starts: its one step is a condition, decided at once.
+    define(
+        "instant", [{"id": "c", "type": "condition", "when": {"path": "$.input.x", "op": "gte", "value": 1}}]
+    )
+    statements = []
+
+    def record(execute, sql, *args):
+        statements.append(sql)
+        return execute(sql, *args)
+
+    for workflow, status in (("chain", "running"), ("instant", "completed")):
+        statements.clear()
+        with connection.execute_wrapper(record):
+            started = operator_client.post(RUNS, {"workflow": workflow, "input": {"x": 2}}, format="json")
+        assert started.status_code == 201
+        stored = operator_client.get(f"{RUNS}/{started.json()['run_id']}").json()
+        assert started.json()["status"] == status
+        assert started.json() == {key: stored[key] for key in started.json()}
+        # The run is written, never read: the answer is the run in memory, as its start left it.
+        reads = [sql for sql in statements if 'FROM "workflows_workflowrun"' in sql]
+        assert not reads, reads
 
 
 def test_bad_run_requests(operator_client, viewer_client, define):

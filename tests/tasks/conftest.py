@@ -1,3 +1,4 @@
+import contextlib
 import time
 
 import pytest
@@ -52,9 +53,33 @@ def queue_tasks(count, strategy="", capabilities=("document_analysis",), **field
     )
 
 
+def _leave_logging_to_django(**_):
+    """A receiver of Celery's setup_logging: while one is connected, Celery configures no logger."""
+
+
+@contextlib.contextmanager
+def logging_as_django_configured_it():
+    """Keep an embedded worker from reconfiguring the test process's logging.
+
+    Left to itself, the testing worker sets the root logger to its own level, for the whole process and
+    for good. The first worker of a process hides it: Celery's Django fixup runs django.setup() once
+    per process, which applies LOGGING again. Every later module's worker started with the root at
+    WARNING, and a worker decides once, as it starts, whether its "Task ... received/succeeded" lines
+    are logged: they stayed silent for that module whatever a test set later (tests/security/
+    test_secrets.py reads them, as they carry the jobs' arguments)."""
+    from celery.signals import setup_logging
+
+    setup_logging.connect(_leave_logging_to_django)
+    try:
+        yield
+    finally:
+        setup_logging.disconnect(_leave_logging_to_django)
+
+
 @pytest.fixture(scope="module")
 def celery_worker_session(django_db_setup, django_db_blocker):
-    """A real Celery worker (same app, same broker) consuming in a thread of the test process.
+    """A real Celery worker (same app, same broker) consuming in a thread of the test process, logging
+    the way the project's LOGGING says, whichever module starts it first.
 
     Per module, not per session: a live worker takes any wake-up on the test queue, so it must be gone
     before modules that run their own worker processes."""
@@ -64,14 +89,8 @@ def celery_worker_session(django_db_setup, django_db_blocker):
 
     with (
         django_db_blocker.unblock(),
-        start_worker(
-            app,
-            pool="threads",
-            concurrency=4,
-            perform_ping_check=False,
-            loglevel="WARNING",
-            shutdown_timeout=30,
-        ),
+        logging_as_django_configured_it(),
+        start_worker(app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30),
     ):
         # The testing worker sends no worker_ready, which starts a real worker's runner (tasks/jobs.py).
         from tasks.engine.runner import get_runner

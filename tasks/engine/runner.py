@@ -106,6 +106,8 @@ class Runner:
             close_old_connections()
             hand_back_attempts(leftover, reason="worker shutting down")
         self.writer.wait_idle(max(1.0, deadline - time.monotonic()))
+        self.writer.stop()
+        self.writer.join(timeout=5)
 
     async def _cancel_all(self):
         leftover = list(self._in_flight.items())

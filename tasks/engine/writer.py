@@ -22,6 +22,7 @@ from .outcomes import apply_outcomes
 
 logger = logging.getLogger(__name__)
 WRITE_BATCH_MAX = 500
+_STOP = object()  # queued by stop(): the writer's last item
 
 
 @dataclass
@@ -53,6 +54,11 @@ class Writer(threading.Thread):
         self._idle.clear()
         self.queue.put(item)
 
+    def stop(self):
+        """Write what is queued, then close the thread's database session and end: a runner that shut
+        down would otherwise keep that session open for as long as its process lives."""
+        self.queue.put(_STOP)
+
     def run(self):
         while True:
             batch = [self.queue.get()]
@@ -61,7 +67,14 @@ class Writer(threading.Thread):
                     batch.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            self._write(batch)
+            stopping = any(item is _STOP for item in batch)
+            batch = [item for item in batch if item is not _STOP]
+            if batch:
+                self._write(batch)
+            if stopping:
+                connection.close()
+                self._idle.set()
+                return
             if self.queue.empty():
                 self._idle.set()
 

@@ -165,26 +165,47 @@ def _candidate(row):
     )
 
 
+class _Fleet:
+    """One capability set's candidates during a plan: those with a free slot and those full (to weigh
+    waiting for). Loads only grow while a plan is made, so the lists are made again only after a pick
+    filled an agent, not for every task: on a fleet of a thousand agents, filtering it for each of a
+    round's tasks cost more than everything else the round does."""
+
+    def __init__(self, candidates):
+        self.candidates = candidates
+        self.listed_at = None  # the plan's count of agents filled when the lists were made
+
+    def split(self, filled):
+        if self.listed_at != filled:
+            self.able = [c for c in self.candidates if c.free > 0]
+            self.full = [c for c in self.candidates if c.free <= 0 and not c.probe and not c.held]
+            self.listed_at = filled
+        return self.able, self.full
+
+
 def _plan(tasks, candidates, now):
     """Pick an agent for each task (in claim order) with the tasks' strategies; in memory only.
 
     Returns (task, candidate, why) triples: `why` is what the task's `assigned` event keeps of the
     choice (the strategy and the figures it chose on)."""
     plan = []
+    fleets = {}
+    filled = 0  # picks that left their agent with no free slot
     for task in tasks:
-        fleet = candidates[frozenset(task.required_capabilities)]
-        able = [c for c in fleet if c.free > 0]
+        needed = frozenset(task.required_capabilities)
+        fleet = fleets.get(needed)
+        if fleet is None:
+            fleet = fleets[needed] = _Fleet(candidates[needed])
+        able, full = fleet.split(filled)
         if not able:
             continue
         # Retries go to an agent that has not failed this task yet, when there is one.
         avoid = set(task.avoid_agents)
-        fresh = [c for c in able if c.agent_id not in avoid] or able
+        fresh = ([c for c in able if c.agent_id not in avoid] or able) if avoid else able
         strategy = get_strategy(task.strategy, task.required_capabilities)
-        busy = (
-            [c for c in fleet if c.free <= 0 and not c.probe and not c.held and c.agent_id not in avoid]
-            if strategy.weighs_waiting
-            else ()
-        )
+        busy = ()
+        if strategy.weighs_waiting:
+            busy = [c for c in full if c.agent_id not in avoid] if avoid else full
         choice = strategy.choose(task, fresh, now, busy=busy)
         if choice.candidate is None:
             continue  # left pending: waiting for a busy agent is expected to finish it sooner
@@ -192,6 +213,8 @@ def _plan(tasks, candidates, now):
         if len(fresh) < len(able):
             why["avoided"] = len(able) - len(fresh)
         choice.candidate.load += 1
+        if choice.candidate.free <= 0:
+            filled += 1
         plan.append((task, choice.candidate, why))
     return plan
 

@@ -127,11 +127,11 @@ class Adaptive(Strategy):
     # thousand figures per task would cost more than the rest of the choice.
     _medians = {}
 
-    def _medians_for(self, key, now, states):
+    def _medians_for(self, key, now, agents):
         cache_key = (key, now)
         found = self._medians.get(cache_key)
         if found is None:
-            known = [s for s in states.values() if s is not None and s.latency_ms is not None]
+            known = [s for c in agents if (s := c.routes.get(key)) is not None and s.latency_ms is not None]
             found = (
                 routing.median(s.latency_ms for s in known),
                 routing.median(s.success_rate for s in known) or 1.0,
@@ -142,13 +142,15 @@ class Adaptive(Strategy):
         return found
 
     def choose(self, task, candidates, now, busy=()):
+        # Nothing here walks all the candidates for every task (a round places up to
+        # DISPATCH_BATCH_SIZE tasks among up to ROUTING_CANDIDATE_SAMPLE agents): the medians once per
+        # round, the warming agents only when this choice explores.
         key = routing.route_key(task.required_capabilities)
-        states = {c.agent_id: c.routes.get(key) for c in (*candidates, *busy)}
-        median_latency, median_success = self._medians_for(key, now, states)
+        median_latency, median_success = self._medians_for(key, now, itertools.chain(candidates, busy))
 
         def figures(c):
             latency, success = routing.estimate(
-                states[c.agent_id], median_latency=median_latency, median_success=median_success, now=now
+                c.routes.get(key), median_latency=median_latency, median_success=median_success, now=now
             )
             return latency or 1.0, success
 
@@ -156,7 +158,7 @@ class Adaptive(Strategy):
             latency, success = figures(c)
             if cost is None:
                 cost = routing.expected_cost(latency, success, c.load, c.max_concurrency)
-            state = states[c.agent_id]
+            state = c.routes.get(key)
             return {
                 "agent_id": str(c.agent_id),
                 "cost_ms": round(cost, 3),
@@ -168,14 +170,15 @@ class Adaptive(Strategy):
             }
 
         why = {"capability": key, "median_latency_ms": _round(median_latency)}
-        warming = [
-            c
-            for c in candidates
-            if (s := states[c.agent_id]) is None or s.samples < settings.ROUTING_WARMUP_SAMPLES
-        ]
-        if warming and len(warming) < len(candidates) and random.random() < settings.ROUTING_EXPLORE_SHARE:
-            chosen = random.choice(warming)
-            return Choice(chosen, {**why, "rule": "explore", "scores": [score(chosen)]})
+        if random.random() < settings.ROUTING_EXPLORE_SHARE:
+            warming = [
+                c
+                for c in candidates
+                if (s := c.routes.get(key)) is None or s.samples < settings.ROUTING_WARMUP_SAMPLES
+            ]
+            if warming and len(warming) < len(candidates):
+                chosen = random.choice(warming)
+                return Choice(chosen, {**why, "rule": "explore", "scores": [score(chosen)]})
         if len(candidates) == 1:
             chosen, scores, rule = candidates[0], [score(candidates[0])], "only"
         else:

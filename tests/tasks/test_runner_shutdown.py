@@ -2,13 +2,17 @@
 closes its database session and ends (test modules each start a runner: every one left a session
 open, and the test database could not be dropped at the end)."""
 
+import threading
 import uuid
 
 import pytest
 from django.db import connection
+from django.db.backends.signals import connection_created
 
 from tasks.engine.runner import Runner
 from tasks.engine.writer import SentMark
+
+from .conftest import wait_until
 
 
 def sessions():
@@ -19,12 +23,22 @@ def sessions():
 
 @pytest.mark.django_db(transaction=True)
 def test_shutdown_ends_the_writer_and_closes_its_session():
-    runner = Runner().start()
-    before = sessions()
-    # A mark for no task: the writer opens its session to write it, and changes nothing.
-    runner.writer.put(SentMark(uuid.uuid4(), 1, uuid.uuid4()))
-    assert runner.writer.wait_idle(10)
-    writers = sessions() - before
+    opened = {}  # thread name -> the backend pid of the session it opened
+
+    def record(sender, connection, **_):
+        opened[threading.current_thread().name] = connection.connection.info.backend_pid
+
+    connection_created.connect(record)
+    try:
+        runner = Runner().start()
+        # A mark for no task: the writer opens its session to write it, and changes nothing.
+        runner.writer.put(SentMark(uuid.uuid4(), 1, uuid.uuid4()))
+        assert runner.writer.wait_idle(10)
+    finally:
+        connection_created.disconnect(record)
+    writers = opened[runner.writer.name]
+    assert writers in sessions()
     runner.shutdown(grace=0)
     assert not runner.writer.is_alive()
-    assert writers and not writers & sessions()
+    # The server ends a closed session's backend a moment after the client lets go of it.
+    wait_until(lambda: writers not in sessions(), timeout=10, message="the writer's session to end")

@@ -12,7 +12,6 @@ Writes var/bench/candidates.md and .json.
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -20,6 +19,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from . import report as report_module
 from . import stack as stack_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,23 +150,14 @@ def report(results):
 
 def main(argv=None):
     args = parse_args(argv if argv is not None else sys.argv[1:])
-    os.environ.setdefault("BENCH_DATABASE", "orchestrator_bench_candidates")
     log_dir = ROOT / "var" / "bench" / "logs" / "candidates"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    stack_module.configure()
-    stack_module.migrate(log_dir)
-    import django
-
-    django.setup()
+    stack_module.own_database("orchestrator_bench_candidates", log_dir)
     results = {
         "at": datetime.now().isoformat(timespec="seconds"),
         "rounds": args.rounds,
         "fleets": [measure(size, args.rounds) for size in FLEETS],
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(report(results))
-    OUT.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    print(report(results), flush=True)
+    report_module.write_section(OUT, report(results), results)
     return 0
 
 

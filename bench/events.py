@@ -17,7 +17,6 @@ main benchmark and puts it in its report (`--no-events` skips it).
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -27,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import TARGETS_MISSED, pacing
+from . import report as report_module
 from . import stack as stack_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,14 +194,8 @@ def report(results):
 
 def main(argv=None):
     args = parse_args(argv if argv is not None else sys.argv[1:])
-    os.environ.setdefault("BENCH_DATABASE", "orchestrator_bench_events")
     log_dir = ROOT / "var" / "bench" / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    stack_module.configure()
-    stack_module.migrate(log_dir)
-    import django
-
-    django.setup()
+    stack_module.own_database("orchestrator_bench_events", log_dir)
     rounds, per_round, seconds = (4, 200, 3) if args.quick else (12, 1000, 20)
     results = {"at": datetime.now().isoformat(timespec="seconds")}
     print("bench.events: creation with and without the outbox...", flush=True)
@@ -214,10 +208,7 @@ def main(argv=None):
     finally:
         relay.stop()
     print(f"bench.events: {results['lag']}", flush=True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(report(results))
-    OUT.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    print(report(results), flush=True)
+    report_module.write_section(OUT, report(results), results)
     return 0 if results["creation_overhead"]["met"] and results["lag"]["met"] else TARGETS_MISSED
 
 

@@ -325,3 +325,12 @@ def write(data, md_path, json_path):
     Path(md_path).parent.mkdir(parents=True, exist_ok=True)
     Path(json_path).write_text(json.dumps(data, indent=1, default=str) + "\n")
     Path(md_path).write_text(markdown(data))
+
+
+def write_section(out, markdown, results):
+    """A standalone script's report: its markdown at `out`, its raw results as .json beside it, and the
+    markdown printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    print(markdown, flush=True)

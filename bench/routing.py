@@ -26,7 +26,6 @@ after the main benchmark and puts it in its report (`BENCH_ARGS=--no-routing` sk
 """
 
 import argparse
-import json
 import math
 import os
 import random
@@ -37,6 +36,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import TARGETS_MISSED, pacing
+from . import report as report_module
 from . import stack as stack_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -410,10 +410,7 @@ def main(argv=None):
             worker.stop()
         agents.child.stop()
     results["verdicts"] = judge(results["runs"])
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(report(results))
-    OUT.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    print(report(results), flush=True)
+    report_module.write_section(OUT, report(results), results)
     return 0 if all(v["met"] for v in results["verdicts"]) else TARGETS_MISSED
 
 

@@ -16,7 +16,6 @@ scale with the fleet. Writes var/bench/routing-sim.md and .json.
 
 import argparse
 import heapq
-import json
 import math
 import os
 import random
@@ -26,6 +25,8 @@ import uuid
 from collections import deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from . import report as report_module
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "var" / "bench" / "routing-sim.md"
@@ -253,10 +254,7 @@ def main(argv=None):
         agents=args.agents, seconds=args.seconds, seed=args.seed, slots=args.slots, window=args.window
     )
     results["wall_s"] = round(time.monotonic() - started, 1)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(report(results))
-    OUT.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    print(report(results), flush=True)
+    report_module.write_section(OUT, report(results), results)
     return 0
 
 

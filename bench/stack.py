@@ -93,6 +93,18 @@ def _migrations_digest():
     return digest.hexdigest()[:12]
 
 
+def own_database(name, log_dir):
+    """A standalone script's start: its own database (BENCH_DATABASE overrides `name`), fresh and
+    migrated, the environment exported, and Django set up in this process."""
+    os.environ.setdefault("BENCH_DATABASE", name)
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    configure()
+    migrate(log_dir)
+    import django
+
+    django.setup()
+
+
 def migrate(log_dir):
     """Migrate the fresh database. The migrated schema is kept as a template named after the migration
     files' digest, so the next run with the same migrations clones it in a second instead of migrating."""

@@ -20,7 +20,6 @@ it in its report (`--no-workflows` skips it).
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 import psutil
 
 from . import TARGETS_MISSED, httpload, profiling
+from . import report as report_module
 from . import stack as stack_module
 from .httpload import json_request, percentiles_ms
 
@@ -381,14 +381,8 @@ def report(results):
 
 def main(argv=None):
     args = parse_args(argv if argv is not None else sys.argv[1:])
-    os.environ.setdefault("BENCH_DATABASE", "orchestrator_bench_workflows")
     log_dir = ROOT / "var" / "bench" / "logs" / "workflows"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    stack_module.configure()
-    stack_module.migrate(log_dir)
-    import django
-
-    django.setup()
+    stack_module.own_database("orchestrator_bench_workflows", log_dir)
     chain_seconds, items, rounds = (2, 200, 2) if args.quick else (20, 1000, 6)
     stack = WorkflowStack(log_dir)
     results = {
@@ -416,10 +410,7 @@ def main(argv=None):
         stack.stop()
     if args.skip_chain or args.skip_map:  # a look at one part alone: no report
         return 0
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(report(results))
-    OUT.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    print(report(results), flush=True)
+    report_module.write_section(OUT, report(results), results)
     return 0 if results["chain"]["met"] and results["map_vs_bulk"]["met"] else TARGETS_MISSED
 
 

@@ -8,9 +8,10 @@ rates 1/1/2/5/1/20 %, MAX_CONCURRENCY slots each) serve one capability. Three ca
 - `slowdown`: agent 1 (a 50 ms one) turns 10 x slower for SLOW_SECONDS in the middle of the run (the
   issue's "minute", scaled with the run so the whole benchmark takes under 12 minutes).
 
-Each case runs at 50 % and 80 % of the fleet's capacity (sum of slots / median latency), Poisson
-arrivals for RUN_SECONDS, once per strategy (round_robin, least_connections, fastest, adaptive) in the
-same run, with the real worker (`make run`'s command) dispatching. Per run: completion time p50/p99
+Each case runs at 50 % and 80 % of the fleet's capacity as measured first (`measure_capacity`: what the
+steady fleet completes per second when offered more than it can take), Poisson arrivals for
+RUN_SECONDS, once per strategy (round_robin, least_connections, fastest, adaptive) in the same run, with
+the real worker (`make run`'s command) dispatching. Per run: completion time p50/p99
 (created -> finished, all tasks; one not finished by the drain deadline counts as that long), success
 rate after retries, retries per task, each agent's share of the calls, and an oscillation index (below).
 The circuit breaker's recovery time is scaled like the minute (30 s -> CIRCUIT_RECOVERY s); everything
@@ -50,6 +51,9 @@ STRATEGIES = ("round_robin", "least_connections", "fastest", "adaptive")
 CASES = ("steady", "fast_failer", "slowdown")
 LOADS = (0.5, 0.8)
 MAX_RETRIES = 5
+# The capacity's measurement: arrivals at OVERLOAD x nominal, counted from WARMUP s on.
+OVERLOAD = 1.5
+WARMUP = 3.0
 CIRCUIT_RECOVERY = 5
 WRITERS = 6
 
@@ -64,8 +68,17 @@ def parse_args(argv):
 
 
 def fleet_capacity():
-    """Tasks per second the fleet completes with every slot busy (first attempts, failures aside)."""
+    """The fleet's nominal capacity: tasks per second with every slot busy for its median latency, with
+    nothing else in the way (no dispatch hop, no result to write, no failures)."""
     return sum(MAX_CONCURRENCY * 1000 / median for median in MEDIANS_MS)
+
+
+def throughput(finished, *, start, end):
+    """Completions per second within [start, end] (seconds on the run's clock); `finished`: the
+    completion time of each task that completed."""
+    if end <= start:
+        raise ValueError("an empty window")
+    return sum(1 for at in finished if start <= at <= end) / (end - start)
 
 
 def agent_profiles(case, *, slowed=False):
@@ -287,7 +300,25 @@ def collect(drain_seconds):
     ]
 
 
-def run_one(agents, agent_ids, *, case, load, strategy, seconds, slow_window, seed):
+def measure_capacity(agents, agent_ids, *, seconds, seed):
+    """What the steady fleet really completes per second through this box's worker: tasks offered at
+    OVERLOAD x its nominal capacity with least_connections (which leaves no free slot idle while tasks
+    wait), counted once the queue has built (from WARMUP s) to the end of the arrivals. The loads are
+    fractions of this: the nominal figure leaves out the dispatch hop and the result's write that every
+    call adds, which cost the 50 ms agents a good part of their slots."""
+    from tasks.models import Task, TaskStatus
+
+    reset(agent_ids)
+    agents.configure(agent_profiles("steady"), restart_clock=True)
+    began = time.time()
+    submit(rate=OVERLOAD * fleet_capacity(), seconds=seconds, strategy="least_connections", seed=seed)
+    ended = time.time()
+    collect(max(30.0, 2 * seconds))
+    finished = Task.objects.filter(status=TaskStatus.COMPLETED).values_list("finished_at", flat=True)
+    return throughput([at.timestamp() - began for at in finished], start=WARMUP, end=ended - began)
+
+
+def run_one(agents, agent_ids, *, case, load, capacity, strategy, seconds, slow_window, seed):
     reset(agent_ids)
     agents.configure(agent_profiles(case), restart_clock=True)
     timers = []
@@ -299,7 +330,7 @@ def run_one(agents, agent_ids, *, case, load, strategy, seconds, slow_window, se
         ]
         for timer in timers:
             timer.start()
-    created = submit(rate=load * fleet_capacity(), seconds=seconds, strategy=strategy, seed=seed)
+    created = submit(rate=load * capacity, seconds=seconds, strategy=strategy, seed=seed)
     for timer in timers:
         timer.join()
     drain = max(30.0, seconds)
@@ -314,7 +345,9 @@ def report(results):
         "## Routing (bench/routing.py, its own database)",
         "",
         f"Measured {results['at']} on {os.cpu_count()} cores: {results['seconds']} s of Poisson arrivals per"
-        f" run, fleet capacity {results['capacity']} tasks/s ({MAX_CONCURRENCY} slots per agent; medians"
+        f" run. The loads are fractions of the fleet's measured capacity, {results['capacity']} tasks/s"
+        f" (the steady fleet offered {OVERLOAD} x its nominal {results['nominal_capacity']} tasks/s with"
+        f" least_connections; {MAX_CONCURRENCY} slots per agent; medians"
         f" {'/'.join(map(str, MEDIANS_MS))} ms; failure rates"
         f" {'/'.join(str(round(f * 100)) for f in FAILURE_RATES)} %).",
         "",
@@ -376,12 +409,15 @@ def main(argv=None):
     results = {
         "at": datetime.now().isoformat(timespec="seconds"),
         "seconds": seconds,
-        "capacity": round(fleet_capacity(), 1),
+        "nominal_capacity": round(fleet_capacity(), 1),
         "runs": {},
     }
     try:
         agent_ids = [agent.agent_id for agent in register(agents.port)]
         worker = stack_module.start_worker(log_dir, port, name="routing-worker")
+        capacity = measure_capacity(agents, agent_ids, seconds=6 if args.quick else 12, seed=args.seed)
+        results["capacity"] = round(capacity, 1)
+        print(f"bench.routing: measured capacity {capacity:.1f} tasks/s", flush=True)
         cases = ("fast_failer",) if args.quick else CASES
         loads = (0.8,) if args.quick else LOADS
         block = 0
@@ -398,6 +434,7 @@ def main(argv=None):
                         agent_ids,
                         case=case,
                         load=load,
+                        capacity=capacity,
                         strategy=strategy,
                         seconds=seconds,
                         slow_window=slow_window,

@@ -95,3 +95,12 @@ def test_the_simulations_window_keeps_it_seeded_and_its_arrivals(settings):
 
     assert once(8) == once(8)
     assert once(8)["tasks"] == once(None)["tasks"]  # the same arrivals, whatever each round sees
+
+
+def test_the_capacity_counts_completions_inside_the_window_only():
+    finished = [0.5, 3.0, 3.5, 4.0, 7.9, 8.0, 9.5]
+    # The queue builds until 3 s, arrivals stop at 8 s: five completions in five seconds.
+    assert routing.throughput(finished, start=3.0, end=8.0) == pytest.approx(1.0)
+    assert routing.throughput([], start=0, end=2) == 0
+    with pytest.raises(ValueError):
+        routing.throughput(finished, start=5, end=5)

@@ -13,7 +13,8 @@ steady fleet completes per second when offered more than it can take), Poisson a
 RUN_SECONDS, once per strategy (round_robin, least_connections, fastest, adaptive) in the same run, with
 the real worker (`make run`'s command) dispatching. Per run: completion time p50/p99
 (created -> finished, all tasks; one not finished by the drain deadline counts as that long), success
-rate after retries, retries per task, each agent's share of the calls, and an oscillation index (below).
+rate after retries, retries per task, each agent's share of the calls, and an oscillation index (below)
+beside the index that chance alone gives the same split and volume (`chance_oscillation`).
 The circuit breaker's recovery time is scaled like the minute (30 s -> CIRCUIT_RECOVERY s); everything
 else runs with the product's defaults (retries, backoff, the adaptive model's parameters).
 
@@ -121,6 +122,24 @@ def oscillation(calls, agents):
     return round(sum(swings) / len(swings), 4) if swings else None
 
 
+def chance_oscillation(calls, agents, *, shuffles=20, seed=0):
+    """The oscillation index that chance alone gives a split with the same shares and the same calls per
+    second: the mean index over `shuffles` reshuffles of which agent took which call (None when there is
+    nothing to compare). A random choice (power of two choices) swings more from second to second than a
+    rotation does just by being random; the index over this tells a real swing from that noise."""
+    rng = random.Random(seed)
+    seconds = [second for _, second in calls]
+    takers = [agent for agent, _ in calls]
+    indices = []
+    for _ in range(shuffles):
+        rng.shuffle(takers)
+        index = oscillation(list(zip(takers, seconds, strict=True)), agents)
+        if index is None:
+            return None
+        indices.append(index)
+    return round(sum(indices) / len(indices), 4) if indices else None
+
+
 def summarize(tasks, calls, *, agents, drain_seconds):
     """One run's figures. `tasks`: (completion seconds or None if unfinished, succeeded, attempts);
     `calls`: (agent, second, status)."""
@@ -138,6 +157,7 @@ def summarize(tasks, calls, *, agents, drain_seconds):
         "unfinished": sum(1 for seconds, _, _ in tasks if seconds is None),
         "share": [round(n / total_calls, 3) for n in counts],
         "oscillation": oscillation([(agent, second) for agent, second, _ in calls], agents),
+        "chance_oscillation": chance_oscillation([(agent, second) for agent, second, _ in calls], agents),
     }
 
 
@@ -359,8 +379,8 @@ def tables(results, *, share):
     """The runs' table and the targets' table (Markdown lines), shares labelled per `share`."""
     lines = [
         "| Case | Load | Strategy | p50 ms | p99 ms | Success | Retries/task | Oscillation"
-        f" | Share per {share} |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f" | By chance | Share per {share} |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, runs in results["runs"].items():
         case, load = key.split("@")
@@ -371,7 +391,8 @@ def tables(results, *, share):
             shares = " / ".join(f"{round(s * 100)}" for s in run["share"])
             lines.append(
                 f"| {case} | {load} % | {strategy} | {run['p50_ms']} | {run['p99_ms']} |"
-                f" {run['success_rate']} | {run['retries_per_task']} | {run['oscillation']} | {shares} % |"
+                f" {run['success_rate']} | {run['retries_per_task']} | {run['oscillation']} |"
+                f" {run.get('chance_oscillation')} | {shares} % |"
             )
     lines += ["", "| Target | Case | Load | Met | Figures |", "| --- | --- | --- | --- | --- |"]
     for verdict in results["verdicts"]:

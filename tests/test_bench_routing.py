@@ -104,3 +104,20 @@ def test_the_capacity_counts_completions_inside_the_window_only():
     assert routing.throughput([], start=0, end=2) == 0
     with pytest.raises(ValueError):
         routing.throughput(finished, start=5, end=5)
+
+
+def test_the_chance_oscillation_tells_a_random_split_from_a_swinging_one():
+    import random
+
+    rng = random.Random(3)
+    # Two agents each taking a call at random, 20 calls a second: all of its swing is chance.
+    at_random = [(rng.randrange(2), second) for second in range(60) for _ in range(20)]
+    index, chance = routing.oscillation(at_random, 2), routing.chance_oscillation(at_random, 2)
+    assert 0.75 * chance <= index <= 1.25 * chance
+    # The same volume and overall shares, but all traffic flips between the agents every 2 s.
+    swinging = [((second // 2) % 2, second) for second in range(60) for _ in range(20)]
+    assert routing.oscillation(swinging, 2) > 1.5 * routing.chance_oscillation(swinging, 2)
+    # A strict rotation swings less than chance would.
+    rotation = [(n % 2, second) for second in range(60) for n in range(20)]
+    assert routing.oscillation(rotation, 2) == 0 < routing.chance_oscillation(rotation, 2)
+    assert routing.chance_oscillation([(0, 0), (1, 5)], 2) is None

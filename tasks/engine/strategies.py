@@ -171,10 +171,18 @@ class Adaptive(Strategy):
 
         why = {"capability": key, "median_latency_ms": _round(median_latency)}
         if random.random() < settings.ROUTING_EXPLORE_SHARE:
+            # Exploration is for agents the model knows too little of that could be good: an agent whose
+            # few samples already cost more than the median is left to the ordinary choice (on a big
+            # fleet the slow agents, which get few calls, stayed "warming" longest and took most of the
+            # exploration share). Its figures drift back to the median while it idles, so it is tried
+            # again in time.
+            median_cost = (median_latency or 1.0) / max(median_success, routing.SUCCESS_FLOOR)
             warming = [
                 c
                 for c in candidates
-                if (s := c.routes.get(key)) is None or s.samples < settings.ROUTING_WARMUP_SAMPLES
+                if (s := c.routes.get(key)) is None
+                or s.samples < settings.ROUTING_WARMUP_SAMPLES
+                and routing.expected_cost(*figures(c), 0, 1) <= median_cost
             ]
             if warming and len(warming) < len(candidates):
                 chosen = random.choice(warming)

@@ -147,6 +147,28 @@ def test_new_agents_get_an_exploration_share(db, settings):
     assert all(s["latency_ms"] == 10 and s["samples"] == 0 for s in scores)
 
 
+def test_a_newcomer_whose_first_samples_cost_more_than_the_median_is_not_explored(db, settings):
+    settings.ROUTING_EXPLORE_SHARE = 1.0
+    settings.ROUTING_WARMUP_SAMPLES = 10
+    for index in range(3):
+        learned(agent(f"veteran-{index}", max_concurrency=1000), 50)
+    slow = agent("slow-newcomer", max_concurrency=1000)
+    learned(slow, 400, samples=3)
+    promising = agent("promising-newcomer", max_concurrency=1000)
+    learned(promising, 40, samples=3)
+    unknown = agent("unknown-newcomer", max_concurrency=1000)
+    tasks = queue(60, "adaptive")
+    claim.claim()
+    explored = Counter(
+        assigned_event(t).details["scores"][0]["agent_id"]
+        for t in tasks
+        if assigned_event(t).details["rule"] == "explore"
+    )
+    # Every choice explores (share 1.0), among the newcomers that could be good only.
+    assert sum(explored.values()) == 60
+    assert set(explored) == {str(promising.agent_id), str(unknown.agent_id)}
+
+
 def test_without_any_newcomer_nothing_is_explored(db, settings):
     settings.ROUTING_EXPLORE_SHARE = 1.0
     for name, latency in (("a", 10), ("b", 20)):

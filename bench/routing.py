@@ -325,7 +325,7 @@ def measure_capacity(agents, agent_ids, *, seconds, seed):
     OVERLOAD x its nominal capacity with least_connections (which leaves no free slot idle while tasks
     wait), counted once the queue has built (from WARMUP s) to the end of the arrivals. The loads are
     fractions of this: the nominal figure leaves out the dispatch hop and the result's write that every
-    call adds, which cost the 50 ms agents a good part of their slots."""
+    call adds (about a fifth of the nominal figure on a 2-core box)."""
     from tasks.models import Task, TaskStatus
 
     reset(agent_ids)

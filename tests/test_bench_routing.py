@@ -55,6 +55,20 @@ def test_the_targets_compare_adaptive_with_least_connections_and_the_best_other(
     }
 
 
+def test_oscillation_is_also_judged_against_what_chance_gives_the_same_split():
+    runs = _runs({"round_robin": 900, "least_connections": 1000, "fastest": 800, "adaptive": 500})
+    runs["adaptive"]["chance_oscillation"] = 0.1
+
+    def against_chance(index):
+        runs["adaptive"]["oscillation"] = index
+        verdicts = routing.judge({"steady@50": runs})
+        [verdict] = [v for v in verdicts if v["check"] == "oscillation <= 1.25 x chance"]
+        return verdict["met"]
+
+    assert against_chance(0.12)
+    assert not against_chance(0.2)
+
+
 def test_oscillation_beyond_round_robins_chance_wobble_fails():
     runs = _runs(
         {"round_robin": 900, "least_connections": 1000, "fastest": 800, "adaptive": 500},

@@ -61,9 +61,6 @@ class Step:
     call_outcome: str = ""
     # The statement's own per-row values, in the order of `move(columns=...)`.
     values: tuple = ()
-    # When it happened, if earlier than the move is written (a "sent" mark the writer held): what the
-    # metrics time it from.
-    at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +194,7 @@ def _announce(kind, moved, now):
             priority=m.priority,
             task_type=m.type,
             capabilities=m.capabilities,
-            timing={timing: ((m.step.at or now) - m.created_at).total_seconds()} if timing else None,
+            timing={timing: (now - m.created_at).total_seconds()} if timing else None,
             agent_call_outcome=m.step.call_outcome,
         )
         for m in moved

@@ -8,8 +8,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from functools import partial
 from uuid import UUID
 
@@ -23,35 +22,22 @@ from .outcomes import apply_outcomes
 
 logger = logging.getLogger(__name__)
 WRITE_BATCH_MAX = 500
-# A batch of nothing but "sent" marks waits up to this long for an outcome before it is written: an agent
-# that answers within it has its mark and its outcome written in one transaction instead of two (a fast
-# agent's every call, and most of a workflow chain's transactions). An outcome ends the wait at once, so
-# no answer waits for it; a task only shows `running` up to this much later.
-SENT_HOLD_SECONDS = 0.02
 _STOP = object()  # queued by stop(): the writer's last item
 
 
 @dataclass
 class SentMark:
-    """The request of an attempt went out (at `at`): assigned -> running."""
+    """The request of an attempt went out: assigned -> running."""
 
     task_id: UUID
     attempt: int
     agent_id: UUID
-    at: datetime = field(default_factory=timezone.now)
 
 
 def record_sent(marks, now):
-    """assigned -> running for the given attempts, in one statement, inside the caller's transaction.
-    Each task's started_at is when its request went out, not when the mark was written."""
-    steps = [Step(mark.task_id, mark.attempt, mark.agent_id, values=(mark.at,), at=mark.at) for mark in marks]
-    move(
-        EventKind.SENT,
-        steps,
-        now=now,
-        assignments="started_at = v.started_at",
-        columns=(("started_at", "timestamptz"),),
-    )
+    """assigned -> running for the given attempts, in one statement, inside the caller's transaction."""
+    steps = [Step(mark.task_id, mark.attempt, mark.agent_id) for mark in marks]
+    move(EventKind.SENT, steps, now=now, assignments="started_at = %(now)s")
 
 
 class Writer(threading.Thread):
@@ -75,7 +61,12 @@ class Writer(threading.Thread):
 
     def run(self):
         while True:
-            batch = self._collect()
+            batch = [self.queue.get()]
+            while len(batch) < WRITE_BATCH_MAX:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
             stopping = any(item is _STOP for item in batch)
             batch = [item for item in batch if item is not _STOP]
             if batch:
@@ -86,31 +77,6 @@ class Writer(threading.Thread):
                 return
             if self.queue.empty():
                 self._idle.set()
-
-    def _collect(self):
-        """The next batch: what has queued up, and for a batch of marks alone, what comes within
-        SENT_HOLD_SECONDS (until the first other item)."""
-        batch = [self.queue.get()]
-        only_marks = isinstance(batch[0], SentMark)
-        deadline = None
-        while len(batch) < WRITE_BATCH_MAX:
-            try:
-                item = self.queue.get_nowait()
-            except queue.Empty:
-                if not only_marks:
-                    break
-                if deadline is None:
-                    deadline = time.monotonic() + SENT_HOLD_SECONDS
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    item = self.queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-            batch.append(item)
-            only_marks = only_marks and isinstance(item, SentMark)
-        return batch
 
     def _write(self, batch):
         marks = [item for item in batch if isinstance(item, SentMark)]

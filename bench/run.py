@@ -70,7 +70,7 @@ def parse_args(argv):
         "--routing",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="bench/routing.py (strategies against loopback agents, ~12 minutes): in the full benchmark"
+        help="bench/routing.py (strategies against loopback agents, ~10 minutes): in the full benchmark"
         " unless --no-routing, in the quick one only with --routing",
     )
     args = parser.parse_args(argv)
@@ -81,7 +81,7 @@ def parse_args(argv):
 
 # Scenarios with a process and database of their own (this one's Django is set up on the main
 # benchmark's), run after it: module -> the option that decides (events, workflows: on unless
-# --no-events, --no-workflows; routing: in the full benchmark, its 24 runs take about 12 minutes). Each writes
+# --no-events, --no-workflows; routing: in the full benchmark, about 10 minutes). Each writes
 # var/bench/<name>.md, whose text becomes a section of the report.
 SUB_BENCHMARKS = {"bench.events": "events", "bench.workflows": "workflows", "bench.routing": "routing"}
 

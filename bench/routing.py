@@ -148,6 +148,7 @@ def summarize(tasks, calls, *, agents, drain_seconds):
     for agent, _, _ in calls:
         counts[agent] += 1
     total_calls = sum(counts) or 1
+    timeline = [(agent, second) for agent, second, _ in calls]
     return {
         "tasks": len(tasks),
         "p50_ms": None if not times else round(percentile(times, 0.50) * 1000, 1),
@@ -156,9 +157,13 @@ def summarize(tasks, calls, *, agents, drain_seconds):
         "retries_per_task": round(sum(max(a - 1, 0) for _, _, a in tasks) / len(tasks), 3) if tasks else None,
         "unfinished": sum(1 for seconds, _, _ in tasks if seconds is None),
         "share": [round(n / total_calls, 3) for n in counts],
-        "oscillation": oscillation([(agent, second) for agent, second, _ in calls], agents),
-        "chance_oscillation": chance_oscillation([(agent, second) for agent, second, _ in calls], agents),
+        "oscillation": oscillation(timeline, agents),
+        "chance_oscillation": chance_oscillation(timeline, agents),
     }
+
+
+def _verdict(case, load, check, met, detail):
+    return {"case": case, "load": load, "check": check, "met": met, "detail": detail}
 
 
 def judge(results):
@@ -172,48 +177,38 @@ def judge(results):
             adaptive = runs["adaptive"]["p99_ms"]
             best_name = min((s for s in STRATEGIES if s != "adaptive"), key=lambda s: runs[s]["p99_ms"])
             best = runs[best_name]["p99_ms"]
-            verdicts.append(
-                {
-                    "case": case,
-                    "load": load,
-                    "check": "p99 <= 1.05 x best other",
-                    "met": adaptive <= 1.05 * best,
-                    "detail": f"adaptive {adaptive} ms vs {best_name} {best} ms",
-                }
-            )
+            checks = [
+                (
+                    "p99 <= 1.05 x best other",
+                    adaptive <= 1.05 * best,
+                    f"adaptive {adaptive} ms vs {best_name} {best} ms",
+                )
+            ]
             if case in ("fast_failer", "slowdown") and load == 0.8:
                 lc = runs["least_connections"]["p99_ms"]
-                verdicts.append(
-                    {
-                        "case": case,
-                        "load": load,
-                        "check": "p99 <= 0.70 x least_connections",
-                        "met": adaptive <= 0.70 * lc,
-                        "detail": f"adaptive {adaptive} ms vs least_connections {lc} ms",
-                    }
+                checks.append(
+                    (
+                        "p99 <= 0.70 x least_connections",
+                        adaptive <= 0.70 * lc,
+                        f"adaptive {adaptive} ms vs least_connections {lc} ms",
+                    )
                 )
-            steady, swings = runs["round_robin"]["oscillation"], runs["adaptive"]["oscillation"]
-            if steady is not None and swings is not None:
-                verdicts.append(
-                    {
-                        "case": case,
-                        "load": load,
-                        "check": "oscillation <= 1.25 x round_robin",
-                        "met": swings <= 1.25 * steady,
-                        "detail": f"adaptive {swings} vs round_robin {steady}",
-                    }
-                )
-            chance = runs["adaptive"].get("chance_oscillation")
-            if chance is not None and swings is not None:
-                verdicts.append(
-                    {
-                        "case": case,
-                        "load": load,
-                        "check": "oscillation <= 1.25 x chance",
-                        "met": swings <= 1.25 * chance,
-                        "detail": f"adaptive {swings} vs {chance} by chance",
-                    }
-                )
+            swings = runs["adaptive"]["oscillation"]
+            # No oscillation: adaptive's index against round_robin's, and against chance's for its split.
+            for name, bound in (
+                ("round_robin", runs["round_robin"]["oscillation"]),
+                ("chance", runs["adaptive"].get("chance_oscillation")),
+            ):
+                if swings is not None and bound is not None:
+                    against = f"round_robin {bound}" if name == "round_robin" else f"{bound} by chance"
+                    checks.append(
+                        (
+                            f"oscillation <= 1.25 x {name}",
+                            swings <= 1.25 * bound,
+                            f"adaptive {swings} vs {against}",
+                        )
+                    )
+            verdicts += [_verdict(case, load, *check) for check in checks]
     return verdicts
 
 

@@ -176,7 +176,7 @@ class Adaptive(Strategy):
             # fleet the slow agents, which get few calls, stayed "warming" longest and took most of the
             # exploration share). Its figures drift back to the median while it idles, so it is tried
             # again in time.
-            median_cost = (median_latency or 1.0) / max(median_success, routing.SUCCESS_FLOOR)
+            median_cost = routing.expected_cost(median_latency or 1.0, median_success, 0, 1)
             warming = [
                 c
                 for c in candidates

@@ -34,6 +34,7 @@ class Dispatcher(threading.Thread):
         self._wakeup = threading.Condition()
         self._kicked = False
         self._due = []  # a heap of epoch seconds at which to run a round
+        self._stopping = False
         self.rounds = 0
 
     def kick(self):
@@ -49,6 +50,12 @@ class Dispatcher(threading.Thread):
                 heapq.heappush(self._due, when)
             self._wakeup.notify()
 
+    def stop(self):
+        """End the thread after the round in progress, if any."""
+        with self._wakeup:
+            self._stopping = True
+            self._wakeup.notify()
+
     def _retry_soon(self):
         self.wake_at(time.time() + HELD_RETRY_SECONDS)
 
@@ -61,7 +68,7 @@ class Dispatcher(threading.Thread):
                 while self._due and self._due[0] <= now:
                     heapq.heappop(self._due)
                     self._kicked = True
-                if self._kicked:
+                if self._kicked or self._stopping:
                     self._kicked = False
                     return
                 timeout = give_up - time.monotonic()
@@ -72,8 +79,18 @@ class Dispatcher(threading.Thread):
                 self._wakeup.wait(timeout)
 
     def run(self):
+        try:
+            self._run_until_stopped()
+        finally:
+            connection.close()  # a stopped runner leaves no idle session behind
+
+    def _run_until_stopped(self):
+        # Stopping must end the thread: a stopped runner's dispatcher, left to its clock, would keep
+        # opening sessions (and logging tracebacks where it may not) for the life of the process.
         while True:
             self._wait()
+            if self._stopping:
+                return
             try:
                 close_old_connections()
                 self.dispatch_rounds()

@@ -57,6 +57,7 @@ class Runner:
         self.semaphore = asyncio.Semaphore(settings.AGENT_CALL_CONCURRENCY)
         self.loop.call_soon(self._ready.set)
         self.loop.run_forever()
+        self.loop.close()  # stopped by shutdown, after the client closed
 
     @property
     def accepting(self):
@@ -107,7 +108,11 @@ class Runner:
             hand_back_attempts(leftover, reason="worker shutting down")
         self.writer.wait_idle(max(1.0, deadline - time.monotonic()))
         self.writer.stop()
-        self.writer.join(timeout=5)
+        self.dispatcher.stop()
+        asyncio.run_coroutine_threadsafe(self.client.close(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        for thread in (self.writer, self.dispatcher, self._thread):
+            thread.join(timeout=5)
 
     async def _cancel_all(self):
         leftover = list(self._in_flight.items())

@@ -39,6 +39,9 @@ def test_shutdown_ends_the_writer_and_closes_its_session():
     writers = opened[runner.writer.name]
     assert writers in sessions()
     runner.shutdown(grace=0)
-    assert not runner.writer.is_alive()
+    # Every thread ends: a dispatcher left to its clock would keep opening sessions for later tests.
+    for thread in (runner.writer, runner.dispatcher, runner._thread):
+        assert not thread.is_alive(), thread.name
+    assert runner.loop.is_closed()
     # The server ends a closed session's backend a moment after the client lets go of it.
     wait_until(lambda: writers not in sessions(), timeout=10, message="the writer's session to end")

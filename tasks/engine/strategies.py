@@ -6,8 +6,10 @@ failed on are left out while there are others) and returns a Choice: the agent, 
 chosen on, which the task's `assigned` event keeps ("why this agent").
 """
 
+import heapq
 import itertools
 import random
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -37,13 +39,64 @@ def _load(c):
     return {"load": c.load, "max_concurrency": c.max_concurrency}
 
 
+class _RoundMemo(threading.local):
+    """What a strategy worked out about the candidate list it was last given, kept while it is given
+    the same list again.
+
+    A dispatch round hands a strategy the very same list object task after task (claim._Fleet makes a
+    new one only when a pick filled an agent), and within a round agents' loads only grow. Walking the
+    whole list for every task cost most of a round on a fleet of a thousand agents. Per thread: a web
+    process's threads may each run a round (an operator's assign)."""
+
+    def __init__(self):
+        self.candidates = None
+        self.value = None
+
+    def get(self, candidates, make):
+        if candidates is not self.candidates:
+            self.candidates, self.value = candidates, make(candidates)
+        return self.value
+
+
+class _GrowingMin:
+    """min(candidates, key=key) task after task of a round, in O(log n) each instead of O(n).
+
+    Keys only grow during a round (they rise with an agent's load), so a heap of the keys as last seen
+    stays right if read lazily: an entry whose agent's key grew since is pushed back with its new key,
+    and the first entry found current is the minimum. Entries are (key, position), so ties go to the
+    earlier candidate, as with min(). A list seen once gets a plain min(): heapifying costs as much."""
+
+    def __init__(self, key):
+        self.key = key
+        self._memo = _RoundMemo()
+
+    def __call__(self, candidates):
+        memo = self._memo
+        if candidates is not memo.candidates:
+            memo.candidates, memo.value = candidates, None
+            return min(candidates, key=self.key)
+        if memo.value is None:
+            memo.value = [(self.key(c), i) for i, c in enumerate(candidates)]
+            heapq.heapify(memo.value)
+        heap = memo.value
+        while True:
+            seen, position = heap[0]
+            current = self.key(candidates[position])
+            if current == seen:
+                return candidates[position]
+            heapq.heapreplace(heap, (current, position))
+
+
 class LeastConnections(Strategy):
     """The agent with the most free capacity relative to its size, then the least loaded."""
 
     name = "least_connections"
 
+    def __init__(self):
+        self._least_loaded = _GrowingMin(lambda c: (c.load / c.max_concurrency, c.load, c.agent_id))
+
     def choose(self, task, candidates, now, busy=()):
-        chosen = min(candidates, key=lambda c: (c.load / c.max_concurrency, c.load, c.agent_id))
+        chosen = self._least_loaded(candidates)
         return Choice(chosen, _load(chosen))
 
 
@@ -51,8 +104,11 @@ class RoundRobin(Strategy):
     name = "round_robin"
     _counter = itertools.count()
 
+    def __init__(self):
+        self._ordered = _RoundMemo()
+
     def choose(self, task, candidates, now, busy=()):
-        ordered = sorted(candidates, key=lambda c: c.agent_id)
+        ordered = self._ordered.get(candidates, lambda found: sorted(found, key=lambda c: c.agent_id))
         turn = next(self._counter) % len(ordered)
         return Choice(ordered[turn], {"turn": turn})
 
@@ -91,21 +147,25 @@ class Fastest(Strategy):
 
     name = "fastest"
 
-    def choose(self, task, candidates, now, busy=()):
-        def score(c):
-            if c.avg_latency_ms is None:
-                return (0.0, c.load)
-            return (c.avg_latency_ms / max(c.success_rate, 0.05), c.load)
+    def __init__(self):
+        self._best = _GrowingMin(_fastest_score)
 
-        chosen = min(candidates, key=score)
+    def choose(self, task, candidates, now, busy=()):
+        chosen = self._best(candidates)
         return Choice(
             chosen,
             {
-                "score_ms": _round(score(chosen)[0]),
+                "score_ms": _round(_fastest_score(chosen)[0]),
                 "avg_latency_ms": _round(chosen.avg_latency_ms),
                 "success_rate": _round(chosen.success_rate),
             },
         )
+
+
+def _fastest_score(c):
+    if c.avg_latency_ms is None:
+        return (0.0, c.load)
+    return (c.avg_latency_ms / max(c.success_rate, 0.05), c.load)
 
 
 def _round(value):

@@ -194,13 +194,13 @@ def judge(results):
                     )
                 )
             swings = runs["adaptive"]["oscillation"]
+            steady, chance = runs["round_robin"]["oscillation"], runs["adaptive"].get("chance_oscillation")
             # No oscillation: adaptive's index against round_robin's, and against chance's for its split.
-            for name, bound in (
-                ("round_robin", runs["round_robin"]["oscillation"]),
-                ("chance", runs["adaptive"].get("chance_oscillation")),
+            for name, bound, against in (
+                ("round_robin", steady, f"round_robin {steady}"),
+                ("chance", chance, f"{chance} by chance"),
             ):
                 if swings is not None and bound is not None:
-                    against = f"round_robin {bound}" if name == "round_robin" else f"{bound} by chance"
                     checks.append(
                         (
                             f"oscillation <= 1.25 x {name}",

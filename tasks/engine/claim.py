@@ -291,27 +291,35 @@ def claim(*, limit=None, task_ids=None, now=None, on_held=None):
     them free.
     """
     now = now or timezone.now()
-    limit = limit or settings.DISPATCH_BATCH_SIZE
     if task_ids is None and not _worth_a_round(now):
         # Every agent is full, tripped or gone, or nothing is due. Locking a batch of tasks (a write per
         # row) only to put them back made each wake-up during a backlog cost as much as a real round,
         # and every freed slot with an empty queue cost a transaction.
         return []
     with transaction.atomic():
-        with prepared_cursor() as cursor:
-            if task_ids is None:
-                cursor.execute(_QUEUE_SQL, {"now": now, "limit": limit})
-            else:
-                chosen = [UUID(str(task_id)) for task_id in task_ids]
-                cursor.execute(_CHOSEN_SQL, {"task_ids": chosen, "limit": limit})
-            tasks = [QueuedTask(*row) for row in cursor.fetchall()]
-        if not tasks:
-            return []
-        demand = Counter(frozenset(task.required_capabilities) for task in tasks)
-        placed, held = _place(tasks, _candidates(demand, now), now)
-        if held and on_held is not None:
-            on_held()
-        return _assign(placed, now) if placed else []
+        return claim_within(limit=limit, task_ids=task_ids, now=now, on_held=on_held)
+
+
+def claim_within(*, now, limit=None, task_ids=None, on_held=None):
+    """`claim`'s round inside the caller's transaction, without first asking whether it is worth one:
+    for a caller that has just freed slots (the writer, whose outcomes may also have made the next
+    steps' tasks). The assignments take effect when that transaction commits; only then may their
+    calls start."""
+    limit = limit or settings.DISPATCH_BATCH_SIZE
+    with prepared_cursor() as cursor:
+        if task_ids is None:
+            cursor.execute(_QUEUE_SQL, {"now": now, "limit": limit})
+        else:
+            chosen = [UUID(str(task_id)) for task_id in task_ids]
+            cursor.execute(_CHOSEN_SQL, {"task_ids": chosen, "limit": limit})
+        tasks = [QueuedTask(*row) for row in cursor.fetchall()]
+    if not tasks:
+        return []
+    demand = Counter(frozenset(task.required_capabilities) for task in tasks)
+    placed, held = _place(tasks, _candidates(demand, now), now)
+    if held and on_held is not None:
+        on_held()
+    return _assign(placed, now) if placed else []
 
 
 def assign_to(task_id, agent, *, now=None):

@@ -240,13 +240,15 @@ def requeue_in_flight(tasks, *, now, reason, penalise=False):
     return moved
 
 
-def apply_outcomes(outcomes, *, now=None, before=None, ring=True):
+def apply_outcomes(outcomes, *, now=None, before=None, after=None, ring=True):
     """Apply a batch in one transaction; if anything in it fails, fall back to one by one.
 
     `before(now)`, when given, runs first in the same transaction (the writer's "sent" marks of the
     same batch: one commit instead of two). On the fallback path it runs in a transaction of its own,
     and a failure there is logged: a lost mark is superseded by the outcome that follows it.
-    `ring`: wake dispatch for the slots freed (the writer kicks its own dispatcher instead).
+    `after(now)`, when given, runs last in the same transaction, on the batch path only (the writer's
+    dispatch round, which gives the freed slots out in the same commit).
+    `ring`: wake dispatch for the slots freed (the writer dispatches itself instead).
     """
     now = now or timezone.now()
     try:
@@ -263,6 +265,8 @@ def apply_outcomes(outcomes, *, now=None, before=None, ring=True):
             ]
             if ring and any(applied):
                 wake.ring()
+            if after is not None:
+                after(now)
         return applied
     except (OperationalError, InterfaceError):
         # The database is unavailable: one by one would fail the same way. The caller (the runner's

@@ -35,7 +35,7 @@ class Runner:
         self.loop = uvloop.new_event_loop()
         self.dispatcher = Dispatcher(self)
         self.bell = Bell(self.dispatcher)
-        self.writer = Writer(on_capacity_freed=self.dispatcher.kick)
+        self.writer = Writer(self.dispatcher)
         self._in_flight = {}  # (task_id, attempt) -> asyncio.Task; changed on the loop's thread only
         self._handed_over = 0  # submitted, not yet started by the loop
         self._lock = threading.Lock()

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from ..models import EventKind
 from ..transitions import Step, move
+from .dispatcher import RoundAfterOutcomes
 from .outcome import Outcome
 from .outcomes import apply_outcomes
 
@@ -43,9 +44,9 @@ def record_sent(marks, now):
 class Writer(threading.Thread):
     """Applies SentMarks and Outcomes in arrival order, batching whatever has queued up meanwhile."""
 
-    def __init__(self, on_capacity_freed):
+    def __init__(self, dispatcher):
         super().__init__(name="orchestrator-writer", daemon=True)
-        self.on_capacity_freed = on_capacity_freed
+        self.dispatcher = dispatcher
         self.queue = queue.Queue()
         self._idle = threading.Event()
         self._idle.set()
@@ -89,9 +90,10 @@ class Writer(threading.Thread):
                 # in the same transaction.
                 if outcomes:
                     before = partial(record_sent, marks) if marks else None
-                    # No ring: this worker's own dispatcher is kicked right after, without a round trip.
-                    apply_outcomes(outcomes, before=before, ring=False)
-                    self.on_capacity_freed()
+                    # No ring: the freed slots are given out by a round in the same transaction.
+                    dispatch = RoundAfterOutcomes(self.dispatcher)
+                    apply_outcomes(outcomes, before=before, after=dispatch, ring=False)
+                    dispatch.finish()
                 else:
                     record_sent(marks, timezone.now())  # one statement: atomic by itself
                 return

@@ -141,3 +141,24 @@ def test_a_task_outside_any_workflow_never_touches_the_workflow_tables(operator_
         step_tasks_ended.disconnect(dispatch_uid="test-told")
     assert told == []
     assert [q["sql"] for q in queries.captured_queries if "workflows_" in q["sql"]] == []
+
+
+def test_the_next_step_is_claimed_in_the_commit_that_completes_the_previous_one(
+    worker, operator_client, fake_agents, register, define
+):
+    """The writer's own round claims a step's successor in the transaction that completed the step
+    (no hop to the dispatcher's thread): the rows of both events carry that transaction's id."""
+    register(fake_agents(planner), capabilities=["plan", "write"])
+    define("report", CHAIN)
+    run_id = start(operator_client, "report", {"topic": "tides"})
+    assert run_settles(run_id, "completed", "failed").status == "completed"
+    tasks = dict(StepRun.objects.filter(run_id=run_id).values_list("step_id", "task_id"))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT task_id, kind, xmin::text FROM tasks_taskevent WHERE task_id = ANY(%s)",
+            [list(tasks.values())],
+        )
+        xid = {(task_id, kind): x for task_id, kind, x in cursor.fetchall()}
+    # (Not the successor's "created" event: the run advances in a savepoint, whose rows carry the
+    # savepoint's own id.)
+    assert xid[tasks["write"], "assigned"] == xid[tasks["plan"], "completed"]

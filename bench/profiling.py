@@ -34,7 +34,10 @@ def start(stack, scenario, out_dir):
              "--format", "raw", "--output", str(path), "--nonblocking", "--subprocesses",
              # BENCH_PROFILE_IDLE=1: also threads that wait, labelled (who waits on what, not only who
              # computes); the summaries below then show the thread labels as frames.
-             *(["--idle", "--threads"] if os.environ.get("BENCH_PROFILE_IDLE") else [])],
+             *(["--idle", "--threads"] if os.environ.get("BENCH_PROFILE_IDLE") else []),
+             # BENCH_PROFILE_GIL=1: only the thread holding the GIL, i.e. where the Python CPU goes
+             # (a thread waiting for Postgres in psycopg's C code otherwise counts as busy).
+             *(["--gil"] if os.environ.get("BENCH_PROFILE_GIL") else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         running.append((f"{scenario}/{name}", proc, path))

@@ -38,6 +38,7 @@ from tasks import services as task_services
 from tasks.models import TaskStatus
 
 from . import conditions, paths
+from .definitions import cached_definitions, get_definition
 from .events import Journal, flush_journals
 from .maps import MapSteps, error_doc, json_size
 from .models import (
@@ -48,7 +49,6 @@ from .models import (
     StepKind,
     StepRun,
     StepStatus,
-    WorkflowDefinition,
     WorkflowRun,
 )
 from .rows import update_rows
@@ -59,7 +59,6 @@ _STEP_TABLE = StepRun._meta.db_table
 
 _GRAPHS = {}
 _GRAPHS_KEPT = 1000
-_DEFINITIONS = {}  # definition id -> WorkflowDefinition: they never change, so each process reads one once
 
 
 def _graph(definition):
@@ -75,16 +74,6 @@ def _graph(definition):
                 children[parent].append(step["id"])
         found = _GRAPHS[definition.pk] = ({s["id"]: s for s in definition.spec["steps"]}, dict(children))
     return found
-
-
-def _definitions(ids):
-    """The definitions of these ids, from the process's cache, reading the missing ones in one query."""
-    missing = [pk for pk in ids if pk not in _DEFINITIONS]
-    if missing:
-        if len(_DEFINITIONS) >= _GRAPHS_KEPT:
-            _DEFINITIONS.clear()
-        _DEFINITIONS.update((d.pk, d) for d in WorkflowDefinition.objects.filter(pk__in=missing))
-    return {pk: _DEFINITIONS[pk] for pk in ids}
 
 
 class Advance(MapSteps):
@@ -141,7 +130,7 @@ class Advance(MapSteps):
         runs = list(
             found.select_for_update().defer("input", "output", "error", "created_at").order_by("run_id")
         )
-        definitions = _definitions({run.definition_id for run in runs})
+        definitions = cached_definitions({run.definition_id for run in runs})
         steps = defaultdict(dict)
         rows = StepRun.objects.filter(run_id__in=[r.run_id for r in runs], map_index=WHOLE_STEP)
         for step in rows.defer("input", "output", "created_at"):
@@ -347,7 +336,7 @@ class Advance(MapSteps):
                 step, f"sub-workflows are nested deeper than {settings.WORKFLOW_MAX_NESTING}", attempt=attempt
             )
             return
-        definition = WorkflowDefinition.objects.get(name=spec["workflow"], version=spec["version"])
+        definition = get_definition(name=spec["workflow"], version=spec["version"])
         self.begin(
             step,
             f"started {definition}",

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from orchestrator_project.outbox.models import OutboxEvent
 from tasks.models import Task
 from tasks.transitions import EndedStepTask
-from workflows import advancing, engine
+from workflows import advancing, definitions, engine
 from workflows.models import StepRun, WorkflowEvent
 
 from .helpers import start
@@ -46,7 +46,7 @@ def advance_statements(operator_client, runs):
     """Start `runs` chains, end each one's first step in one batch; the statements that took."""
     run_ids = [start(operator_client, "chain", {"n": n}) for n in range(runs)]
     batch = [ended(running_step(run_id, "a"), result={"n": n}) for n, run_id in enumerate(run_ids)]
-    engine._DEFINITIONS.clear()  # both measured with the definition read once
+    definitions._CACHE.clear()  # both measured with the definition read once
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         advancing.on_step_tasks_ended(batch)
     return run_ids, len(queries.captured_queries)

@@ -219,6 +219,17 @@ def test_starting_pins_the_version_and_the_roots_tasks_exist_at_once(operator_cl
     assert operator_client.post(RUNS, {"workflow": "chain"}, format="json").json()["version"] == 2
 
 
+def test_the_latest_version_is_read_at_each_start_though_definitions_are_cached(operator_client, define):
+    define("chain", CHAIN)
+    assert operator_client.post(RUNS, {"workflow": "chain"}, format="json").json()["version"] == 1
+    define("chain", CHAIN[:1])  # after version 1 was read (and kept) by this process
+    second = operator_client.post(RUNS, {"workflow": "chain"}, format="json").json()
+    assert second["version"] == 2
+    assert list(StepRun.objects.filter(run_id=second["run_id"]).values_list("step_id", flat=True)) == ["a"]
+    pinned = operator_client.post(RUNS, {"workflow": "chain", "version": 1}, format="json").json()
+    assert pinned["version"] == 1
+
+
 def test_the_start_answers_with_the_run_as_stored_without_reading_it_back(operator_client, define):
     define("chain", CHAIN)
     # A run that ends while it starts: its one step is a condition, decided at once.

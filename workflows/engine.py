@@ -51,7 +51,7 @@ from .models import (
     StepStatus,
     WorkflowRun,
 )
-from .rows import update_rows
+from .rows import RowLoader, update_rows
 
 logger = logging.getLogger(__name__)
 _STEP_TABLE = StepRun._meta.db_table
@@ -74,6 +74,23 @@ def _graph(definition):
                 children[parent].append(step["id"])
         found = _GRAPHS[definition.pk] = ({s["id"]: s for s in definition.spec["steps"]}, dict(children))
     return found
+
+
+# Locking runs and loading their whole steps (Advance._lock): written once, not compiled per batch.
+# What an advance rarely reads is deferred (see lock_many).
+_RUNS = RowLoader(WorkflowRun, deferred=("input", "output", "error", "created_at"))
+_STEPS = RowLoader(StepRun, deferred=("input", "output", "created_at"))
+_RUN_TABLE = WorkflowRun._meta.db_table
+# In run id order, as every batch locks: two batches never deadlock.
+_LOCK_RUNS_SQL = (
+    f"SELECT {_RUNS.columns} FROM {_RUN_TABLE} WHERE run_id = ANY(%s::uuid[]) ORDER BY run_id FOR UPDATE"
+)
+_LOCK_RUNS_OF_STEPS_SQL = f"""SELECT {_RUNS.columns} FROM {_RUN_TABLE}
+    WHERE run_id IN (SELECT run_id FROM {_STEP_TABLE} WHERE id = ANY(%s::bigint[]))
+    ORDER BY run_id FOR UPDATE"""
+_WHOLE_STEPS_SQL = (
+    f"SELECT {_STEPS.columns} FROM {_STEP_TABLE} WHERE run_id = ANY(%s::uuid[]) AND map_index = {WHOLE_STEP}"
+)
 
 
 class Advance(MapSteps):
@@ -116,25 +133,25 @@ class Advance(MapSteps):
         What an advance rarely reads is left to be read when it does (Django's deferred fields): a run's
         input (only a step that reads $.input, and the roots that read it started with the run), its
         output and error, the steps' inputs and outputs (a step ended in this advance has its output)."""
-        return cls._lock(WorkflowRun.objects.filter(run_id__in=run_ids), now=now)
+        return cls._lock(_LOCK_RUNS_SQL, [list(run_ids)], now=now)
 
     @classmethod
     def lock_many_of_steps(cls, step_run_ids, *, now=None):
         """`lock_many` for the runs of these step rows (whole steps or map items), found by the locking
         query itself: no round trip to look them up first."""
-        owners = StepRun.objects.filter(pk__in=step_run_ids).values("run_id")
-        return cls._lock(WorkflowRun.objects.filter(run_id__in=owners), now=now)
+        return cls._lock(_LOCK_RUNS_OF_STEPS_SQL, [list(step_run_ids)], now=now)
 
     @classmethod
-    def _lock(cls, found, *, now):
-        runs = list(
-            found.select_for_update().defer("input", "output", "error", "created_at").order_by("run_id")
-        )
+    def _lock(cls, sql, params, *, now):
+        with prepared_cursor() as cursor:
+            cursor.execute(sql, params)
+            runs = _RUNS.instances(cursor.fetchall())
+            steps = defaultdict(dict)
+            if runs:
+                cursor.execute(_WHOLE_STEPS_SQL, [[run.run_id for run in runs]])
+                for step in _STEPS.instances(cursor.fetchall()):
+                    steps[step.run_id][step.step_id] = step
         definitions = cached_definitions({run.definition_id for run in runs})
-        steps = defaultdict(dict)
-        rows = StepRun.objects.filter(run_id__in=[r.run_id for r in runs], map_index=WHOLE_STEP)
-        for step in rows.defer("input", "output", "created_at"):
-            steps[step.run_id][step.step_id] = step
         advances = []
         for run in runs:
             run.definition = definitions[run.definition_id]

@@ -1,8 +1,10 @@
-"""Writing changed rows back: one UPDATE ... FROM unnest(...) for any number of rows and fields.
+"""The engine's rows without the ORM's per-query cost: reading (RowLoader) and writing back
+(update_rows).
 
 Django's bulk_update builds a CASE WHEN per field and row, which costs far more Python than the
 database's work (a fifth of a busy worker's time in the chain benchmark). Here each field's new values
-travel as one array parameter, whatever the number of rows.
+travel as one array parameter, whatever the number of rows. Reading is the same story on a smaller
+scale: compiling a queryset cost more than running it.
 """
 
 import json
@@ -56,3 +58,35 @@ def update_rows(model, objects, fields, *, changed=None):
 
 def _array_type(field):
     return f"{field.db_type(connection)}[]"
+
+
+class RowLoader:
+    """Model instances from a raw SELECT of a model's columns but `deferred`, as the ORM makes them
+    (the deferred fields are read on first access, converters such as JSON decoding applied), for a
+    statement written once instead of a queryset compiled at every call: locking a batch's runs and
+    reading their steps cost 2.5 ms of Python per batch that way, most of it compiling."""
+
+    def __init__(self, model, *, deferred=()):
+        self.model = model
+        self.fields = [f for f in model._meta.concrete_fields if f.name not in deferred]
+        self.columns = ", ".join(f.column for f in self.fields)  # in this order, in the SELECT
+        self._attnames = [f.attname for f in self.fields]
+        self._converters = None
+
+    def instances(self, rows):
+        if self._converters is None:  # the ORM's: the backend's, then the field's own
+            self._converters = [
+                (i, field.cached_col, convert)
+                for i, field in enumerate(self.fields)
+                for convert in (
+                    *connection.ops.get_db_converters(field.cached_col),
+                    *field.cached_col.get_db_converters(connection),
+                )
+            ]
+        made = []
+        for row in rows:
+            values = list(row)
+            for i, expression, convert in self._converters:
+                values[i] = convert(values[i], expression, connection)
+            made.append(self.model.from_db(connection.alias, self._attnames, values))
+        return made

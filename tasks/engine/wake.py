@@ -9,8 +9,10 @@ Every worker runs dispatch rounds (dispatcher.py). Exactly three things start on
    the time at which work falls due, in tenths of a second since the epoch: a retry's backoff, a tripped
    circuit's probe. Identical rings of one transaction arrive once; a creation folds its ring into the
    INSERT itself (services.py), so the busiest path pays no extra round trip.
-2. A kick from the worker's own writer after it applied outcomes (writer.py): freed slots are the
-   commonest reason for a round under load, and the kick costs nothing.
+2. The worker's own writer, after it applied outcomes (writer.py): freed slots are the commonest
+   reason for a round under load. The writer runs that round itself, inside the outcomes' transaction
+   (dispatcher.RoundAfterOutcomes), and kicks the dispatcher only when its round did not run or was
+   full; the kick costs nothing.
 3. The dispatcher's clock: at the earliest time a ring announced, and at most SWEEP_INTERVAL_SECONDS
    after the last round. That covers every ring nobody heard (a worker starting or reconnecting; the
    Bell also kicks once each time it starts listening) and anything a lost transaction never rang for.

@@ -143,7 +143,10 @@ class Advance(MapSteps):
 
     @classmethod
     def _lock(cls, sql, params, *, now):
-        with prepared_cursor() as cursor:
+        # Not prepared: a generic plan is made once per connection, maybe while the tables are nearly
+        # empty (a new install, the benchmark's fresh database). One for a query of this shape (step
+        # rows by a subquery on step rows) was seen scanning the step rows once per step row, for 20 s.
+        with connection.cursor() as cursor:
             cursor.execute(sql, params)
             runs = _RUNS.instances(cursor.fetchall())
             steps = defaultdict(dict)

@@ -32,6 +32,13 @@ HELD_RETRY_SECONDS = 0.02
 MAX_DUE_TIMES = 10_000
 
 
+def may_have_left_work(assigned):
+    """Whether a round that made `assigned` assignments may have left due work it could have taken.
+    A short round took everything it could: the rest is waiting for capacity (freed capacity kicks
+    again) or is locked by another dispatcher."""
+    return assigned >= settings.DISPATCH_BATCH_SIZE
+
+
 class Dispatcher(threading.Thread):
     def __init__(self, runner):
         super().__init__(name="orchestrator-dispatcher", daemon=True)
@@ -61,7 +68,8 @@ class Dispatcher(threading.Thread):
             self._stopping = True
             self._wakeup.notify()
 
-    def _retry_soon(self):
+    def retry_soon(self):
+        """Run a round shortly: agents other transactions held left tasks pending (claim.py)."""
         self.wake_at(time.time() + HELD_RETRY_SECONDS)
 
     def _wait(self):
@@ -113,13 +121,11 @@ class Dispatcher(threading.Thread):
         for _ in range(MAX_ROUNDS_PER_KICK):
             if not self.runner.accepting:
                 break  # shutting down: claiming now would strand tasks until their leases expire
-            assignments = claim(on_held=self._retry_soon)
+            assignments = claim(on_held=self.retry_soon)
             self.rounds += 1
             if assignments:
                 dispatched += self.runner.submit([a.call for a in assignments])
-            if len(assignments) < settings.DISPATCH_BATCH_SIZE:
-                # A short round took everything it could: the rest is waiting for capacity (freed
-                # capacity kicks again) or is locked by another dispatcher.
+            if not may_have_left_work(len(assignments)):
                 break
         return dispatched
 
@@ -146,7 +152,7 @@ class RoundAfterOutcomes:
             return
         # Not the batch's time: the tasks the batch created are due from the moment they were made.
         now = timezone.now()
-        assignments = claim_within(now=now, on_held=self.dispatcher._retry_soon)
+        assignments = claim_within(now=now, on_held=self.dispatcher.retry_soon)
         transaction.on_commit(lambda: self._hand_over(assignments))
 
     def _hand_over(self, assignments):
@@ -155,5 +161,5 @@ class RoundAfterOutcomes:
         self.handed_over = len(assignments)
 
     def finish(self):
-        if self.handed_over is None or self.handed_over >= settings.DISPATCH_BATCH_SIZE:
+        if self.handed_over is None or may_have_left_work(self.handed_over):
             self.dispatcher.kick()

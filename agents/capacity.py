@@ -26,6 +26,7 @@ from django.db import transaction
 from orchestrator_project import live
 from orchestrator_project.live.messages import AGENT_CHANGE_COLUMNS, agent_change_from_row
 from orchestrator_project.outbox import writer
+from orchestrator_project.pg_arrays import array_literal
 from orchestrator_project.prepared import prepared_cursor
 
 from . import changes, eligibility, outbox, routing
@@ -143,7 +144,7 @@ def lock(agent_ids):
     agent_ids = sorted({str(agent_id) for agent_id in agent_ids if agent_id})
     if agent_ids:
         with prepared_cursor() as cursor:
-            cursor.execute(_LOCK_SQL, [agent_ids])
+            cursor.execute(_LOCK_SQL, [array_literal(agent_ids)])
 
 
 def lock_unheld(agent_ids):
@@ -154,7 +155,7 @@ def lock_unheld(agent_ids):
     if not agent_ids:
         return set()
     with prepared_cursor() as cursor:
-        cursor.execute(_LOCK_SQL + " SKIP LOCKED", [agent_ids])
+        cursor.execute(_LOCK_SQL + " SKIP LOCKED", [array_literal(agent_ids)])
         return {str(row[0]) for row in cursor.fetchall()}
 
 
@@ -178,7 +179,11 @@ def reserve(slots, *, probes, now, locked=False):
                     WHERE a.agent_id = v.agent_id AND {eligibility.ONLINE_SQL}
                       AND {eligibility.closed_with_room_sql(slots="v.n")}
                     RETURNING a.agent_id""",
-                {"now": now, "agents": regular, "counts": [slots[agent_id] for agent_id in regular]},
+                {
+                    "now": now,
+                    "agents": array_literal(regular),
+                    "counts": array_literal([slots[agent_id] for agent_id in regular]),
+                },
             )
             accepted.update(row[0] for row in cursor.fetchall())
         for agent_id in slots:
@@ -269,9 +274,9 @@ def release_successes(calls, *, now):
             ),
             {
                 "now": now,
-                "agents": agent_ids,
-                "counts": counts,
-                "means": means,
+                "agents": array_literal(agent_ids),
+                "counts": array_literal(counts),
+                "means": array_literal(means),
                 **routing.route_params(samples),
             },
         )

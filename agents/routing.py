@@ -22,6 +22,8 @@ from datetime import datetime
 
 from django.conf import settings
 
+from orchestrator_project.pg_arrays import array_literal
+
 from .models import AgentRoute
 
 # A task that names no capability is learned under this key (as the metrics count its queue).
@@ -178,11 +180,11 @@ def route_params(samples):
     for (agent, key, ok), (count, total, timed) in sorted(merged.items(), key=lambda item: not item[0][2]):
         rows[agent, key] = (count, total / timed if timed else None, ok)
     return {
-        "r_agents": [agent for agent, _ in rows],
-        "r_keys": [key for _, key in rows],
-        "r_counts": [row[0] for row in rows.values()],
-        "r_latency": [row[1] for row in rows.values()],
-        "r_ok": [row[2] for row in rows.values()],
+        "r_agents": array_literal([agent for agent, _ in rows]),
+        "r_keys": array_literal([key for _, key in rows]),
+        "r_counts": array_literal([row[0] for row in rows.values()]),
+        "r_latency": array_literal([row[1] for row in rows.values()]),
+        "r_ok": array_literal([row[2] for row in rows.values()]),
         "r_tau": float(settings.ROUTING_DECAY_SECONDS),
         "r_lalpha": settings.ROUTING_LATENCY_ALPHA,
         "r_salpha": settings.ROUTING_SUCCESS_ALPHA,

@@ -20,6 +20,7 @@ from agents.models import Agent
 from orchestrator_project import ids
 from orchestrator_project.errors import Conflict, InvalidInput, NotFound
 from orchestrator_project.outbox import writer
+from orchestrator_project.pg_arrays import array_literal
 from orchestrator_project.prepared import prepared_cursor
 
 from . import outbox
@@ -171,12 +172,13 @@ def create_tasks_bulk(*, items, user=None):
     # savepoint of our own would cost two round trips on every step's hand-over and undo nothing more.
     with transaction.atomic(savepoint=False):
         _copy_in(tasks)
-        task_ids = [t.task_id for t in tasks]
+        task_ids = array_literal([t.task_id for t in tasks])
+        created = array_literal([t.created_at for t in tasks])
         with prepared_cursor() as cursor:
             if writer.enabled():
-                cursor.execute(_BULK_PUBLISHED_SQL, [task_ids, [t.created_at for t in tasks], task_ids])
+                cursor.execute(_BULK_PUBLISHED_SQL, [task_ids, created, task_ids])
             else:
-                cursor.execute(_BULK_EVENTS_SQL, [task_ids, [t.created_at for t in tasks]])
+                cursor.execute(_BULK_EVENTS_SQL, [task_ids, created])
         if any(task.auto_dispatch for task in tasks):
             wake.ring()
         announce_created(tasks)

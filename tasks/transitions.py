@@ -25,6 +25,7 @@ from django.db import transaction
 from orchestrator_project import live
 from orchestrator_project.live.messages import task_transition
 from orchestrator_project.outbox import writer
+from orchestrator_project.pg_arrays import array_literal
 from orchestrator_project.prepared import prepared_cursor
 
 from . import outbox
@@ -150,17 +151,18 @@ def move(kind, steps, *, now, assignments="", columns=(), params=None, fenced=Tr
     if not steps:
         return []
     sql = _statement(kind, assignments, tuple(columns), fenced, join, tuple(returning), writer.enabled())
+    details = [None if step.details is None else json.dumps(step.details) for step in steps]
     values = {
         "now": now,
-        "task_ids": [step.task_id for step in steps],
-        "attempts": [step.attempt for step in steps],
-        "agent_ids": [step.agent_id for step in steps],
-        "reasons": [step.reason[:REASON_LIMIT] for step in steps],
-        "details": [None if step.details is None else json.dumps(step.details) for step in steps],
+        "task_ids": array_literal([step.task_id for step in steps]),
+        "attempts": array_literal([step.attempt for step in steps]),
+        "agent_ids": array_literal([step.agent_id for step in steps]),
+        "reasons": array_literal([step.reason[:REASON_LIMIT] for step in steps]),
+        "details": array_literal(details),
         **(params or {}),
     }
     for index, (name, _) in enumerate(columns):
-        values[f"v_{name}"] = [step.values[index] for step in steps]
+        values[f"v_{name}"] = array_literal([step.values[index] for step in steps])
     with prepared_cursor() as cursor:
         cursor.execute(sql, values)
         rows = cursor.fetchall()

@@ -33,6 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from orchestrator_project.errors import NotFound
+from orchestrator_project.pg_arrays import array_literal
 from orchestrator_project.prepared import prepared_cursor
 from tasks import services as task_services
 from tasks.models import TaskStatus
@@ -133,13 +134,13 @@ class Advance(MapSteps):
         What an advance rarely reads is left to be read when it does (Django's deferred fields): a run's
         input (only a step that reads $.input, and the roots that read it started with the run), its
         output and error, the steps' inputs and outputs (a step ended in this advance has its output)."""
-        return cls._lock(_LOCK_RUNS_SQL, [list(run_ids)], now=now)
+        return cls._lock(_LOCK_RUNS_SQL, [array_literal(run_ids)], now=now)
 
     @classmethod
     def lock_many_of_steps(cls, step_run_ids, *, now=None):
         """`lock_many` for the runs of these step rows (whole steps or map items), found by the locking
         query itself: no round trip to look them up first."""
-        return cls._lock(_LOCK_RUNS_OF_STEPS_SQL, [list(step_run_ids)], now=now)
+        return cls._lock(_LOCK_RUNS_OF_STEPS_SQL, [array_literal(step_run_ids)], now=now)
 
     @classmethod
     def _lock(cls, sql, params, *, now):
@@ -151,7 +152,7 @@ class Advance(MapSteps):
             runs = _RUNS.instances(cursor.fetchall())
             steps = defaultdict(dict)
             if runs:
-                cursor.execute(_WHOLE_STEPS_SQL, [[run.run_id for run in runs]])
+                cursor.execute(_WHOLE_STEPS_SQL, [array_literal([run.run_id for run in runs])])
                 for step in _STEPS.instances(cursor.fetchall()):
                     steps[step.run_id][step.step_id] = step
         definitions = cached_definitions({run.definition_id for run in runs})
@@ -579,7 +580,7 @@ def drain_all(advances):
             by_run[advance.run.run_id] = advance
         counted = defaultdict(list)
         if joins:
-            params = [[j[0] for j in joins], [j[1] for j in joins], [j[2] for j in joins]]
+            params = [array_literal([join[column] for join in joins]) for column in range(3)]
             with connection.cursor() as cursor:
                 # The join: each child's counter of parents still running, decremented once per parent.
                 cursor.execute(_JOIN_SQL, [*params, WHOLE_STEP, StepStatus.WAITING])
@@ -709,9 +710,9 @@ def _insert_steps(run, steps, now):
                 "run": run.run_id,
                 "status": StepStatus.WAITING,
                 "now": now,
-                "step_ids": [step.step_id for step in steps],
-                "kinds": [step.kind for step in steps],
-                "remaining": [step.remaining_parents for step in steps],
+                "step_ids": array_literal([step.step_id for step in steps]),
+                "kinds": array_literal([step.kind for step in steps]),
+                "remaining": array_literal([step.remaining_parents for step in steps]),
             },
         )
         ids = {step_id: pk for pk, step_id in cursor.fetchall()}

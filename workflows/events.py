@@ -19,6 +19,7 @@ from django.dispatch import Signal
 
 from orchestrator_project.outbox import writer
 from orchestrator_project.outbox.models import EntitySequence, OutboxEvent
+from orchestrator_project.pg_arrays import array_literal
 
 from .models import WHOLE_STEP, WorkflowEvent
 
@@ -130,7 +131,10 @@ def flush_journals(journals):
             params["types"].append(STEP_STATUS_CHANGED if c.step_id else RUN_STATUS_CHANGED)
             params["payloads"].append(json.dumps(c.payload))
     with connection.cursor() as cursor:
-        cursor.execute(_SQL_PUBLISHED if writer.enabled() else _SQL_LOGGED, params)
+        cursor.execute(
+            _SQL_PUBLISHED if writer.enabled() else _SQL_LOGGED,
+            {name: array_literal(values) for name, values in params.items()},
+        )
     changes = [change for journal in journals for change in journal.changes]
     for journal in journals:
         journal.changes = []

@@ -13,6 +13,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 
 from orchestrator_project import ids
+from orchestrator_project.pg_arrays import array_literal
 
 from . import paths
 from .models import RunStatus, StepKind, StepRun, StepStatus
@@ -114,11 +115,11 @@ class MapSteps:
                     "step": map_step.step_id,
                     "kind": StepKind.TASK,
                     "now": self.now,
-                    "statuses": [i.status for i in items],
-                    "attempts": [i.attempt for i in items],
-                    "tasks": [i.task_id for i in items],
-                    "started": [i.started_at for i in items],
-                    "inputs": [json.dumps(i.input, cls=DjangoJSONEncoder) for i in items],
+                    "statuses": array_literal([i.status for i in items]),
+                    "attempts": array_literal([i.attempt for i in items]),
+                    "tasks": array_literal([i.task_id for i in items]),
+                    "started": array_literal([i.started_at for i in items]),
+                    "inputs": array_literal([json.dumps(i.input, cls=DjangoJSONEncoder) for i in items]),
                 },
             )
             for pk, index in cursor.fetchall():

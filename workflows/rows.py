@@ -13,6 +13,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.db.models import JSONField
 
+from orchestrator_project.pg_arrays import array_literal
+
 
 def update_rows(model, objects, fields, *, changed=None):
     """Write `fields` (names or attnames) of `objects`, already saved rows of `model`, in one statement.
@@ -53,7 +55,7 @@ def update_rows(model, objects, fields, *, changed=None):
         f" WHERE t.{meta.pk.column} = v.pk_"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, arrays)
+        cursor.execute(sql, [array_literal(values) for values in arrays])
 
 
 def _array_type(field):

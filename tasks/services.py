@@ -72,8 +72,8 @@ def _columns():
 
 
 @cache
-def _insert_statement(publish):
-    """The INSERT of one task, and how each column's value is read off a Task.
+def _insert_statement(publish, rows=1):
+    """The INSERT of `rows` tasks, and how each column's value is read off a Task.
 
     Model.save() prepares every value through its field (get_db_prep_save), which on the create path
     cost as much as the round trip. Only JSON columns need that (psycopg's Jsonb wrapper) and the
@@ -84,11 +84,11 @@ def _insert_statement(publish):
     extra round trip for any of them.
     """
     fields = Task._meta.concrete_fields
-    placeholders = ", ".join(["%s"] * len(fields))
+    placeholders = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * rows)
     readers = [_value_reader(field) for field in fields]
     published = f", published AS ({outbox.created_sql('created')})" if publish else ""
     return readers, (
-        f"WITH created AS (INSERT INTO {Task._meta.db_table} ({_columns()}) VALUES ({placeholders})"
+        f"WITH created AS (INSERT INTO {Task._meta.db_table} ({_columns()}) VALUES {placeholders}"
         f" RETURNING {_CREATED_COLUMNS}), logged AS ({created_event_sql('created')}){published}"
         f" {wake.RING_SQL} FROM created WHERE auto_dispatch"
     )
@@ -102,12 +102,14 @@ def _value_reader(field):
     return attrgetter(field.attname)
 
 
-def _insert(task):
-    """INSERT one task as Model.save(force_insert=True) would, as a prepared statement."""
-    readers, sql = _insert_statement(writer.enabled())
+def _insert(tasks):
+    """INSERT tasks as Model.save(force_insert=True) would, in one prepared statement (one per number
+    of tasks) that also writes their events and rings dispatch."""
+    readers, sql = _insert_statement(writer.enabled(), len(tasks))
     with prepared_cursor() as cursor:
-        cursor.execute(sql, [read(task) for read in readers])
-    task._state.adding = False
+        cursor.execute(sql, [read(task) for task in tasks for read in readers])
+    for task in tasks:
+        task._state.adding = False
 
 
 def _copy_in(tasks):
@@ -140,7 +142,7 @@ def create_task(*, data, user=None, idempotency_key=None):
         # One statement: in autocommit (the API) it commits by itself, without BEGIN/COMMIT round
         # trips; inside a caller's transaction a savepoint keeps a duplicate key from aborting it.
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            _insert(task)
+            _insert([task])
     except IntegrityError:
         # Two requests with the same key raced; the other one won.
         existing = Task.objects.filter(idempotency_key=idempotency_key).first()
@@ -157,6 +159,9 @@ def _replay(existing, fingerprint):
     return existing
 
 
+# Past this many tasks a creation goes by COPY: one INSERT's parameters grow with the tasks (28 each),
+# and Postgres would keep a prepared statement for every number of them.
+INSERT_MAX_ROWS = 16
 _BULK_EVENTS_SQL = created_event_sql("unnest(%s::uuid[], %s::timestamptz[]) AS created(task_id, created_at)")
 # The COPY cannot return rows, so the bulk's outbox events read the tasks it just wrote, by primary key.
 _BULK_PUBLISHED_SQL = f"WITH logged AS ({_BULK_EVENTS_SQL}) " + outbox.created_sql(
@@ -165,11 +170,18 @@ _BULK_PUBLISHED_SQL = f"WITH logged AS ({_BULK_EVENTS_SQL}) " + outbox.created_s
 
 
 def create_tasks_bulk(*, items, user=None):
-    """All or nothing: one COPY for the whole list, one INSERT of their events, one ring for dispatch."""
+    """All or nothing. Up to INSERT_MAX_ROWS tasks (a workflow's next steps, mostly) are one INSERT that
+    writes their events and rings too: one round trip. More are one COPY (two round trips, whatever
+    the number), one INSERT of their events and one ring."""
     now = timezone.now()
     tasks = [_new_task(data, user=user, now=now) for data in items]
     # Inside a caller's transaction (a workflow's advance) that transaction is the all or nothing: a
     # savepoint of our own would cost two round trips on every step's hand-over and undo nothing more.
+    if 0 < len(tasks) <= INSERT_MAX_ROWS:
+        with transaction.atomic(savepoint=False):
+            _insert(tasks)
+            announce_created(tasks)
+        return tasks
     with transaction.atomic(savepoint=False):
         _copy_in(tasks)
         task_ids = array_literal([t.task_id for t in tasks])

@@ -67,8 +67,10 @@ def test_creating_a_task_writes_its_created_event_in_the_same_statement(db):
     assert event.created_at == task.created_at and event.published_at is None
 
 
-def test_a_bulk_creation_writes_one_created_event_per_task(db):
-    tasks = services.create_tasks_bulk(items=[valid()] * 3)
+@pytest.mark.parametrize("size", [3, services.INSERT_MAX_ROWS + 1], ids=["insert", "copy"])
+def test_a_bulk_creation_writes_one_created_event_per_task(db, size):
+    tasks = services.create_tasks_bulk(items=[valid()] * size)
+    assert len(tasks) == size
     for task in tasks:
         [event] = events_of(task.task_id)
         assert (event.type, event.sequence, event.payload["task_id"]) == (

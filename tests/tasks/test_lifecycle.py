@@ -140,16 +140,17 @@ def test_a_failure_for_good_is_told_to_listeners_with_its_error(db):
     ]
 
 
+@pytest.mark.parametrize("size", [3, services.INSERT_MAX_ROWS + 1], ids=["insert", "copy"])
 def test_creation_leaves_an_event_row_one_at_a_time_and_in_bulk(
-    db, published, django_capture_on_commit_callbacks
+    db, published, django_capture_on_commit_callbacks, size
 ):
     with django_capture_on_commit_callbacks(execute=True):
         single, _ = services.create_task(data=plainly_valid_task({"type": "t"}))
-        bulk = services.create_tasks_bulk(items=[plainly_valid_task({"type": "t"})] * 3)
+        bulk = services.create_tasks_bulk(items=[plainly_valid_task({"type": "t"})] * size)
     for task in [single, *bulk]:
         event = TaskEvent.objects.get(task=task)
         assert (event.kind, event.status, event.attempt, event.agent_id) == ("created", "pending", 0, None)
         assert event.created_at == task.created_at
-    assert sorted(m["task_id"] for m in published(4) if m["kind"] == "created") == sorted(
+    assert sorted(m["task_id"] for m in published(size + 1) if m["kind"] == "created") == sorted(
         str(t.task_id) for t in [single, *bulk]
     )

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from tasks import services
 from tasks.models import Task, TaskEvent
 
 TASKS = "/api/v1/tasks"
@@ -115,8 +116,11 @@ def test_bulk_creates_all_tasks_in_one_request(operator_client):
     assert Task.objects.count() == 10
 
 
-def test_bulk_stores_every_field_exactly_as_a_single_creation_does(operator_client):
-    """Bulk writes with COPY, single creation with an INSERT: the rows must not differ."""
+# A small bulk is one INSERT of all its tasks, a larger one a COPY.
+@pytest.mark.parametrize("padding", [0, services.INSERT_MAX_ROWS], ids=["insert", "copy"])
+def test_bulk_stores_every_field_exactly_as_a_single_creation_does(operator_client, padding):
+    """Bulk writes with one INSERT or with COPY, single creation with an INSERT: the rows must not
+    differ."""
     rich = {
         "type": "doc.analysis",
         "description": "tab\there, new line\nbackslash \\ and \\N, quote ' \" and \u00e9\u4e2d\U0001f600",
@@ -134,9 +138,10 @@ def test_bulk_stores_every_field_exactly_as_a_single_creation_does(operator_clie
     }
     plain = {"type": "summarize"}
     single = [create(operator_client, **body)["task_id"] for body in (rich, {**VALID, **plain})]
-    response = operator_client.post(f"{TASKS}/bulk", {"tasks": [rich, {**VALID, **plain}]}, format="json")
+    items = [rich, {**VALID, **plain}] + [VALID] * padding
+    response = operator_client.post(f"{TASKS}/bulk", {"tasks": items}, format="json")
     assert response.status_code == 201, response.content
-    bulk = response.json()["task_ids"]
+    bulk = response.json()["task_ids"][:2]
     varying = {"task_id", "created_at", "updated_at", "next_attempt_at"}
     columns = [f.attname for f in Task._meta.concrete_fields if f.attname not in varying]
 

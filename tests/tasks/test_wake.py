@@ -39,13 +39,15 @@ def test_a_creation_rings_when_it_commits_and_not_when_it_rolls_back(dispatch_ri
     assert dispatch_rings.heard() == [""]
 
 
-def test_a_bulk_rings_once_and_tasks_left_for_operators_do_not_ring(dispatch_rings, operator_client):
-    bulk = {"tasks": [{"type": "summarize"}] * 50}
+@pytest.mark.parametrize("size", [3, 50], ids=["insert", "copy"])
+def test_a_bulk_rings_once_and_tasks_left_for_operators_do_not_ring(dispatch_rings, operator_client, size):
+    bulk = {"tasks": [{"type": "summarize"}] * size}
     assert operator_client.post(f"{TASKS}/bulk", bulk, format="json").status_code == 201
     assert dispatch_rings.heard() == [""]
     manual = {"type": "summarize", "auto_dispatch": False}
     assert operator_client.post(TASKS, manual, format="json").status_code == 201
-    assert operator_client.post(f"{TASKS}/bulk", {"tasks": [manual] * 3}, format="json").status_code == 201
+    manual_bulk = {"tasks": [manual] * size}
+    assert operator_client.post(f"{TASKS}/bulk", manual_bulk, format="json").status_code == 201
     assert dispatch_rings.heard() == []
 
 

@@ -471,6 +471,8 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "orchestrator-test" if TESTI
 
 # --- Logging ---------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+_CELERY_MESSAGE_LOGGERS = ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+_CELERY_MESSAGE_LOG_LEVEL = {"DEBUG": "DEBUG", "INFO": "WARNING"}.get(LOG_LEVEL.upper(), LOG_LEVEL)
 # `json`: one object per line with request_id / task_id, for log collectors. `plain`: for a terminal.
 # Plain for a terminal (`make run`, `make dev`), JSON where a collector reads the logs.
 LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEBUG or EMBEDDED_SERVICES else "json")
@@ -500,6 +502,11 @@ LOGGING = {
         "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         # One line per request with its id, status and duration (RequestIdMiddleware).
         "orchestrator.access": {"level": "INFO"},
+        # Celery's lines per message: beat's "Sending due task", the worker's "received" and "succeeded".
+        # The housekeeping schedule alone (sweeps every SWEEP_INTERVAL_SECONDS) made three a second of
+        # them, burying what an operator reads; failures are ERROR and still show. LOG_LEVEL=DEBUG
+        # brings them back.
+        **{name: {"level": _CELERY_MESSAGE_LOG_LEVEL} for name in _CELERY_MESSAGE_LOGGERS},
     },
 }
 

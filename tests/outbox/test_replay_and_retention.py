@@ -9,11 +9,13 @@ from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from orchestrator_project.outbox import relay as relay_module
 from orchestrator_project.outbox.jobs import prune_outbox
 from orchestrator_project.outbox.models import OutboxEvent, Replay
 from orchestrator_project.outbox.sinks.redis_streams import RedisStreamSink
 from tasks import services
 from tests.outbox.test_outbox_writes import valid
+from tests.outbox.test_relay_floor import RecordingSink
 from tests.tasks.conftest import wait_until
 
 URL = "/api/v1/events/replay"
@@ -66,6 +68,34 @@ def test_one_entitys_events_can_be_replayed(topics, start_relay, operator_client
     wait_until(lambda: Replay.objects.get().finished_at, message="the replay to finish")
     sent = [(e["key"], e["ce_sequence"]) for e in stream_entries(topics["task"])]
     assert sent[3:] == [(str(task.task_id), "1"), (str(task.task_id), "2")]
+
+
+def test_with_no_replay_in_progress_the_relay_looks_for_one_only_every_so_often(
+    start_relay, operator_client, monkeypatch
+):
+    now = [1000.0]
+    monkeypatch.setattr(relay_module, "time", type("Clock", (), {"monotonic": staticmethod(lambda: now[0])}))
+    sink = RecordingSink()
+    start_relay(sink)
+
+    def published(task):
+        return lambda: str(task.task_id) in {str(event.aggregateid) for event in sink.events}
+
+    first, _ = services.create_task(data=valid())
+    wait_until(published(first), message="the relay to publish the first task's event")
+    response = operator_client.post(URL, {"aggregate_id": str(first.task_id)}, format="json")
+    assert response.status_code == 202
+    # Two more polls (each publishes, then may look for a replay): with the clock standing still, the
+    # relay found no replay at its last look and does not look again yet.
+    for _ in range(2):
+        task, _ = services.create_task(data=valid())
+        wait_until(published(task), message="the relay to publish a later task's event")
+    assert Replay.objects.get().finished_at is None
+    live = len(sink.events)
+
+    now[0] += relay_module.REPLAY_LOOK_SECONDS
+    wait_until(lambda: Replay.objects.get().finished_at, message="the replay to finish")
+    assert {str(event.aggregateid) for event in sink.events[live:]} == {str(first.task_id)}
 
 
 def test_a_replay_needs_a_window_or_an_entity_and_says_which_field_is_wrong(db, operator_client):

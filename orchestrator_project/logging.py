@@ -17,6 +17,8 @@ import time
 from datetime import UTC, datetime
 from types import MappingProxyType
 
+from celery.app import trace
+
 from orchestrator_project import ids
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -57,6 +59,20 @@ class ContextFilter(logging.Filter):
                 setattr(record, key, value)
         record.log_context = context
         return True
+
+
+class QuietCeleryJobs(logging.Filter):
+    """Drops Celery's lines per job: beat sending it, a worker receiving it and its success.
+
+    A filter rather than a logger level: beat's start-up line ("beat: Starting..."), which the process
+    supervisors wait for, comes from the same logger at the same level as its sends, and Celery's worker
+    decides once, at start, whether its loggers are enabled for INFO.
+    """
+
+    JOB_LINES = frozenset({"Scheduler: Sending due task %s (%s)", trace.LOG_RECEIVED, trace.LOG_SUCCESS})
+
+    def filter(self, record):
+        return record.msg not in self.JOB_LINES
 
 
 class JsonFormatter(logging.Formatter):

@@ -471,8 +471,8 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "orchestrator-test" if TESTI
 
 # --- Logging ---------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-_CELERY_MESSAGE_LOGGERS = ("celery.beat", "celery.worker.strategy", "celery.app.trace")
-_CELERY_MESSAGE_LOG_LEVEL = {"DEBUG": "DEBUG", "INFO": "WARNING"}.get(LOG_LEVEL.upper(), LOG_LEVEL)
+# Below DEBUG, Celery's lines per job are left out (see LOGGING's "loggers").
+_QUIET_CELERY_JOBS = LOG_LEVEL.upper() != "DEBUG"
 # `json`: one object per line with request_id / task_id, for log collectors. `plain`: for a terminal.
 # Plain for a terminal (`make run`, `make dev`), JSON where a collector reads the logs.
 LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEBUG or EMBEDDED_SERVICES else "json")
@@ -481,7 +481,10 @@ if LOG_FORMAT not in ("json", "plain"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "orchestrator_project.logging.ContextFilter"}},
+    "filters": {
+        "context": {"()": "orchestrator_project.logging.ContextFilter"},
+        "quiet_celery_jobs": {"()": "orchestrator_project.logging.QuietCeleryJobs"},
+    },
     "formatters": {
         "plain": {
             "()": "orchestrator_project.logging.PlainFormatter",
@@ -502,11 +505,14 @@ LOGGING = {
         "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         # One line per request with its id, status and duration (RequestIdMiddleware).
         "orchestrator.access": {"level": "INFO"},
-        # Celery's lines per message: beat's "Sending due task", the worker's "received" and "succeeded".
-        # The housekeeping schedule alone (sweeps every SWEEP_INTERVAL_SECONDS) made three a second of
-        # them, burying what an operator reads; failures are ERROR and still show. LOG_LEVEL=DEBUG
-        # brings them back.
-        **{name: {"level": _CELERY_MESSAGE_LOG_LEVEL} for name in _CELERY_MESSAGE_LOGGERS},
+        # Celery's lines per job: beat's "Sending due task", the worker's "received" and "succeeded".
+        # The housekeeping schedule alone (sweeps every SWEEP_INTERVAL_SECONDS) made several a second
+        # of them, burying what an operator reads; failures are ERROR and still show, and so do these
+        # loggers' other lines. LOG_LEVEL=DEBUG brings them all back.
+        **{
+            name: {"filters": ["quiet_celery_jobs"] if _QUIET_CELERY_JOBS else []}
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
     },
 }
 

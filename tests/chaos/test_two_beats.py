@@ -42,7 +42,9 @@ def test_two_beats_never_make_a_sweep_act_twice(stack, chaos_agents):
             heartbeat_timeout=2,
             heartbeat_expires_at=now + timedelta(seconds=2),
         )
-    beats = [stack.beat("beat-1"), stack.beat("beat-2")]
+    # At DEBUG each beat logs every job it sends (below it, those lines are left out): the proof below
+    # that both were sending.
+    beats = [stack.beat("beat-1", LOG_LEVEL="DEBUG"), stack.beat("beat-2", LOG_LEVEL="DEBUG")]
     stack.worker("worker-1")
     stack.worker("worker-2")
     clock = Stopwatch()

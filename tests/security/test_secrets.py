@@ -43,15 +43,19 @@ class Capture(logging.Handler):
 
 @pytest.fixture
 def logs():
-    """Every record of every logger, at DEBUG, for the duration of the test."""
+    """Every record of every logger, at DEBUG and unfiltered, for the duration of the test."""
     capture = Capture()
     root = logging.getLogger()
     loggers = [root] + [
         item for item in logging.root.manager.loggerDict.values() if isinstance(item, logging.Logger)
     ]
     levels = {logger: logger.level for logger in loggers}
+    # Filters too: Celery's lines per job, left out of an operator's log unless LOG_LEVEL=DEBUG, carry
+    # a job's arguments (a notification's payload, say), so they are searched like the rest.
+    filters = {logger: logger.filters for logger in loggers}
     for logger in loggers:
         logger.setLevel(logging.DEBUG if logger is root else logging.NOTSET)
+        logger.filters = []
     disabled = logging.root.manager.disable
     logging.disable(logging.NOTSET)
     root.addHandler(capture)
@@ -60,6 +64,7 @@ def logs():
     logging.disable(disabled)
     for logger, level in levels.items():
         logger.setLevel(level)
+        logger.filters = filters[logger]
 
 
 @pytest.fixture

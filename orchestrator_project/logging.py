@@ -30,8 +30,13 @@ _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _context = contextvars.ContextVar("orchestrator_log_context", default=MappingProxyType({}))
 access_logger = logging.getLogger("orchestrator.access")
 
-# Attributes every LogRecord has; anything else on a record came from `extra=` and is worth keeping.
-_RECORD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# Attributes every LogRecord has; anything else on a record came from `extra=` and is worth keeping,
+# except Uvicorn's `color_message`: the message again, with a terminal's colour codes.
+_RECORD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ imports) to check that Uvicorn accepts the web command and that the artifacts ag
 """
 
 import sys
+from pathlib import Path
 
 # The web server's flags (Uvicorn with uvloop and httptools: with Daphne the same code answered fewer
 # bare API requests and fanned live events out at 1.5 times the CPU; bench/notes.md, "Where the time
@@ -22,11 +23,19 @@ UVICORN_FLAGS = [
     "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
 ]  # fmt: skip
 ASGI_APP = "orchestrator_project.asgi:application"
+# Uvicorn's logging in its parent process, which starts and replaces the worker processes and never loads
+# Django's settings: in LOG_FORMAT's format, so that its lines ("Started parent process", "Waiting for
+# child process") are not the only plain text in a JSON log. Each worker process then takes Django's.
+UVICORN_LOG_CONFIGS = {
+    log_format: str(Path(__file__).resolve().parent / "uvicorn_logging" / f"{log_format}.json")
+    for log_format in ("json", "plain")
+}
 CELERY_APP = "orchestrator_project"
 
 
-def web_command(*, host, port, workers, grace, reload=False, python=sys.executable):
+def web_command(*, host, port, workers, grace, reload=False, log_format="json", python=sys.executable):
     """Uvicorn on host:port with `workers` processes; on SIGTERM open requests get `grace` seconds.
+    `log_format` (LOG_FORMAT) is the format of the parent process' own lines.
 
     Each worker process imports the application itself (asgi.py: Django set up, start-up objects
     frozen); the parent only binds the socket and replaces a worker that dies. `reload` (make dev) runs
@@ -35,7 +44,8 @@ def web_command(*, host, port, workers, grace, reload=False, python=sys.executab
     processes = ["--workers", "1", "--reload"] if reload else ["--workers", str(workers)]
     return [
         python, "-m", "uvicorn", "--host", host, "--port", str(port), *UVICORN_FLAGS,
-        "--timeout-graceful-shutdown", str(grace), *processes, ASGI_APP,
+        "--timeout-graceful-shutdown", str(grace), "--log-config", UVICORN_LOG_CONFIGS[log_format],
+        *processes, ASGI_APP,
     ]  # fmt: skip
 
 
@@ -78,6 +88,7 @@ def service_commands(settings, *, dev=False, host=None, port=None, python=sys.ex
             workers=settings.WEB_CONCURRENCY,
             grace=settings.WEB_SHUTDOWN_GRACE,
             reload=dev,
+            log_format=settings.LOG_FORMAT,
             python=python,
         ),
         "worker": worker_command(

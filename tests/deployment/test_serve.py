@@ -1,6 +1,8 @@
 """`python -m orchestrator_project.serve web|worker|beat|relay`, the containers' command: it checks the
 settings, then becomes (exec, the same process) the command `make run` starts for that role."""
 
+import json
+import signal
 import subprocess
 import sys
 
@@ -52,6 +54,22 @@ def test_the_web_role_becomes_uvicorn_with_its_worker_processes(deployment):
         p for p in psutil.Process(web.proc.pid).children() if "multiprocessing.spawn" in " ".join(p.cmdline())
     ]
     assert len(spawned) == 3
+
+
+def test_everything_the_web_role_logs_is_json_its_parent_process_included(deployment):
+    # The parent process starts and replaces the workers and never loads Django's settings; until
+    # 2026-12-06 its lines were Uvicorn's plain text in an otherwise JSON log.
+    web = deployment.web("web", WEB_CONCURRENCY=2)
+    deployment.wait_until_ready()
+    web.signal(signal.SIGTERM)
+    web.proc.wait(30)
+    records = [json.loads(line) for line in web.output().splitlines() if line.strip()]
+    messages = [record["message"] for record in records]
+    assert any(message.startswith("Started parent process") for message in messages)
+    assert any(message.startswith("Stopping parent process") for message in messages)
+    assert sum(message.startswith("Started server process") for message in messages) == 2
+    # Uvicorn's copy of each message with a terminal's colour codes stays out of the JSON.
+    assert not any("color_message" in record for record in records)
 
 
 def test_the_relay_role_becomes_the_relay_and_takes_the_lead(deployment, tmp_path):

@@ -19,6 +19,7 @@ from orchestrator_project.logging import (
     RequestIdMiddleware,
     log_context,
 )
+from orchestrator_project.process_commands import service_commands
 
 
 @pytest.fixture
@@ -192,3 +193,33 @@ def test_celerys_lines_per_message_show_only_at_debug_and_failures_always():
     logged = _celery_lines("DEBUG")
     assert "Sending due task noise" in logged and "Task noise.noop[1] received" in logged
     assert "succeeded in" in logged and "beat: Starting..." in logged
+
+
+# What Uvicorn's parent process does with --log-config (uvicorn.config.Config.configure_logging), then
+# one of its lines.
+_UVICORN_PARENT = """
+import json, logging.config
+with open({path!r}) as file:
+    logging.config.dictConfig(json.load(file))
+logging.getLogger("uvicorn.error").info("Started parent process [%d]", 1, extra={{"color_message": "x"}})
+"""
+
+
+@pytest.mark.parametrize("log_format", ["json", "plain"])
+def test_uvicorns_parent_process_logs_in_log_format(settings, log_format):
+    settings.LOG_FORMAT = log_format
+    web = service_commands(settings)["web"]
+    path = web[web.index("--log-config") + 1]
+    code = _UVICORN_PARENT.format(path=path)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    line = result.stderr.strip()
+    assert result.returncode == 0 and len(line.splitlines()) == 1, result.stderr
+    if log_format == "json":
+        assert json.loads(line) == {
+            "timestamp": json.loads(line)["timestamp"],
+            "level": "INFO",
+            "logger": "uvicorn.error",
+            "message": "Started parent process [1]",
+        }
+    else:
+        assert line.endswith(" INFO uvicorn.error Started parent process [1]")

@@ -103,6 +103,9 @@ class JsonFormatter(logging.Formatter):
 class PlainFormatter(logging.Formatter):
     """The usual one-line format, with the context appended as key=value pairs."""
 
+    def __init__(self, fmt="%(asctime)s %(levelname)s %(name)s %(message)s", **kwargs):
+        super().__init__(fmt, **kwargs)
+
     def format(self, record):
         line = super().format(record)
         context = getattr(record, "log_context", None) or _context.get()

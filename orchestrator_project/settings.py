@@ -486,10 +486,7 @@ LOGGING = {
         "quiet_celery_jobs": {"()": "orchestrator_project.logging.QuietCeleryJobs"},
     },
     "formatters": {
-        "plain": {
-            "()": "orchestrator_project.logging.PlainFormatter",
-            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
-        },
+        "plain": {"()": "orchestrator_project.logging.PlainFormatter"},
         "json": {"()": "orchestrator_project.logging.JsonFormatter"},
     },
     "handlers": {
@@ -506,12 +503,13 @@ LOGGING = {
         # One line per request with its id, status and duration (RequestIdMiddleware).
         "orchestrator.access": {"level": "INFO"},
         # Celery's lines per job: beat's "Sending due task", the worker's "received" and "succeeded".
-        # The housekeeping schedule alone (sweeps every SWEEP_INTERVAL_SECONDS) made several a second
-        # of them, burying what an operator reads; failures are ERROR and still show, and so do these
+        # The housekeeping schedule alone (sweeps every SWEEP_INTERVAL_SECONDS) made about three a
+        # second of them, burying what an operator reads; failures are ERROR and still show, and so do these
         # loggers' other lines. LOG_LEVEL=DEBUG brings them all back.
         **{
-            name: {"filters": ["quiet_celery_jobs"] if _QUIET_CELERY_JOBS else []}
+            name: {"filters": ["quiet_celery_jobs"]}
             for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+            if _QUIET_CELERY_JOBS
         },
     },
 }

@@ -35,7 +35,7 @@ class Capture(logging.Handler):
     def __init__(self):
         super().__init__(logging.DEBUG)
         self.lines = []
-        self.formatters = [JsonFormatter(), PlainFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")]
+        self.formatters = [JsonFormatter(), PlainFormatter()]
 
     def emit(self, record):
         self.lines.extend(formatter.format(record) for formatter in self.formatters)

@@ -6,6 +6,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from orchestrator_project.representation import datetime_text, uuid_text
 from orchestrator_project.validation import (
     NoNulCharField,
     PrototypeFieldsMixin,
@@ -112,31 +113,13 @@ class TaskBulkCreateSerializer(StrictFieldsMixin, serializers.Serializer):
         return value
 
 
-_DATETIME = serializers.DateTimeField()
-
-
-def _uuid_text(value):
-    return None if value is None else str(value)
-
-
-def _datetime_text(value):
-    """What DRF's DateTimeField writes (ISO 8601 in the current time zone, UTC as "Z"), without its
-    per-call settings lookups; a naive value (never stored here) goes the field's own way."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return _DATETIME.to_representation(value)
-    text = value.astimezone(timezone.get_current_timezone()).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 # How each output field is read off a Task, for the hand-written to_representation below.
 _OUTPUT = {
-    "task_id": ("task_id", _uuid_text),
-    "agent_id": ("assigned_agent_id", _uuid_text),
+    "task_id": ("task_id", uuid_text),
+    "agent_id": ("assigned_agent_id", uuid_text),
     "required_capabilities": ("required_capabilities", list),
     **{
-        field.name: (field.name, _datetime_text)
+        field.name: (field.name, datetime_text)
         for field in Task._meta.concrete_fields
         if isinstance(field, models.DateTimeField)
     },

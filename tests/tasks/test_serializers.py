@@ -92,7 +92,7 @@ def test_timestamps_are_written_as_drf_writes_them(zone):
     from datetime import UTC, datetime
     from datetime import timezone as dt_timezone
 
-    from tasks.serializers import _datetime_text
+    from orchestrator_project.representation import datetime_text
 
     values = [
         datetime(2026, 11, 24, 1, 2, 3, tzinfo=UTC),
@@ -102,5 +102,5 @@ def test_timestamps_are_written_as_drf_writes_them(zone):
     ]
     with timezone.override(zone):
         for value in values:
-            assert _datetime_text(value) == serializers.DateTimeField().to_representation(value)
-    assert _datetime_text(None) is None
+            assert datetime_text(value) == serializers.DateTimeField().to_representation(value)
+    assert datetime_text(None) is None

@@ -27,9 +27,11 @@ import json
 import logging
 from collections import Counter, defaultdict, deque
 from datetime import timedelta
+from functools import cache
+from operator import attrgetter
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from orchestrator_project.errors import NotFound
@@ -52,7 +54,8 @@ from .models import (
     StepStatus,
     WorkflowRun,
 )
-from .rows import RowLoader, update_rows
+from .rows import RowLoader, update_statement
+from .rows import execute as execute_statement
 
 logger = logging.getLogger(__name__)
 _STEP_TABLE = StepRun._meta.db_table
@@ -551,7 +554,8 @@ class Advance(MapSteps):
         }
 
     def save_steps(self):
-        _save_steps([self])
+        """Write the changed steps now, not with the rest at commit: a query next must see them."""
+        execute_statement(_steps_update([self]))
 
     def commit(self):
         """Settle and write everything; call once, inside the transaction that locked the run."""
@@ -607,11 +611,11 @@ def settle_all(advances):
 
 
 def write_all(advances):
-    """Write what settled advances changed, all runs at once: their new tasks in one COPY, their steps'
-    changes grouped by the fields changed, their journals in one statement, their runs' rows; then
-    hand over the work for after the commit and tell the parents of sub-workflow runs that ended."""
+    """Write what settled advances changed, all runs at once: their new tasks in one INSERT (or COPY);
+    then their steps' changes, their runs' rows and their journals in one statement; then hand over
+    the work for after the commit and tell the parents of sub-workflow runs that ended."""
     _create_tasks(advances)
-    _save_steps(advances)
+    steps_update = _steps_update(advances)
     for advance in advances:
         for step, status, reason in advance._changes:
             if step is None:
@@ -622,8 +626,7 @@ def write_all(advances):
             advance.journal.step_changed(step, reason)
             step.status = current
         advance._changes = []
-    _save_runs(advances)
-    flush_journals([advance.journal for advance in advances])
+    flush_journals([advance.journal for advance in advances], along=[steps_update, *_runs_updates(advances)])
     for advance in advances:
         for action in advance.after_commit:
             transaction.on_commit(action)
@@ -652,25 +655,31 @@ def _create_tasks(advances):
         advance._new_tasks = []
 
 
-def _save_steps(advances):
-    """Every changed step row of the advances in one statement, each row writing only what it changed."""
+def _steps_update(advances):
+    """Every changed step row of the advances in one UPDATE, each row writing only what it changed."""
     dirty = [entry for advance in advances for entry in advance._dirty.values()]
     for advance in advances:
         advance._dirty = {}
-    if dirty:
-        fields = sorted(set().union(*(changed for _, changed in dirty)))
-        update_rows(StepRun, [step for step, _ in dirty], fields, changed=[changed for _, changed in dirty])
+    if not dirty:
+        return None
+    fields = sorted(set().union(*(changed for _, changed in dirty)))
+    return update_statement(
+        StepRun, [step for step, _ in dirty], fields, changed=[changed for _, changed in dirty], name="s"
+    )
 
 
-def _save_runs(advances):
+def _runs_updates(advances):
+    """The changed runs' rows: one UPDATE per set of fields changed."""
     groups = defaultdict(list)
     for advance in advances:
         if advance._run_fields:
             advance.run.updated_at = advance.now
             groups[frozenset(advance._run_fields | {"updated_at"})].append(advance.run)
             advance._run_fields = set()
-    for fields, runs in groups.items():
-        update_rows(WorkflowRun, runs, sorted(fields))
+    return [
+        update_statement(WorkflowRun, runs, sorted(fields), name=f"r{i}_")
+        for i, (fields, runs) in enumerate(groups.items())
+    ]
 
 
 def _holder_paths(holder):
@@ -692,30 +701,56 @@ def _tell_parent(child, now):
     advance.commit()
 
 
-_INSERT_STEPS = f"""INSERT INTO {_STEP_TABLE}
+# A new run and its waiting whole steps, in one prepared statement: the run's INSERT through the ORM
+# was a round trip and as much Python as the rest of a start's writes together.
+_INSERT_RUN_AND_STEPS = """WITH run AS (INSERT INTO {run_table} ({columns}) VALUES ({values}))
+    INSERT INTO {step_table}
         (run_id, step_id, map_index, kind, status, attempt, remaining_parents, items_total, remaining_items,
          decided_by, created_at)
-    SELECT %(run)s, s.step_id, {WHOLE_STEP}, s.kind, %(status)s, 0, s.parents, 0, 0, '', %(now)s
-    FROM unnest(%(step_ids)s::text[], %(kinds)s::text[], %(remaining)s::int[]) AS s(step_id, kind, parents)
+    SELECT %s, s.step_id, {whole}, s.kind, %s, 0, s.parents, 0, 0, '', %s
+    FROM unnest(%s::text[], %s::text[], %s::int[]) AS s(step_id, kind, parents)
     RETURNING id, step_id"""
 
 
-def _insert_steps(run, steps, now):
-    """A new run's waiting steps in one prepared INSERT (Django's bulk_create cost a run's start more
-    Python than the database's work); each StepRun gets its id, as bulk_create gives it."""
+@cache
+def _run_insert():
+    """The statement, and how each run column's value is read off a WorkflowRun: as tasks.services
+    does for a task, only JSON columns go through their field (psycopg's Jsonb)."""
+    fields = WorkflowRun._meta.concrete_fields
+    readers = [
+        (lambda run, field=field: field.get_db_prep_save(getattr(run, field.attname), connection))
+        if isinstance(field, models.JSONField)
+        else attrgetter(field.attname)
+        for field in fields
+    ]
+    sql = _INSERT_RUN_AND_STEPS.format(
+        run_table=_RUN_TABLE,
+        columns=", ".join(connection.ops.quote_name(field.column) for field in fields),
+        values=", ".join(["%s"] * len(fields)),
+        step_table=_STEP_TABLE,
+        whole=WHOLE_STEP,
+    )
+    return sql, readers
+
+
+def _insert_run_and_steps(run, steps, now):
+    """INSERT the run and its steps as Model.save() and bulk_create would; each step gets its id."""
+    sql, readers = _run_insert()
     with prepared_cursor() as cursor:
         cursor.execute(
-            _INSERT_STEPS,
-            {
-                "run": run.run_id,
-                "status": StepStatus.WAITING,
-                "now": now,
-                "step_ids": array_literal([step.step_id for step in steps]),
-                "kinds": array_literal([step.kind for step in steps]),
-                "remaining": array_literal([step.remaining_parents for step in steps]),
-            },
+            sql,
+            [
+                *(read(run) for read in readers),
+                run.run_id,
+                StepStatus.WAITING,
+                now,
+                array_literal([step.step_id for step in steps]),
+                array_literal([step.kind for step in steps]),
+                array_literal([step.remaining_parents for step in steps]),
+            ],
         )
         ids = {step_id: pk for pk, step_id in cursor.fetchall()}
+    run._state.adding, run._state.db = False, "default"
     for step in steps:
         step.pk = ids[step.step_id]
         step._state.adding, step._state.db = False, "default"
@@ -738,7 +773,7 @@ def begin_run(
 
     tell_parent: False when the parent's own Advance starts this run and reads its end itself."""
     now = now or timezone.now()
-    run = WorkflowRun.objects.create(
+    run = WorkflowRun(
         definition=definition,
         status=RunStatus.RUNNING,
         input=input,
@@ -765,7 +800,7 @@ def begin_run(
         )
         for spec in definition.spec["steps"]
     ]
-    _insert_steps(run, steps, now)
+    _insert_run_and_steps(run, steps, now)
     advance._steps = {step.step_id: step for step in steps}
     advance.start_roots()
     advance.commit()

@@ -109,11 +109,17 @@ class Journal:
         flush_journals([self])
 
 
-def flush_journals(journals):
+def flush_journals(journals, *, along=()):
     """Write the changes collected by the journals of several locked runs (the caller holds them
-    locked, so their counters are ours) in one statement: one round trip for a whole batch of runs."""
+    locked, so their counters are ours) in one statement: one round trip for a whole batch of runs.
+
+    along: other writes of the same transaction, as (sql, named parameters) of data-modifying
+    statements (rows.update_statement), run as part of this one: the round trip each would cost
+    alone was a good part of a step's hand-over. Their parameter names must differ from each other's
+    and from the journal's."""
     journals = [j for j in journals if j.changes]
-    if not journals:
+    along = [statement for statement in along if statement is not None]
+    if not journals and not along:
         return
     params = defaultdict(list)
     for journal in journals:
@@ -130,11 +136,20 @@ def flush_journals(journals):
             params["reasons"].append(c.reason)
             params["types"].append(STEP_STATUS_CHANGED if c.step_id else RUN_STATUS_CHANGED)
             params["payloads"].append(json.dumps(c.payload))
+    values = {name: array_literal(values) for name, values in params.items()} if journals else {}
+    ctes = [f"along_{i} AS ({sql})" for i, (sql, _) in enumerate(along)]
+    for _, extra in along:
+        values.update(extra)
+    if journals:
+        sql = _SQL_PUBLISHED if writer.enabled() else _SQL_LOGGED
+        if ctes:
+            sql = f"WITH {', '.join(ctes)}, {sql.removeprefix('WITH ')}"
+    else:
+        sql = f"WITH {', '.join(ctes)} SELECT 1"
     with connection.cursor() as cursor:
-        cursor.execute(
-            _SQL_PUBLISHED if writer.enabled() else _SQL_LOGGED,
-            {name: array_literal(values) for name, values in params.items()},
-        )
+        cursor.execute(sql, values)
+    if not journals:
+        return
     changes = [change for journal in journals for change in journal.changes]
     for journal in journals:
         journal.changes = []

@@ -22,14 +22,28 @@ def update_rows(model, objects, fields, *, changed=None):
     `changed`, when given, is each object's own set of the `fields` it changed: a row keeps its value of
     the others, which are not read from the object (they may be deferred, and reading one would cost a
     query). So rows that changed different fields still take one statement."""
+    execute(update_statement(model, objects, fields, changed=changed))
+
+
+def execute(statement):
+    """Run a statement of update_statement's (None: nothing to write)."""
+    if statement is not None:
+        with connection.cursor() as cursor:
+            cursor.execute(*statement)
+
+
+def update_statement(model, objects, fields, *, changed=None, name="u"):
+    """update_rows' statement, not run: (sql, named parameters), or None without objects. The
+    parameters are named `name`0, `name`1, ...: statements of different names can be written as one
+    (events.flush_journals' `along`)."""
     if not objects:
-        return
+        return None
     meta = model._meta
     columns, arrays, types, values = [], [[obj.pk for obj in objects]], [_array_type(meta.pk)], []
     # (a foreign key's db_type is its target's: a task id travels as uuid[])
-    for name in fields:
-        field = meta.get_field(name)
-        written = [changed is None or name in changed[i] for i in range(len(objects))]
+    for field_name in fields:
+        field = meta.get_field(field_name)
+        written = [changed is None or field_name in changed[i] for i in range(len(objects))]
         raw = [getattr(obj, field.attname) if written[i] else None for i, obj in enumerate(objects)]
         if isinstance(field, JSONField):
             arrays.append([None if v is None else json.dumps(v, cls=DjangoJSONEncoder) for v in raw])
@@ -47,15 +61,14 @@ def update_rows(model, objects, fields, *, changed=None):
             value = f"CASE WHEN v.set_{field.column} THEN {value} ELSE t.{field.column} END"
         values.append((field.column, value))
     table = meta.db_table
-    unnest = ", ".join(f"%s::{t}" for t in types)
+    unnest = ", ".join(f"%({name}{i})s::{t}" for i, t in enumerate(types))
     names = ", ".join(["pk_", *columns])
     assignments = ", ".join(f"{column} = {value}" for column, value in values)
     sql = (
         f"UPDATE {table} AS t SET {assignments} FROM unnest({unnest}) AS v({names})"
         f" WHERE t.{meta.pk.column} = v.pk_"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [array_literal(values) for values in arrays])
+    return sql, {f"{name}{i}": array_literal(values) for i, values in enumerate(arrays)}
 
 
 def _array_type(field):

@@ -2,6 +2,7 @@
 one, every run's steps and events as if each had advanced alone, and one run's bug kept to that run."""
 
 import json
+import uuid
 
 import pytest
 from django.db import connection, transaction
@@ -12,7 +13,7 @@ from tasks import services
 from tasks.models import Task
 from tasks.transitions import EndedStepTask
 from workflows import advancing, definitions, engine
-from workflows.models import StepRun, WorkflowEvent
+from workflows.models import StepRun, WorkflowEvent, WorkflowRun
 
 from .helpers import start
 
@@ -65,8 +66,8 @@ def test_twenty_runs_advance_in_as_many_statements_as_one(operator_client, defin
     assert together == alone + 1, (alone, together)
     # And few: a savepoint and its release, the runs' lock (which finds them from the step rows), the
     # definition, the steps, the join, the new tasks (one INSERT with their events and the dispatch
-    # ring), the step rows (one statement whatever each changed), the journal.
-    assert alone == 9, alone
+    # ring), and one statement for the step rows (whatever each changed), the runs' and the journal.
+    assert alone == 8, alone
     for n, run_id in enumerate(run_ids):
         b = running_step(run_id, "b")
         assert b.input == {"prev": {"n": n}}
@@ -85,6 +86,36 @@ def test_twenty_runs_advance_in_as_many_statements_as_one(operator_client, defin
             (3, "a", "completed"),
             (4, "b", "running"),
         ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_that_end_write_their_steps_runs_and_events_in_one_statement(operator_client, define):
+    define("pair", CHAIN[:2])
+    run_ids = [start(operator_client, "pair", {"n": n}) for n in range(3)]
+    for n, run_id in enumerate(run_ids):
+        with transaction.atomic():
+            advancing.on_step_tasks_ended([ended(running_step(run_id, "a"), result={"n": n})])
+    # Two of the three runs end in this batch (their last step), one fails (a failed last step).
+    batch = [
+        ended(running_step(run_ids[0], "b"), result={"done": 0}),
+        ended(running_step(run_ids[1], "b"), status="failed"),
+        ended(running_step(run_ids[2], "b"), result={"done": 2}),
+    ]
+    definitions._CACHE.clear()
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        advancing.on_step_tasks_ended(batch)
+    writes = [q["sql"] for q in queries.captured_queries if "workflows_workflowevent" in q["sql"]]
+    # The journal's statement carries the step rows' UPDATE and one UPDATE per set of run fields.
+    assert len(writes) == 1
+    assert writes[0].count("UPDATE workflows_steprun") == 1
+    assert writes[0].count("UPDATE workflows_workflowrun") >= 1
+    assert not [q for q in queries.captured_queries if q["sql"].startswith("UPDATE workflows_")]
+    runs = {run.run_id: run for run in WorkflowRun.objects.filter(run_id__in=run_ids)}
+    assert [runs[uuid.UUID(r)].status for r in run_ids] == ["completed", "failed", "completed"]
+    assert runs[uuid.UUID(run_ids[2])].finished_at is not None
+    assert StepRun.objects.get(run_id=run_ids[0], step_id="b").output == {"done": 0}
+    statuses = WorkflowEvent.objects.filter(run_id=run_ids[1]).order_by("id").values_list("status", flat=True)
+    assert list(statuses)[-2:] == ["failed", "failed"]  # the step's, then the run's
 
 
 @pytest.mark.django_db(transaction=True)

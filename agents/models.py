@@ -148,7 +148,8 @@ class AgentRoute(models.Model):
     (agents/capacity.py), read by the same statement that reads a round's eligible agents.
     """
 
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="routes")
+    # Indexed by agent_route_unique, which leads with it.
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="routes", db_index=False)
     capability = models.CharField(max_length=500)
     latency_ms = models.FloatField(
         null=True, help_text="Peak-sensitive moving average of call latency (ms), failure penalties included."

@@ -98,6 +98,7 @@ class Task(models.Model):
         on_delete=models.SET_NULL,
         related_name="tasks",
         db_constraint=False,
+        db_index=False,  # indexed by task_agent_created, which leads with it
     )
     result = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
@@ -188,7 +189,9 @@ class TaskEvent(models.Model):
     """Every transition of a task leaves one row: its history, the dashboard's feed, the metrics' source."""
 
     id = models.BigAutoField(primary_key=True)
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events", db_constraint=False)
+    task = models.ForeignKey(  # indexed by task_event_task, which leads with it
+        Task, on_delete=models.CASCADE, related_name="events", db_constraint=False, db_index=False
+    )
     kind = models.CharField(max_length=16, choices=EventKind.choices)
     status = models.CharField(max_length=16, choices=TaskStatus.choices)
     attempt = models.PositiveIntegerField(default=0)

@@ -71,7 +71,10 @@ RUN_ACTIVE = (RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.CANCELLING)
 class WorkflowRun(models.Model):
     run_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Pinned at start: later versions of the workflow never change a run.
-    definition = models.ForeignKey(WorkflowDefinition, on_delete=models.PROTECT, related_name="runs")
+    # Indexed by wfrun_definition_created, which leads with it: a second index would only cost writes.
+    definition = models.ForeignKey(
+        WorkflowDefinition, on_delete=models.PROTECT, related_name="runs", db_index=False
+    )
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
     input = models.JSONField(default=dict, blank=True)
     output = models.JSONField(null=True, blank=True)
@@ -147,7 +150,8 @@ WHOLE_STEP = -1  # map_index of a step itself; items of a map are 0, 1, ...
 
 class StepRun(models.Model):
     id = models.BigAutoField(primary_key=True)
-    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="steps")
+    # Indexed by wfstep_run_step_index, which leads with it.
+    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="steps", db_index=False)
     step_id = models.CharField(max_length=100)
     map_index = models.IntegerField(default=WHOLE_STEP)
     kind = models.CharField(max_length=16, choices=StepKind.choices)
@@ -202,7 +206,9 @@ class WorkflowEvent(models.Model):
     """Every status change of a run or one of its steps leaves a row (and an outbox event)."""
 
     id = models.BigAutoField(primary_key=True)
-    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="events", db_constraint=False)
+    run = models.ForeignKey(  # indexed by wfevent_run, which leads with it
+        WorkflowRun, on_delete=models.CASCADE, related_name="events", db_constraint=False, db_index=False
+    )
     step_id = models.CharField(max_length=100, blank=True)  # blank: the run itself
     map_index = models.IntegerField(default=WHOLE_STEP)
     status = models.CharField(max_length=20)

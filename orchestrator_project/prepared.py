@@ -51,3 +51,10 @@ def prepared_cursor():
         cursor = db.make_cursor(raw)
     with cursor:
         yield cursor
+
+
+def one_line(sql):
+    """`sql` with each run of whitespace made one space: the hot statements' text stays under psycopg's
+    4,096 characters, past which it parses the placeholders again at every execution. For statements
+    written here, whose string literals never hold two spaces or a line break running."""
+    return " ".join(sql.split())

@@ -30,17 +30,25 @@ class _PreparingCursor(psycopg.Cursor):
         return super().execute(query, params, prepare=self.prepare, binary=binary)
 
 
-def _cursor_class(db):
+class _PreparingRawCursor(_PreparingCursor, psycopg.RawCursor):
+    """For statements written with Postgres' own $1, $2, ... placeholders: psycopg sends them as they
+    are. It rewrites %s placeholders at every execution of a statement with more than 50 parameters
+    (its cache stops there), which for the INSERT of a few tasks cost more than writing them."""
+
+
+def _cursor_class(db, numbered):
+    base = _PreparingRawCursor if numbered else _PreparingCursor
     if isinstance(db, DatabaseWrapperMixin):  # the engine counts its statements: these count too
-        return counted(_PreparingCursor, db.alias, db.vendor)
-    return _PreparingCursor
+        return counted(base, db.alias, db.vendor)
+    return base
 
 
 @contextmanager
-def prepared_cursor():
+def prepared_cursor(*, numbered=False):
+    """numbered: the statements use $1, $2, ... placeholders (and a list of parameters), not %s."""
     db = connections[DEFAULT_DB_ALIAS]  # once: each `connection.x` is a thread-local lookup
     db.ensure_connection()
-    raw = _cursor_class(db)(db.connection)
+    raw = _cursor_class(db, numbered)(db.connection)
     if db.queries_logged:
         # psycopg keeps no query text for a prepared execution, and the log (DEBUG, or a test capturing
         # queries) wants it: these statements then run unprepared, with the same server-side binding.

@@ -84,7 +84,8 @@ def _insert_statement(publish, rows=1):
     extra round trip for any of them.
     """
     fields = Task._meta.concrete_fields
-    placeholders = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * rows)
+    numbers = iter(range(1, len(fields) * rows + 1))  # $1, $2, ...: prepared_cursor(numbered=True)
+    placeholders = ", ".join(f"({', '.join(f'${next(numbers)}' for _ in fields)})" for _ in range(rows))
     readers = [_value_reader(field) for field in fields]
     published = f", published AS ({outbox.created_sql('created')})" if publish else ""
     return readers, (
@@ -106,7 +107,7 @@ def _insert(tasks):
     """INSERT tasks as Model.save(force_insert=True) would, in one prepared statement (one per number
     of tasks) that also writes their events and rings dispatch."""
     readers, sql = _insert_statement(writer.enabled(), len(tasks))
-    with prepared_cursor() as cursor:
+    with prepared_cursor(numbered=True) as cursor:
         cursor.execute(sql, [read(task) for task in tasks for read in readers])
     for task in tasks:
         task._state.adding = False

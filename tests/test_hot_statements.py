@@ -20,17 +20,23 @@ from tests.agents.conftest import make_agent
 pytestmark = pytest.mark.django_db
 
 
-def test_releasing_a_batch_of_successes_parses_its_statement_at_most_once(monkeypatch):
-    agents = [make_agent(f"released-{n}") for n in range(3)]
-    Agent.objects.update(current_load=5)
-    parsed_uncached = []
+@pytest.fixture
+def parsed_uncached(monkeypatch):
+    """The statements psycopg parses past its cache, as they run."""
+    parsed = []
     parse = psycopg._queries._query2pg_nocache
 
     def spy(query, *args, **kwargs):
-        parsed_uncached.append(bytes(query))
+        parsed.append(bytes(query))
         return parse(query, *args, **kwargs)
 
     monkeypatch.setattr(psycopg._queries, "_query2pg_nocache", spy)
+    return parsed
+
+
+def test_releasing_a_batch_of_successes_parses_its_statement_at_most_once(parsed_uncached):
+    agents = [make_agent(f"released-{n}") for n in range(3)]
+    Agent.objects.update(current_load=5)
     for _ in range(3):
         with transaction.atomic():
             capacity.release_successes(
@@ -46,16 +52,8 @@ def test_one_line_keeps_a_statement_as_postgres_reads_it():
     assert one_line(sql) == "SELECT 'a b', x FROM t WHERE y = %(y)s"
 
 
-def test_a_few_tasks_created_together_are_sent_without_rewriting_placeholders(monkeypatch):
+def test_a_few_tasks_created_together_are_sent_without_rewriting_placeholders(parsed_uncached):
     # 28 parameters per task: the statement is written with $n placeholders instead.
-    parsed_uncached = []
-    parse = psycopg._queries._query2pg_nocache
-
-    def spy(query, *args, **kwargs):
-        parsed_uncached.append(bytes(query))
-        return parse(query, *args, **kwargs)
-
-    monkeypatch.setattr(psycopg._queries, "_query2pg_nocache", spy)
     for size in (2, 3, services.INSERT_MAX_ROWS):
         items = [{"type": "summarize", "input_data": {"n": n}, "priority": 1 + n % 10} for n in range(size)]
         created = services.create_tasks_bulk(items=items)

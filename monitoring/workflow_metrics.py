@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db.models import Count
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from orchestrator_project import live
 from workflows.models import RUN_ACTIVE, RunStatus, StepStatus, WorkflowRun
 
 from . import recorder
@@ -28,7 +29,13 @@ TIMED_ENDS = (StepStatus.COMPLETED, StepStatus.FAILED)  # steps that ran; skippe
 
 
 def on_changes_committed(sender, changes, **kwargs):
-    """Count a batch of runs' changes in one Redis round trip (the journal timed the steps' ends)."""
+    """Count a batch of runs' changes, on the live publisher's thread: the Redis round trip held up
+    every run's start and, in the outcome writer, the calls of the next steps."""
+    live.hand_off(record_changes, changes)
+
+
+def record_changes(changes):
+    """Count runs' changes in one Redis round trip (the journal timed the steps' ends)."""
     if time.monotonic() < recorder._skip_until.get(settings.REDIS_URL, 0.0):
         return
     counts = Counter()

@@ -63,7 +63,12 @@ def subscribe_task_transitions(receiver):
     return lambda: _task_subscribers.remove(receiver) if receiver in _task_subscribers else None
 
 
-def _deliver(tasks, agents, run, workflow_runs=()):
+def _deliver(tasks, agents, run, workflow_runs=(), handed=None):
+    for receiver, items in (handed or {}).items():
+        try:
+            receiver(items)
+        except Exception:  # best effort, like the rest: never let one stop the live updates
+            logger.warning("work handed to the publisher failed", exc_info=True)
     if tasks:
         for receiver in _task_subscribers:
             try:
@@ -88,15 +93,19 @@ class _Publisher:
     def __init__(self):
         self._lock = threading.Lock()
         self._tasks, self._agents, self._workflow_runs = [], [], []
+        self._handed = {}  # receiver -> the items handed to it since the last send
         self._pending = threading.Event()
         self._owner_pid = None
 
-    def add(self, tasks=(), agents=(), workflow_runs=()):
+    def add(self, tasks=(), agents=(), workflow_runs=(), handed=None):
         with self._lock:
             self._tasks.extend(tasks)
             self._agents.extend(agents)
             self._workflow_runs.extend(workflow_runs)
-            for buffer in (self._tasks, self._agents, self._workflow_runs):
+            if handed is not None:
+                receiver, items = handed
+                self._handed.setdefault(receiver, []).extend(items)
+            for buffer in (self._tasks, self._agents, self._workflow_runs, *self._handed.values()):
                 del buffer[:-MAX_BUFFERED]
             if self._owner_pid != os.getpid():  # first use in this process (or after a fork)
                 self._owner_pid = os.getpid()
@@ -105,8 +114,8 @@ class _Publisher:
 
     def _take(self):
         with self._lock:
-            taken = self._tasks, self._agents, self._workflow_runs
-            self._tasks, self._agents, self._workflow_runs = [], [], []
+            taken = self._tasks, self._agents, self._workflow_runs, self._handed
+            self._tasks, self._agents, self._workflow_runs, self._handed = [], [], [], {}
         return taken
 
     def _run(self):
@@ -116,13 +125,13 @@ class _Publisher:
             self._pending.wait()
             time.sleep(FLUSH_INTERVAL_SECONDS)
             self._pending.clear()
-            tasks, agents, workflow_runs = self._take()
-            _deliver(tasks, agents, loop.run_until_complete, workflow_runs)
+            tasks, agents, workflow_runs, handed = self._take()
+            _deliver(tasks, agents, loop.run_until_complete, workflow_runs, handed)
 
     def flush(self):
         """Send what is waiting now, from the calling thread (tests, and before a process exits)."""
-        tasks, agents, workflow_runs = self._take()
-        _deliver(tasks, agents, async_to_sync(_await), workflow_runs)
+        tasks, agents, workflow_runs, handed = self._take()
+        _deliver(tasks, agents, async_to_sync(_await), workflow_runs, handed)
 
 
 _publisher = _Publisher()
@@ -144,6 +153,15 @@ def publish_workflow_run_changes(changes):
     """Queue workflow run and step changes for the `workflow-runs` group. Never blocks."""
     if changes:
         _publisher.add(workflow_runs=changes)
+
+
+def hand_off(receiver, items):
+    """Call `receiver(items)` on the publisher's thread at its next send, with the items of every
+    hand_off to that receiver meanwhile in one list: work after a commit that need not hold up the
+    committing thread (a request, or the writer whose next steps' calls wait for it). Never blocks;
+    best effort, like the live updates."""
+    if items:
+        _publisher.add(handed=(receiver, list(items)))
 
 
 def flush():

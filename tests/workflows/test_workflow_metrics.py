@@ -2,9 +2,14 @@
 active runs gauge, from what the engine commits. Approval steps need no agent, so each run here moves
 exactly when the test decides it."""
 
+import threading
+
 import pytest
 
-from tests.monitoring.test_metrics import _metrics_access, scrape  # noqa: F401  (an autouse fixture)
+from monitoring import recorder
+from orchestrator_project import live
+from tests.monitoring.test_metrics import _metrics_access  # noqa: F401  (an autouse fixture)
+from tests.monitoring.test_metrics import scrape as scrape_now
 from workflows.models import StepRun
 
 from .helpers import RUNS, start, step_settles
@@ -12,6 +17,12 @@ from .helpers import RUNS, start, step_settles
 pytestmark = pytest.mark.django_db
 
 GATE = [{"id": "gate", "type": "approval", "timeout_seconds": 600}]
+
+
+def scrape(client):
+    # The counts are added up on the live publisher's thread: send what is waiting, then read.
+    live.flush()
+    return scrape_now(client)
 
 
 def runs_total(samples, status, workflow="gated"):
@@ -67,3 +78,24 @@ def test_a_resumed_run_is_not_counted_as_started_again(
         operator_client.post(f"{RUNS}/{run_id}/resume")
     # Resuming makes the run `running` again: that is not a start.
     assert runs_total(scrape(client), "started") == 1
+
+
+def test_a_commit_waits_for_no_redis_round_trip_to_count_its_changes(
+    client, operator_client, define, django_capture_on_commit_callbacks, monkeypatch
+):
+    # The committing thread (a request here; the outcome writer in a worker) hands the changes to the
+    # live publisher's thread, which counts them in Redis.
+    define("gated", GATE)
+    callers = []
+    real_client = recorder.client
+
+    def client_seen():
+        callers.append(threading.get_ident())
+        return real_client()
+
+    monkeypatch.setattr(recorder, "client", client_seen)
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(3):
+            start(operator_client, "gated")
+    assert threading.get_ident() not in callers
+    assert runs_total(scrape(client), "started") == 3  # counted all the same

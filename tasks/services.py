@@ -9,10 +9,9 @@ import hashlib
 import json
 from contextlib import nullcontext
 from functools import cache
-from operator import attrgetter
 
 from django.conf import settings
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from agents import eligibility
@@ -21,7 +20,7 @@ from orchestrator_project import ids
 from orchestrator_project.errors import Conflict, InvalidInput, NotFound
 from orchestrator_project.outbox import writer
 from orchestrator_project.pg_arrays import array_literal
-from orchestrator_project.prepared import prepared_cursor
+from orchestrator_project.prepared import insert_value_reader, prepared_cursor
 
 from . import outbox
 from .engine import claim, wake
@@ -73,11 +72,8 @@ def _columns():
 
 @cache
 def _insert_statement(publish, rows=1):
-    """The INSERT of `rows` tasks, and how each column's value is read off a Task.
-
-    Model.save() prepares every value through its field (get_db_prep_save), which on the create path
-    cost as much as the round trip. Only JSON columns need that (psycopg's Jsonb wrapper) and the
-    auto_now timestamps their pre_save; every other attribute goes to psycopg as it is.
+    """The INSERT of `rows` tasks, and how each column's value is read off a Task
+    (prepared.insert_value_reader).
 
     The same statement writes the creation's event row and its outbox event (outbox.py), and rings
     dispatch for an auto-dispatched task: a NOTIFY that Postgres delivers on commit (engine/wake.py). No
@@ -86,21 +82,13 @@ def _insert_statement(publish, rows=1):
     fields = Task._meta.concrete_fields
     numbers = iter(range(1, len(fields) * rows + 1))  # $1, $2, ...: prepared_cursor(numbered=True)
     placeholders = ", ".join(f"({', '.join(f'${next(numbers)}' for _ in fields)})" for _ in range(rows))
-    readers = [_value_reader(field) for field in fields]
+    readers = [insert_value_reader(field) for field in fields]
     published = f", published AS ({outbox.created_sql('created')})" if publish else ""
     return readers, (
         f"WITH created AS (INSERT INTO {Task._meta.db_table} ({_columns()}) VALUES {placeholders}"
         f" RETURNING {_CREATED_COLUMNS}), logged AS ({created_event_sql('created')}){published}"
         f" {wake.RING_SQL} FROM created WHERE auto_dispatch"
     )
-
-
-def _value_reader(field):
-    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-        return lambda task: field.pre_save(task, True)
-    if isinstance(field, models.JSONField):
-        return lambda task: field.get_db_prep_save(getattr(task, field.attname), connection)
-    return attrgetter(field.attname)
 
 
 def _insert(tasks):

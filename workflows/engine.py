@@ -28,15 +28,14 @@ import logging
 from collections import Counter, defaultdict, deque
 from datetime import timedelta
 from functools import cache
-from operator import attrgetter
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from orchestrator_project.errors import NotFound
 from orchestrator_project.pg_arrays import array_literal
-from orchestrator_project.prepared import prepared_cursor
+from orchestrator_project.prepared import insert_value_reader, prepared_cursor
 from tasks import services as task_services
 from tasks.models import TaskStatus
 
@@ -54,8 +53,7 @@ from .models import (
     StepStatus,
     WorkflowRun,
 )
-from .rows import RowLoader, update_statement
-from .rows import execute as execute_statement
+from .rows import RowLoader, execute_statement, update_statement
 
 logger = logging.getLogger(__name__)
 _STEP_TABLE = StepRun._meta.db_table
@@ -714,15 +712,9 @@ _INSERT_RUN_AND_STEPS = """WITH run AS (INSERT INTO {run_table} ({columns}) VALU
 
 @cache
 def _run_insert():
-    """The statement, and how each run column's value is read off a WorkflowRun: as tasks.services
-    does for a task, only JSON columns go through their field (psycopg's Jsonb)."""
+    """The statement, and how each run column's value is read off a WorkflowRun."""
     fields = WorkflowRun._meta.concrete_fields
-    readers = [
-        (lambda run, field=field: field.get_db_prep_save(getattr(run, field.attname), connection))
-        if isinstance(field, models.JSONField)
-        else attrgetter(field.attname)
-        for field in fields
-    ]
+    readers = [insert_value_reader(field) for field in fields]
     sql = _INSERT_RUN_AND_STEPS.format(
         run_table=_RUN_TABLE,
         columns=", ".join(connection.ops.quote_name(field.column) for field in fields),

@@ -1,5 +1,5 @@
 """The engine's rows without the ORM's per-query cost: reading (RowLoader) and writing back
-(update_rows).
+(update_statement).
 
 Django's bulk_update builds a CASE WHEN per field and row, which costs far more Python than the
 database's work (a fifth of a busy worker's time in the chain benchmark). Here each field's new values
@@ -16,16 +16,7 @@ from django.db.models import JSONField
 from orchestrator_project.pg_arrays import array_literal
 
 
-def update_rows(model, objects, fields, *, changed=None):
-    """Write `fields` (names or attnames) of `objects`, already saved rows of `model`, in one statement.
-
-    `changed`, when given, is each object's own set of the `fields` it changed: a row keeps its value of
-    the others, which are not read from the object (they may be deferred, and reading one would cost a
-    query). So rows that changed different fields still take one statement."""
-    execute(update_statement(model, objects, fields, changed=changed))
-
-
-def execute(statement):
+def execute_statement(statement):
     """Run a statement of update_statement's (None: nothing to write)."""
     if statement is not None:
         with connection.cursor() as cursor:
@@ -33,9 +24,14 @@ def execute(statement):
 
 
 def update_statement(model, objects, fields, *, changed=None, name="u"):
-    """update_rows' statement, not run: (sql, named parameters), or None without objects. The
-    parameters are named `name`0, `name`1, ...: statements of different names can be written as one
-    (events.flush_journals' `along`)."""
+    """The UPDATE that writes `fields` (names or attnames) of `objects`, already saved rows of `model`,
+    in one statement: (sql, named parameters), or None without objects. Run it with execute_statement,
+    or as part of another statement (events.flush_journals' `along`): the parameters are named
+    `name`0, `name`1, ..., so statements of different names can be written as one.
+
+    `changed`, when given, is each object's own set of the `fields` it changed: a row keeps its value of
+    the others, which are not read from the object (they may be deferred, and reading one would cost a
+    query). So rows that changed different fields still take one statement."""
     if not objects:
         return None
     meta = model._meta

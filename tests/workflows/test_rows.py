@@ -1,4 +1,4 @@
-"""workflows.rows: update_rows writes rows that changed different fields in one statement, each row
+"""workflows.rows: update_statement writes rows that changed different fields in one statement, each row
 keeping what it did not change, and never reads a deferred field to write it back; RowLoader makes
 from a raw SELECT the instances the ORM would."""
 
@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from workflows.models import StepRun
-from workflows.rows import RowLoader, update_rows
+from workflows.rows import RowLoader, execute_statement, update_statement
 
 from .helpers import start
 
@@ -24,11 +24,13 @@ def test_rows_that_changed_different_fields_take_one_statement_and_keep_the_rest
     a, b = StepRun.objects.filter(run_id=run_id, map_index=-1).defer("input", "output").order_by("step_id")
     a.output, b.remaining_parents, b.decided_by = {"done": True}, 0, "someone"
     with CaptureQueriesContext(connection) as queries:
-        update_rows(
-            StepRun,
-            [a, b],
-            ["decided_by", "output", "remaining_parents"],
-            changed=[{"output"}, {"remaining_parents", "decided_by"}],
+        execute_statement(
+            update_statement(
+                StepRun,
+                [a, b],
+                ["decided_by", "output", "remaining_parents"],
+                changed=[{"output"}, {"remaining_parents", "decided_by"}],
+            )
         )
     # One UPDATE, and no read of a's deferred input nor b's deferred output to write them back.
     assert len(queries.captured_queries) == 1, [q["sql"][:80] for q in queries.captured_queries]

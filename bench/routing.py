@@ -1,4 +1,5 @@
-"""`python -m bench.routing [--quick]`: the routing strategies against real loopback agents (issue 17).
+"""`python -m bench.routing [--quick] [--cases slowdown] [--loads 0.8] [--strategies adaptive,fastest]`:
+the routing strategies against real loopback agents (issue 17).
 
 Six agents (bench/routing_agents.py: latency medians 50/50/100/100/200/400 ms, log-normal, failure
 rates 1/1/2/5/1/20 %, MAX_CONCURRENCY slots each) serve one capability. Three cases:
@@ -65,7 +66,24 @@ def parse_args(argv):
     )
     parser.add_argument("--quick", action="store_true", help="a few seconds per run (a smoke test)")
     parser.add_argument("--seed", type=int, default=17)
-    return parser.parse_args(argv)
+    listed = lambda kind: lambda text: [kind(item) for item in text.split(",")]  # noqa: E731
+    parser.add_argument(
+        "--cases", type=listed(str), help=f"comma-separated, of {', '.join(CASES)} (default: all)"
+    )
+    parser.add_argument(
+        "--loads", type=listed(float), help="comma-separated shares of the capacity (default: 0.5,0.8)"
+    )
+    parser.add_argument(
+        "--strategies",
+        type=listed(str),
+        help="comma-separated (default: all four; the targets are judged only when all four ran)",
+    )
+    args = parser.parse_args(argv)
+    for name, allowed in (("cases", CASES), ("strategies", STRATEGIES)):
+        unknown = set(getattr(args, name) or ()) - set(allowed)
+        if unknown:
+            parser.error(f"--{name}: unknown {', '.join(sorted(unknown))}")
+    return args
 
 
 def fleet_capacity():
@@ -445,15 +463,16 @@ def main(argv=None):
         capacity = measure_capacity(agents, agent_ids, seconds=6 if args.quick else 12, seed=args.seed)
         results["capacity"] = round(capacity, 1)
         print(f"bench.routing: measured capacity {capacity:.1f} tasks/s", flush=True)
-        cases = ("fast_failer",) if args.quick else CASES
-        loads = (0.8,) if args.quick else LOADS
+        cases = args.cases or (("fast_failer",) if args.quick else CASES)
+        loads = args.loads or ((0.8,) if args.quick else LOADS)
+        strategies = tuple(args.strategies or STRATEGIES)
         block = 0
         for case in cases:
             for load in loads:
                 key = f"{case}@{int(load * 100)}"
                 results["runs"][key] = {}
                 # Each block starts with a different strategy, so the box's drift falls on all of them.
-                order = STRATEGIES[block % len(STRATEGIES) :] + STRATEGIES[: block % len(STRATEGIES)]
+                order = strategies[block % len(strategies) :] + strategies[: block % len(strategies)]
                 block += 1
                 for strategy in order:
                     summary = run_one(

@@ -1,5 +1,6 @@
-"""`python -m bench.routing_sim [--agents 1000] [--seed 17]`: a seeded, discrete-event simulation of the
-routing benchmark's fleet (bench/routing.py), cheap enough for large fleets.
+"""`python -m bench.routing_sim [--agents 1000] [--seeds 17,18] [--capacity-share 0.74]`: a seeded,
+discrete-event simulation of the routing benchmark's fleet (bench/routing.py), cheap enough for large
+fleets.
 
 The fleet is the benchmark's six behaviours repeated (agent i has behaviour i mod 6; in `fast_failer` every
 agent of behaviour 1 also answers 503 at once half the time, in `slowdown` every agent of behaviour 0 is
@@ -184,30 +185,56 @@ def simulate(*, agents, case, load, strategy_name, seconds, seed, slots=2, max_r
     return summarize(finished, calls, agents=behaviours, drain_seconds=seconds)
 
 
-def run(*, agents, seconds, seed, slots=2, loads=(0.5, 0.8), window=None):
+def _mean_of(summaries):
+    """One summary from several seeds' runs: the mean of each figure (shares per agent likewise)."""
+    if len(summaries) == 1:
+        return summaries[0]
+    merged = {}
+    for name, first in summaries[0].items():
+        values = [summary[name] for summary in summaries]
+        if isinstance(first, list):
+            merged[name] = [round(sum(column) / len(column), 3) for column in zip(*values, strict=True)]
+        elif any(value is None for value in values):
+            merged[name] = None
+        else:
+            merged[name] = round(sum(values) / len(values), 1 if name.endswith("_ms") else 4)
+    return merged
+
+
+def run(*, agents, seconds, seeds, slots=2, loads=(0.5, 0.8), window=None, capacity_share=1.0):
+    """Every case, load and strategy; with several seeds, each figure is the mean over the seeds.
+
+    capacity_share: the share of the nominal capacity the loads are fractions of (the real benchmark's
+    loads are fractions of its measured capacity, about 0.74 of the nominal on a 2-core box)."""
     from bench.routing import CASES, STRATEGIES, judge
 
     results = {
         "agents": agents,
         "slots": slots,
         "seconds": seconds,
-        "seed": seed,
+        "seeds": list(seeds),
         "window": window,
+        "capacity_share": capacity_share,
         "runs": {},
     }
     for case in CASES:
         for load in loads:
             key = f"{case}@{int(load * 100)}"
             results["runs"][key] = {
-                name: simulate(
-                    agents=agents,
-                    case=case,
-                    load=load,
-                    strategy_name=name,
-                    seconds=seconds,
-                    seed=seed,
-                    slots=slots,
-                    window=window,
+                name: _mean_of(
+                    [
+                        simulate(
+                            agents=agents,
+                            case=case,
+                            load=load * capacity_share,
+                            strategy_name=name,
+                            seconds=seconds,
+                            seed=seed,
+                            slots=slots,
+                            window=window,
+                        )
+                        for seed in seeds
+                    ]
                 )
                 for name in STRATEGIES
             }
@@ -222,8 +249,10 @@ def report(results):
         "# Routing simulation (bench/routing_sim.py)",
         "",
         f"{results['agents']} agents (the six behaviours repeated, {results['slots']} slots each),"
-        f" {results['seconds']} s simulated per run, seed {results['seed']}, each dispatch round seeing"
-        f" {results['window'] or 'every'} agents (a uniform sample). Shares are per behaviour"
+        f" {results['seconds']} s simulated per run, seeds {', '.join(map(str, results['seeds']))}"
+        " (each figure the mean over the seeds), each dispatch round seeing"
+        f" {results['window'] or 'every'} agents (a uniform sample), loads as fractions of"
+        f" {results['capacity_share']} x the nominal capacity. Shares are per behaviour"
         f" (medians {'/'.join(map(str, MEDIANS_MS))} ms).",
         "",
     ]
@@ -245,14 +274,24 @@ def main(argv=None):
         help="agents a dispatch round sees, a uniform sample (ROUTING_CANDIDATE_SAMPLE; 64 keeps a"
         " 1,000-agent run in minutes: each choice costs the window)",
     )
-    parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument(
+        "--seeds",
+        type=lambda text: [int(seed) for seed in text.split(",")],
+        default=[17],
+        help="comma-separated seeds; with several, each figure is the mean over them",
+    )
+    parser.add_argument(
+        "--capacity-share",
+        type=float,
+        default=1.0,
+        help="the loads are fractions of this share of the nominal capacity (0.74: the real"
+        " benchmark's measured capacity on a 2-core box)",
+    )
     parser.add_argument("--slots", type=int, default=2, help="slots per agent (2, as the real benchmark)")
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
     _setup_django()
     started = time.monotonic()
-    results = run(
-        agents=args.agents, seconds=args.seconds, seed=args.seed, slots=args.slots, window=args.window
-    )
+    results = run(**vars(args))  # the options are named as run's parameters
     results["wall_s"] = round(time.monotonic() - started, 1)
     report_module.write_section(OUT, report(results), results)
     return 0

@@ -141,7 +141,10 @@ ROUTING_SUCCESS_ALPHA = env_float("ROUTING_SUCCESS_ALPHA", 0.05, minimum=0.001)
 ROUTING_FAILURE_PENALTY_MS = env_float("ROUTING_FAILURE_PENALTY_MS", 1000.0, minimum=0)
 ROUTING_EXPLORE_SHARE = env_float("ROUTING_EXPLORE_SHARE", 0.05, minimum=0)
 ROUTING_WARMUP_SAMPLES = env_int("ROUTING_WARMUP_SAMPLES", 10, minimum=0)
-for _name in ("ROUTING_LATENCY_ALPHA", "ROUTING_SUCCESS_ALPHA", "ROUTING_EXPLORE_SHARE"):
+# The share of the free agents, the cheapest, that adaptive draws its two choices from (1: all of them).
+ROUTING_PAIR_SHARE = env_float("ROUTING_PAIR_SHARE", 0.5, minimum=0.01)
+_SHARES = ("ROUTING_LATENCY_ALPHA", "ROUTING_SUCCESS_ALPHA", "ROUTING_EXPLORE_SHARE", "ROUTING_PAIR_SHARE")
+for _name in _SHARES:
     if globals()[_name] > 1:
         raise ImproperlyConfigured(f"{_name} must be <= 1, got {globals()[_name]}")
 # A dispatch round reads every eligible agent for a capability set, or an unbiased random sample of this

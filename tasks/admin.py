@@ -27,6 +27,8 @@ def _why(details):
     if details.get("rule"):
         parts.append(f"({details['rule']})")
     parts.append(f"among {details.get('candidates', '?')} agent(s)")
+    if details.get("pool") and details["pool"] != details.get("candidates"):
+        parts.append(f"(pair drawn from the {details['pool']} cheapest)")
     if details.get("avoided"):
         parts.append(f"avoiding {details['avoided']} already tried")
     for index, score in enumerate(details.get("scores") or []):

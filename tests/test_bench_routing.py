@@ -111,6 +111,34 @@ def test_the_simulations_window_keeps_it_seeded_and_its_arrivals(settings):
     assert once(8)["tasks"] == once(None)["tasks"]  # the same arrivals, whatever each round sees
 
 
+def test_the_simulation_averages_its_seeds_figure_by_figure(settings):
+    from bench import routing_sim
+
+    runs = [
+        routing_sim.simulate(
+            agents=6, case="steady", load=0.5, strategy_name="adaptive", seconds=2, seed=seed
+        )
+        for seed in (3, 4)
+    ]
+    assert runs[0] != runs[1]
+    merged = routing_sim._mean_of(runs)
+    assert merged["p99_ms"] == pytest.approx((runs[0]["p99_ms"] + runs[1]["p99_ms"]) / 2, abs=0.051)
+    assert merged["share"] == [
+        pytest.approx((a + b) / 2, abs=1e-3) for a, b in zip(runs[0]["share"], runs[1]["share"], strict=True)
+    ]
+    assert routing_sim._mean_of(runs[:1]) == runs[0]
+
+
+def test_the_simulations_loads_can_be_shares_of_a_measured_capacity(settings):
+    from bench import routing_sim
+
+    results = routing_sim.run(agents=6, seconds=2, seeds=[3], loads=(0.5,), capacity_share=0.5)
+    alone = routing_sim.simulate(
+        agents=6, case="steady", load=0.25, strategy_name="adaptive", seconds=2, seed=3
+    )
+    assert results["runs"]["steady@50"]["adaptive"] == alone
+
+
 def test_the_capacity_counts_completions_inside_the_window_only():
     finished = [0.5, 3.0, 3.5, 4.0, 7.9, 8.0, 9.5]
     # The queue builds until 3 s, arrivals stop at 8 s: five completions in five seconds.
@@ -135,3 +163,11 @@ def test_the_chance_oscillation_tells_a_random_split_from_a_swinging_one():
     rotation = [(n % 2, second) for second in range(60) for n in range(20)]
     assert routing.oscillation(rotation, 2) == 0 < routing.chance_oscillation(rotation, 2)
     assert routing.chance_oscillation([(0, 0), (1, 5)], 2) is None
+
+
+def test_a_run_can_be_limited_to_some_cases_loads_and_strategies():
+    args = routing.parse_args(["--cases", "slowdown", "--loads", "0.8", "--strategies", "adaptive,fastest"])
+    assert (args.cases, args.loads, args.strategies) == (["slowdown"], [0.8], ["adaptive", "fastest"])
+    assert routing.parse_args([]).cases is None
+    with pytest.raises(SystemExit):
+        routing.parse_args(["--strategies", "telepathy"])

@@ -43,6 +43,8 @@ def boot_with(*, unset=(), **env):
         ("ROUTING_DECAY_SECONDS", "0", "ROUTING_DECAY_SECONDS must be >= 0.1"),
         ("ROUTING_LATENCY_ALPHA", "1.5", "ROUTING_LATENCY_ALPHA must be <= 1"),
         ("ROUTING_EXPLORE_SHARE", "often", "ROUTING_EXPLORE_SHARE must be a number"),
+        ("ROUTING_PAIR_SHARE", "0", "ROUTING_PAIR_SHARE must be >= 0.01"),
+        ("ROUTING_PAIR_SHARE", "2", "ROUTING_PAIR_SHARE must be <= 1"),
         ("ROUTING_CANDIDATE_SAMPLE", "0", "ROUTING_CANDIDATE_SAMPLE must be >= 1"),
         ("WORKER_SHUTDOWN_GRACE", "soon", "WORKER_SHUTDOWN_GRACE must be a number"),
         ("HEARTBEAT_RATE", "lots", "HEARTBEAT_RATE must be a rate like 6000/min"),

@@ -8,6 +8,7 @@ chosen on, which the task's `assigned` event keeps ("why this agent").
 
 import heapq
 import itertools
+import math
 import random
 import threading
 from abc import ABC, abstractmethod
@@ -173,15 +174,22 @@ def _round(value):
 
 
 class Adaptive(Strategy):
-    """The lower expected cost of two agents drawn at random (power of two choices), with what each
-    agent learned on the task's capability (agents/routing.py), unless waiting for a busy agent is
-    expected to finish the task sooner. Two random draws rather than the best of all: many dispatchers
-    acting on the same, slightly stale figures would all pile onto the one best agent. Agents with fewer
-    than ROUTING_WARMUP_SAMPLES samples are counted at the capability's median and also get
+    """The lower expected cost of two agents drawn at random among the cheaper part of the free ones
+    (power of two choices), with what each agent learned on the task's capability (agents/routing.py),
+    unless waiting for a busy agent is expected to finish the task sooner. Two random draws rather than
+    the best of all: many dispatchers acting on the same, slightly stale figures would all pile onto the
+    one best agent. Drawn among the cheaper part (ROUTING_PAIR_SHARE of them, at least two) rather than
+    among all: a pair of two poor agents sends one of them work that a good free agent would have done
+    better, and with retries in the tail that is what set adaptive's p99 (docs/routing.md). Agents with
+    fewer than ROUTING_WARMUP_SAMPLES samples are counted at the capability's median and also get
     ROUTING_EXPLORE_SHARE of the choices, so new agents are learned quickly."""
 
     name = "adaptive"
     weighs_waiting = True
+
+    def __init__(self):
+        self._pair_pool = _RoundMemo()
+
     # The capability's medians, computed once per round (its clock) and capability, over the agents its
     # first task saw: a round places up to DISPATCH_BATCH_SIZE tasks among the same agents, and sorting a
     # thousand figures per task would cost more than the rest of the choice.
@@ -213,6 +221,9 @@ class Adaptive(Strategy):
                 c.routes.get(key), median_latency=median_latency, median_success=median_success, now=now
             )
             return latency or 1.0, success
+
+        def cost_now(c):
+            return routing.expected_cost(*figures(c), c.load, c.max_concurrency)
 
         def score(c, cost=None):
             latency, success = figures(c)
@@ -250,10 +261,12 @@ class Adaptive(Strategy):
         if len(candidates) == 1:
             chosen, scores, rule = candidates[0], [score(candidates[0])], "only"
         else:
-            pair = random.sample(candidates, 2)
+            pool = self._pair_pool.get(candidates, lambda found: _cheaper_part(found, cost_now))
+            pair = random.sample(pool, 2)
             scores = [score(c) for c in pair]
             best = min((0, 1), key=lambda i: (scores[i]["cost_ms"], pair[i].load))
             chosen, scores, rule = pair[best], [scores[best], scores[1 - best]], "power_of_two"
+            why["pool"] = len(pool)
         # Waiting is weighed only for a place in the next turn of a busy agent's slots: a longer queue
         # would idle agents the fleet needs when it runs near its capacity.
         busy = [b for b in busy if max(b.load - b.max_concurrency, 0) + b.waiting < b.max_concurrency]
@@ -274,6 +287,22 @@ class Adaptive(Strategy):
         return wait + routing.expected_cost(
             latency, success, agent.max_concurrency - 1, agent.max_concurrency
         )
+
+
+def _cheaper_part(candidates, cost):
+    """The ROUTING_PAIR_SHARE of `candidates` (at least two) with the lowest `cost`, in their order.
+
+    Taken when the round makes its list of free agents, which it makes again after every pick that
+    fills an agent: within a list's life the picks' load raises their agents' cost, and the pair's
+    comparison, which reads the cost afresh, sees that."""
+    keep = max(2, math.ceil(len(candidates) * settings.ROUTING_PAIR_SHARE))
+    if keep >= len(candidates):
+        return candidates
+    costs = [cost(c) for c in candidates]
+    cut = sorted(costs)[keep - 1]
+    # Ties at the cut stay in (a fleet of agents never seen all cost the median): none is preferred
+    # over another for its place in the list.
+    return [c for c, own in zip(candidates, costs, strict=True) if own <= cut]
 
 
 STRATEGIES = {

@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agents import services
 from agents.models import AgentRoute
+from tasks.admin import _why
 from tasks.engine import claim
 from tasks.models import Task, TaskEvent
 from tests.routes import learned
@@ -77,6 +78,20 @@ def test_the_admin_task_history_says_why_this_agent(client, fleet):
     # cost = latency / success rate x (1 + load / max): 52.4 / 0.991 and 410 / 0.8
     assert f"chose {str(fast.agent_id)[:8]}: cost 53 ms (52 ms, 99.1% ok, load 0/10)" in html
     assert f"over {str(slow.agent_id)[:8]}: cost 512 ms (410 ms, 80.0% ok, load 0/10)" in html
+
+
+def test_the_why_line_names_the_pool_the_pair_was_drawn_from():
+    score = {"agent_id": "1f0c" * 9, "cost_ms": 61.3, "latency_ms": 52.1, "success_rate": 0.99}
+    details = {
+        "strategy": "adaptive",
+        "rule": "power_of_two",
+        "candidates": 6,
+        "pool": 3,
+        "scores": [{**score, "load": 1, "max_concurrency": 8}, {**score, "load": 0, "max_concurrency": 8}],
+    }
+    assert _why(details).startswith(
+        "adaptive (power_of_two) among 6 agent(s) (pair drawn from the 3 cheapest) chose 1f0c1f0c: cost 61 ms"
+    )
 
 
 def test_the_dashboard_summary_carries_the_learned_figures(client, fleet):

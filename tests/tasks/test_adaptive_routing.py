@@ -77,6 +77,52 @@ def test_adaptive_prefers_the_cheaper_of_two_and_says_why(db):
     assert why["capability"] == "summarize"
 
 
+def test_the_pair_is_drawn_among_the_cheaper_half_of_the_free_agents(db, settings):
+    random.seed(11)
+    settings.ROUTING_EXPLORE_SHARE = 0
+    latencies = {"fast-1": 50, "fast-2": 50, "good": 100, "fair": 150, "slow": 300, "slowest": 400}
+    for name, latency in latencies.items():
+        learned(agent(name, max_concurrency=1000), latency)
+    tasks = queue(60, "adaptive")
+    claim.claim()
+    # Drawn among all six, a fifth of the pairs hold neither fast agent nor `good`, and send `fair`
+    # or `slow` a task that a fast agent had room for.
+    assert set(assigned_counts()) <= {"fast-1", "fast-2", "good"}
+    assert sum(assigned_counts().values()) == 60
+    assert {assigned_event(t).details["pool"] for t in tasks} == {3}
+
+
+def test_once_the_cheapest_agents_are_full_the_pair_comes_from_the_cheaper_half_of_the_rest(db, settings):
+    random.seed(5)
+    settings.ROUTING_EXPLORE_SHARE = 0
+    # The two fast agents have one slot each; once they are full, waiting for their next turn (about
+    # 50 + 50 ms) costs more than `good` now, so the round fills them and then places among the rest.
+    for name in ("fast-1", "fast-2"):
+        learned(agent(name, max_concurrency=1), 50)
+    for name, latency in {"good": 60, "fair": 70, "slow": 3000, "slowest": 4000}.items():
+        learned(agent(name, max_concurrency=1000), latency)
+    tasks = queue(40, "adaptive")
+    claim.claim()
+    counts = assigned_counts()
+    assert counts["fast-1"] == counts["fast-2"] == 1
+    assert set(counts) <= {"fast-1", "fast-2", "good", "fair"}
+    assert sum(counts.values()) == 40
+    # The pool is made again as agents fill: the later choices drew among the two cheaper of four.
+    assert assigned_event(tasks[-1]).details["pool"] == 2
+
+
+def test_a_pair_share_of_one_draws_among_every_free_agent(db, settings):
+    random.seed(11)
+    settings.ROUTING_EXPLORE_SHARE = 0
+    settings.ROUTING_PAIR_SHARE = 1
+    for name, latency in {"fast-1": 50, "fast-2": 50, "good": 100, "fair": 150, "slow": 300}.items():
+        learned(agent(name, max_concurrency=1000), latency)
+    tasks = queue(60, "adaptive")
+    claim.claim()
+    assert {"fair", "slow"} & set(assigned_counts())
+    assert {assigned_event(t).details["pool"] for t in tasks} == {5}
+
+
 def test_a_fast_failer_costs_more_than_a_slower_healthy_agent(db):
     failer = agent("fast-failer", max_concurrency=100)
     healthy = agent("healthy", max_concurrency=100)

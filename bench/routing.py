@@ -60,22 +60,26 @@ CIRCUIT_RECOVERY = 5
 WRITERS = 6
 
 
+def comma_list(kind):
+    """An argparse type: a comma-separated list of `kind`."""
+    return lambda text: [kind(item) for item in text.split(",")]
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="a few seconds per run (a smoke test)")
     parser.add_argument("--seed", type=int, default=17)
-    listed = lambda kind: lambda text: [kind(item) for item in text.split(",")]  # noqa: E731
     parser.add_argument(
-        "--cases", type=listed(str), help=f"comma-separated, of {', '.join(CASES)} (default: all)"
+        "--cases", type=comma_list(str), help=f"comma-separated, of {', '.join(CASES)} (default: all)"
     )
     parser.add_argument(
-        "--loads", type=listed(float), help="comma-separated shares of the capacity (default: 0.5,0.8)"
+        "--loads", type=comma_list(float), help="comma-separated shares of the capacity (default: 0.5,0.8)"
     )
     parser.add_argument(
         "--strategies",
-        type=listed(str),
+        type=comma_list(str),
         help="comma-separated (default: all four; the targets are judged only when all four ran)",
     )
     args = parser.parse_args(argv)

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from . import report as report_module
+from .routing import comma_list
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "var" / "bench" / "routing-sim.md"
@@ -276,7 +277,7 @@ def main(argv=None):
     )
     parser.add_argument(
         "--seeds",
-        type=lambda text: [int(seed) for seed in text.split(",")],
+        type=comma_list(int),
         default=[17],
         help="comma-separated seeds; with several, each figure is the mean over them",
     )

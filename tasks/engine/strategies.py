@@ -225,14 +225,12 @@ class Adaptive(Strategy):
         def cost_now(c):
             return routing.expected_cost(*figures(c), c.load, c.max_concurrency)
 
-        def score(c, cost=None):
+        def score(c):
             latency, success = figures(c)
-            if cost is None:
-                cost = routing.expected_cost(latency, success, c.load, c.max_concurrency)
             state = c.routes.get(key)
             return {
                 "agent_id": str(c.agent_id),
-                "cost_ms": round(cost, 3),
+                "cost_ms": round(cost_now(c), 3),
                 "latency_ms": _round(latency),
                 "success_rate": round(success, 4),
                 "load": c.load,

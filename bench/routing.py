@@ -188,14 +188,29 @@ def _verdict(case, load, check, met, detail):
     return {"case": case, "load": load, "check": check, "met": met, "detail": detail}
 
 
-def judge(results):
-    """The targets, per (case, load): [{case, load, check, met, detail}]."""
+def offered_share(load, capacity, degraded_capacity):
+    """What a load (a share of the steady fleet's `capacity`) asks of a degraded fleet that completes
+    `degraded_capacity` tasks/s, as words for a verdict ("" when either figure is missing)."""
+    if not capacity or not degraded_capacity:
+        return ""
+    offered = load * capacity
+    return (
+        f"; offered {offered:.1f} tasks/s, {round(100 * offered / degraded_capacity)} % of the"
+        f" {degraded_capacity} this fleet completes at its worst"
+    )
+
+
+def judge(results, *, capacity=None, degraded=None):
+    """The targets, per (case, load): [{case, load, check, met, detail}]. With the steady fleet's
+    `capacity` and the `degraded` fleets' (degraded_capacities), the p99 verdicts also say how much of
+    its degraded fleet's capacity the load asked for."""
     verdicts = []
     for case in CASES:
         for load in LOADS:
             runs = results.get(f"{case}@{int(load * 100)}")
             if not runs or any(runs.get(s, {}).get("p99_ms") is None for s in STRATEGIES):
                 continue
+            offered = offered_share(load, capacity, (degraded or {}).get(case))
             adaptive = runs["adaptive"]["p99_ms"]
             best_name = min((s for s in STRATEGIES if s != "adaptive"), key=lambda s: runs[s]["p99_ms"])
             best = runs[best_name]["p99_ms"]
@@ -203,7 +218,7 @@ def judge(results):
                 (
                     "p99 <= 1.05 x best other",
                     adaptive <= 1.05 * best,
-                    f"adaptive {adaptive} ms vs {best_name} {best} ms",
+                    f"adaptive {adaptive} ms vs {best_name} {best} ms{offered}",
                 )
             ]
             if case in ("fast_failer", "slowdown") and load == 0.8:
@@ -212,7 +227,7 @@ def judge(results):
                     (
                         "p99 <= 0.70 x least_connections",
                         adaptive <= 0.70 * lc,
-                        f"adaptive {adaptive} ms vs least_connections {lc} ms",
+                        f"adaptive {adaptive} ms vs least_connections {lc} ms{offered}",
                     )
                 )
             swings = runs["adaptive"]["oscillation"]
@@ -348,22 +363,48 @@ def collect(drain_seconds):
     ]
 
 
-def measure_capacity(agents, agent_ids, *, seconds, seed):
-    """What the steady fleet really completes per second through this box's worker: tasks offered at
-    OVERLOAD x its nominal capacity with least_connections (which leaves no free slot idle while tasks
-    wait), counted once the queue has built (from WARMUP s) to the end of the arrivals. The loads are
-    fractions of this: the nominal figure leaves out the dispatch hop and the result's write that every
-    call adds (about a fifth of the nominal figure on a 2-core box)."""
+def measure_capacity(agents, agent_ids, *, seconds, seed, profiles=None):
+    """What the steady fleet (or the fleet of `profiles`) really completes per second through this box's
+    worker: tasks offered at OVERLOAD x its nominal capacity with least_connections (which leaves no free
+    slot idle while tasks wait), counted once the queue has built (from WARMUP s) to the end of the
+    arrivals. The loads are fractions of the steady fleet's: the nominal figure leaves out the dispatch
+    hop and the result's write that every call adds (about a fifth of the nominal figure on a 2-core
+    box)."""
     from tasks.models import Task, TaskStatus
 
     reset(agent_ids)
-    agents.configure(agent_profiles("steady"), restart_clock=True)
+    agents.configure(profiles or agent_profiles("steady"), restart_clock=True)
     began = time.time()
     submit(rate=OVERLOAD * fleet_capacity(), seconds=seconds, strategy="least_connections", seed=seed)
     ended = time.time()
     collect(max(30.0, 2 * seconds))
     finished = Task.objects.filter(status=TaskStatus.COMPLETED).values_list("finished_at", flat=True)
     return throughput([at.timestamp() - began for at in finished], start=WARMUP, end=ended - began)
+
+
+# The fleet at its worst in each case with a degraded agent: the fast failer all along; the slowed agent
+# slowed (which it is for half of each run).
+DEGRADED = {"fast_failer": {}, "slowdown": {"slowed": True}}
+DEGRADED_HOW = {
+    "fast_failer": f"agent {FAST_FAILER} answering 503 half the time",
+    "slowdown": f"agent {SLOWED} 10 x slower",
+}
+
+
+def degraded_capacities(agents, agent_ids, cases, *, seconds, seed):
+    """Per case with a degraded agent, what its fleet completes per second at its worst. Not a target:
+    it says whether a load, a share of the steady fleet's capacity, is still a load for that fleet or
+    already more than it can carry, when the queue and not the routing sets the p99."""
+    return {
+        case: round(
+            measure_capacity(
+                agents, agent_ids, seconds=seconds, seed=seed, profiles=agent_profiles(case, **DEGRADED[case])
+            ),
+            1,
+        )
+        for case in cases
+        if case in DEGRADED
+    }
 
 
 def run_one(agents, agent_ids, *, case, load, capacity, strategy, seconds, slow_window, seed):
@@ -400,6 +441,17 @@ def report(results):
         f" {'/'.join(str(round(f * 100)) for f in FAILURE_RATES)} %).",
         "",
     ]
+    degraded = results.get("degraded_capacity") or {}
+    if degraded:
+        lines += [
+            "Measured the same way with the agent degraded for the whole run, the fleet completes "
+            + " and ".join(
+                f"{capacity} tasks/s in {case} ({DEGRADED_HOW[case]})" for case, capacity in degraded.items()
+            )
+            + ". A load above that is more than the fleet can carry while the agent is degraded: then the"
+            " queue, not the routing, sets the p99.",
+            "",
+        ]
     return "\n".join(lines + tables(results, share="agent")) + "\n"
 
 
@@ -468,6 +520,10 @@ def main(argv=None):
         results["capacity"] = round(capacity, 1)
         print(f"bench.routing: measured capacity {capacity:.1f} tasks/s", flush=True)
         cases = args.cases or (("fast_failer",) if args.quick else CASES)
+        results["degraded_capacity"] = degraded_capacities(
+            agents, agent_ids, cases, seconds=6 if args.quick else 12, seed=args.seed
+        )
+        print(f"bench.routing: degraded fleets' capacity {results['degraded_capacity']}", flush=True)
         loads = args.loads or ((0.8,) if args.quick else LOADS)
         strategies = tuple(args.strategies or STRATEGIES)
         block = 0
@@ -496,7 +552,9 @@ def main(argv=None):
         if worker is not None:
             worker.stop()
         agents.child.stop()
-    results["verdicts"] = judge(results["runs"])
+    results["verdicts"] = judge(
+        results["runs"], capacity=results.get("capacity"), degraded=results.get("degraded_capacity")
+    )
     report_module.write_section(OUT, report(results), results)
     return 0 if all(v["met"] for v in results["verdicts"]) else TARGETS_MISSED
 

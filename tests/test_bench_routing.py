@@ -171,3 +171,60 @@ def test_a_run_can_be_limited_to_some_cases_loads_and_strategies():
     assert routing.parse_args([]).cases is None
     with pytest.raises(SystemExit):
         routing.parse_args(["--strategies", "telepathy"])
+
+
+def test_the_verdicts_say_how_much_of_the_degraded_fleet_the_load_asked_for():
+    runs = _runs({"round_robin": 900, "least_connections": 1000, "fastest": 800, "adaptive": 750})
+    verdicts = routing.judge(
+        {"slowdown@80": runs, "steady@80": runs}, capacity=100.0, degraded={"slowdown": 75.0}
+    )
+    details = {(v["case"], v["check"]): v["detail"] for v in verdicts}
+    offered = "; offered 80.0 tasks/s, 107 % of the 75.0 this fleet completes at its worst"
+    assert details["slowdown", "p99 <= 0.70 x least_connections"].endswith(offered)
+    assert details["slowdown", "p99 <= 1.05 x best other"].endswith(offered)
+    assert "offered" not in details["steady", "p99 <= 1.05 x best other"]  # no degraded fleet there
+    # Without the capacities the verdicts are as before.
+    plain = routing.judge({"slowdown@80": runs})
+    assert all("offered" not in v["detail"] for v in plain)
+    assert [v["met"] for v in plain] == [v["met"] for v in verdicts if v["case"] == "slowdown"]
+
+
+def test_the_report_names_the_degraded_fleets_capacity():
+    results = {
+        "at": "2026-12-07T03:00:00",
+        "seconds": 20,
+        "capacity": 100.8,
+        "nominal_capacity": 135.0,
+        "degraded_capacity": {"fast_failer": 95.1, "slowdown": 76.4},
+        "runs": {},
+        "verdicts": [],
+    }
+    text = routing.report(results)
+    assert "95.1 tasks/s in fast_failer (agent 1 answering 503 half the time)" in text
+    assert "76.4 tasks/s in slowdown (agent 0 10 x slower)" in text
+    del results["degraded_capacity"]
+    assert "the agent degraded for the whole run" not in routing.report(results)
+
+
+def test_the_simulations_dispatch_gap_holds_every_slot_past_its_call(settings):
+    from bench import routing_sim
+
+    def once(gap_ms):
+        return routing_sim.simulate(
+            agents=6,
+            case="steady",
+            load=0.5,
+            strategy_name="least_connections",
+            seconds=5,
+            seed=3,
+            gap_ms=gap_ms,
+        )
+
+    without, with_gap = once(0), once(40)
+    assert with_gap["tasks"] == without["tasks"]  # the same arrivals
+    # Every call ends its task (or its attempt) 40 ms later, and slots held longer make more tasks queue.
+    assert with_gap["p50_ms"] >= without["p50_ms"] + 40
+    assert with_gap["p99_ms"] > without["p99_ms"]
+    results = routing_sim.run(agents=6, seconds=2, seeds=[3], loads=(0.5,), gap_ms=40)
+    assert results["gap_ms"] == 40
+    assert "each call holding its slot 40 ms past its answer" in routing_sim.report(results)

@@ -1,16 +1,19 @@
-"""`python -m bench.routing [--quick] [--cases slowdown] [--loads 0.8] [--strategies adaptive,fastest]`:
-the routing strategies against real loopback agents (issue 17).
+"""`python -m bench.routing [--quick] [--cases slowdown] [--loads 0.8] [--strategies adaptive,fastest]
+[--load-basis degraded]`: the routing strategies against real loopback agents (issue 17).
 
 Six agents (bench/routing_agents.py: latency medians 50/50/100/100/200/400 ms, log-normal, failure
 rates 1/1/2/5/1/20 %, MAX_CONCURRENCY slots each) serve one capability. Three cases:
 
 - `steady`: the fleet as above;
-- `fast_failer`: agent 2 (a 50 ms one) also answers 503 at once half the time;
-- `slowdown`: agent 1 (a 50 ms one) turns 10 x slower for SLOW_SECONDS in the middle of the run (the
+- `fast_failer`: agent 1 (a 50 ms one; agents count from 0, as their names do) also answers 503 at once
+  half the time;
+- `slowdown`: agent 0 (the other 50 ms one) turns 10 x slower for SLOW_SECONDS in the middle of the run (the
   issue's "minute", scaled with the run so the whole benchmark takes under 12 minutes).
 
 Each case runs at 50 % and 80 % of the fleet's capacity as measured first (`measure_capacity`: what the
-steady fleet completes per second when offered more than it can take), Poisson arrivals for
+steady fleet completes per second when offered more than it can take; `--load-basis degraded` takes
+the loads of fast_failer and slowdown as shares of what their fleet completes with its agent degraded
+for a whole run, which every run measures and reports), Poisson arrivals for
 RUN_SECONDS, once per strategy (round_robin, least_connections, fastest, adaptive) in the same run, with
 the real worker (`make run`'s command) dispatching. Per run: completion time p50/p99
 (created -> finished, all tasks; one not finished by the drain deadline counts as that long), success
@@ -58,6 +61,7 @@ OVERLOAD = 1.5
 WARMUP = 3.0
 CIRCUIT_RECOVERY = 5
 WRITERS = 6
+LOAD_BASES = ("steady", "degraded")
 
 
 def comma_list(kind):
@@ -76,6 +80,13 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--loads", type=comma_list(float), help="comma-separated shares of the capacity (default: 0.5,0.8)"
+    )
+    parser.add_argument(
+        "--load-basis",
+        choices=LOAD_BASES,
+        default="steady",
+        help="what the loads are shares of: the steady fleet's measured capacity (default), or, in the"
+        " fast_failer and slowdown cases, the capacity their fleet keeps with its agent degraded",
     )
     parser.add_argument(
         "--strategies",
@@ -189,7 +200,7 @@ def _verdict(case, load, check, met, detail):
 
 
 def offered_share(load, capacity, degraded_capacity):
-    """What a load (a share of the steady fleet's `capacity`) asks of a degraded fleet that completes
+    """What a load (a share of `capacity`, tasks/s) asks of a degraded fleet that completes
     `degraded_capacity` tasks/s, as words for a verdict ("" when either figure is missing)."""
     if not capacity or not degraded_capacity:
         return ""
@@ -200,17 +211,19 @@ def offered_share(load, capacity, degraded_capacity):
     )
 
 
-def judge(results, *, capacity=None, degraded=None):
+def judge(results, *, capacity=None, degraded=None, basis="steady"):
     """The targets, per (case, load): [{case, load, check, met, detail}]. With the steady fleet's
     `capacity` and the `degraded` fleets' (degraded_capacities), the p99 verdicts also say how much of
-    its degraded fleet's capacity the load asked for."""
+    its degraded fleet's capacity the load asked for; `basis` is what the loads were shares of."""
     verdicts = []
     for case in CASES:
         for load in LOADS:
             runs = results.get(f"{case}@{int(load * 100)}")
             if not runs or any(runs.get(s, {}).get("p99_ms") is None for s in STRATEGIES):
                 continue
-            offered = offered_share(load, capacity, (degraded or {}).get(case))
+            degraded_capacity = (degraded or {}).get(case)
+            basis_capacity = degraded_capacity if basis == "degraded" else capacity
+            offered = offered_share(load, basis_capacity, degraded_capacity)
             adaptive = runs["adaptive"]["p99_ms"]
             best_name = min((s for s in STRATEGIES if s != "adaptive"), key=lambda s: runs[s]["p99_ms"])
             best = runs[best_name]["p99_ms"]
@@ -407,6 +420,14 @@ def degraded_capacities(agents, agent_ids, cases, *, seconds, seed):
     }
 
 
+def load_capacity(results, case, basis):
+    """The tasks/s a case's loads are shares of: the steady fleet's measured capacity, or with basis
+    "degraded" the case's degraded fleet's, where it has one."""
+    if basis == "degraded" and case in results.get("degraded_capacity", {}):
+        return results["degraded_capacity"][case]
+    return results["capacity"]
+
+
 def run_one(agents, agent_ids, *, case, load, capacity, strategy, seconds, slow_window, seed):
     reset(agent_ids)
     agents.configure(agent_profiles(case), restart_clock=True)
@@ -449,7 +470,13 @@ def report(results):
                 f"{capacity} tasks/s in {case} ({DEGRADED_HOW[case]})" for case, capacity in degraded.items()
             )
             + ". A load above that is more than the fleet can carry while the agent is degraded: then the"
-            " queue, not the routing, sets the p99.",
+            " queue, not the routing, sets the p99."
+            + (
+                f" **Here the loads of {' and '.join(degraded)} are fractions of those figures"
+                " (--load-basis degraded), not of the steady fleet's.**"
+                if results.get("load_basis") == "degraded"
+                else ""
+            ),
             "",
         ]
     return "\n".join(lines + tables(results, share="agent")) + "\n"
@@ -511,6 +538,7 @@ def main(argv=None):
         "at": datetime.now().isoformat(timespec="seconds"),
         "seconds": seconds,
         "nominal_capacity": round(fleet_capacity(), 1),
+        "load_basis": args.load_basis,
         "runs": {},
     }
     try:
@@ -540,7 +568,7 @@ def main(argv=None):
                         agent_ids,
                         case=case,
                         load=load,
-                        capacity=capacity,
+                        capacity=load_capacity(results, case, args.load_basis),
                         strategy=strategy,
                         seconds=seconds,
                         slow_window=slow_window,
@@ -553,7 +581,10 @@ def main(argv=None):
             worker.stop()
         agents.child.stop()
     results["verdicts"] = judge(
-        results["runs"], capacity=results.get("capacity"), degraded=results.get("degraded_capacity")
+        results["runs"],
+        capacity=results.get("capacity"),
+        degraded=results.get("degraded_capacity"),
+        basis=args.load_basis,
     )
     report_module.write_section(OUT, report(results), results)
     return 0 if all(v["met"] for v in results["verdicts"]) else TARGETS_MISSED

@@ -189,16 +189,21 @@ def test_the_verdicts_say_how_much_of_the_degraded_fleet_the_load_asked_for():
     assert [v["met"] for v in plain] == [v["met"] for v in verdicts if v["case"] == "slowdown"]
 
 
-def test_the_report_names_the_degraded_fleets_capacity():
-    results = {
+def _report_input(**figures):
+    """What bench.routing.report reads of a run with no runs in it, and `figures`."""
+    return {
         "at": "2026-12-07T03:00:00",
         "seconds": 20,
         "capacity": 100.8,
         "nominal_capacity": 135.0,
-        "degraded_capacity": {"fast_failer": 95.1, "slowdown": 76.4},
         "runs": {},
         "verdicts": [],
+        **figures,
     }
+
+
+def test_the_report_names_the_degraded_fleets_capacity():
+    results = _report_input(degraded_capacity={"fast_failer": 95.1, "slowdown": 76.4})
     text = routing.report(results)
     assert "95.1 tasks/s in fast_failer (agent 1 answering 503 half the time)" in text
     assert "76.4 tasks/s in slowdown (agent 0 10 x slower)" in text
@@ -228,3 +233,29 @@ def test_the_simulations_dispatch_gap_holds_every_slot_past_its_call(settings):
     results = routing_sim.run(agents=6, seconds=2, seeds=[3], loads=(0.5,), gap_ms=40)
     assert results["gap_ms"] == 40
     assert "each call holding its slot 40 ms past its answer" in routing_sim.report(results)
+
+
+def test_the_loads_can_be_shares_of_the_degraded_fleets_capacity():
+    assert routing.parse_args([]).load_basis == "steady"
+    assert routing.parse_args(["--load-basis", "degraded"]).load_basis == "degraded"
+    with pytest.raises(SystemExit):
+        routing.parse_args(["--load-basis", "nominal"])
+    results = {"capacity": 100.0, "degraded_capacity": {"slowdown": 79.2}}
+    assert routing.load_capacity(results, "slowdown", "degraded") == 79.2
+    assert routing.load_capacity(results, "steady", "degraded") == 100.0  # no degraded fleet there
+    assert routing.load_capacity(results, "slowdown", "steady") == 100.0
+    runs = _runs({"round_robin": 900, "least_connections": 1000, "fastest": 800, "adaptive": 650})
+    (verdict, *_) = routing.judge(
+        {"slowdown@80": runs}, capacity=100.0, degraded={"slowdown": 79.2}, basis="degraded"
+    )
+    assert verdict["detail"].endswith(
+        "; offered 63.4 tasks/s, 80 % of the 79.2 this fleet completes at its worst"
+    )
+
+
+def test_the_report_says_when_the_loads_are_shares_of_the_degraded_fleets():
+    results = _report_input(degraded_capacity={"fast_failer": 83.8, "slowdown": 79.2}, load_basis="degraded")
+    basis = "Here the loads of fast_failer and slowdown are fractions of those figures"
+    assert basis in routing.report(results)
+    results["load_basis"] = "steady"
+    assert basis not in routing.report(results)

@@ -38,6 +38,7 @@ import random
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -82,6 +83,13 @@ def parse_args(argv):
         "--loads", type=comma_list(float), help="comma-separated shares of the capacity (default: 0.5,0.8)"
     )
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each block's strategies this many times, in turn, and pool each strategy's repeats"
+        " (a 20 s run's p99 is its 8th-15th slowest task, and moves by a quarter from run to run)",
+    )
+    parser.add_argument(
         "--load-basis",
         choices=LOAD_BASES,
         default="steady",
@@ -94,6 +102,8 @@ def parse_args(argv):
         help="comma-separated (default: all four; the targets are judged only when all four ran)",
     )
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat: at least 1")
     for name, allowed in (("cases", CASES), ("strategies", STRATEGIES)):
         unknown = set(getattr(args, name) or ()) - set(allowed)
         if unknown:
@@ -444,9 +454,38 @@ def run_one(agents, agent_ids, *, case, load, capacity, strategy, seconds, slow_
     for timer in timers:
         timer.join()
     drain = max(30.0, seconds)
-    tasks = collect(drain)
-    summary = summarize(tasks, agents.calls(), agents=len(MEDIANS_MS), drain_seconds=drain)
-    summary["created"] = created
+    return Run(tasks=collect(drain), calls=agents.calls(), created=created, drain_seconds=drain)
+
+
+@dataclass
+class Run:
+    """One run's raw figures: its tasks (completion seconds or None, succeeded, attempts), the agents'
+    calls (agent, second of the run, status), how many tasks were created, its drain deadline."""
+
+    tasks: list
+    calls: list
+    created: int
+    drain_seconds: float
+
+
+# Repeats' calls are told apart by their seconds: repeat r's second s counts as r * this + s, so the
+# oscillation index never compares the last second of one repeat with the first of the next.
+REPEAT_SECONDS = 100_000
+
+
+def pooled(runs):
+    """One summary of a strategy's repeats of a block: percentiles and rates over all their tasks,
+    shares over all their calls, oscillation over each repeat's own seconds."""
+    calls = [
+        (agent, repeat * REPEAT_SECONDS + second, status)
+        for repeat, run in enumerate(runs)
+        for agent, second, status in run.calls
+    ]
+    tasks = [task for run in runs for task in run.tasks]
+    summary = summarize(tasks, calls, agents=len(MEDIANS_MS), drain_seconds=runs[0].drain_seconds)
+    summary["created"] = sum(run.created for run in runs)
+    if len(runs) > 1:
+        summary["repeats"] = len(runs)
     return summary
 
 
@@ -459,7 +498,13 @@ def report(results):
         f" (the steady fleet offered {OVERLOAD} x its nominal {results['nominal_capacity']} tasks/s with"
         f" least_connections; {MAX_CONCURRENCY} slots per agent; medians"
         f" {'/'.join(map(str, MEDIANS_MS))} ms; failure rates"
-        f" {'/'.join(str(round(f * 100)) for f in FAILURE_RATES)} %).",
+        f" {'/'.join(str(round(f * 100)) for f in FAILURE_RATES)} %)."
+        + (
+            f" Each figure pools {results['repeats']} runs per strategy and block, the strategies taking"
+            " turns (--repeat)."
+            if results.get("repeats", 1) > 1
+            else ""
+        ),
         "",
     ]
     degraded = results.get("degraded_capacity") or {}
@@ -539,6 +584,7 @@ def main(argv=None):
         "seconds": seconds,
         "nominal_capacity": round(fleet_capacity(), 1),
         "load_basis": args.load_basis,
+        "repeats": args.repeat,
         "runs": {},
     }
     try:
@@ -558,24 +604,27 @@ def main(argv=None):
         for case in cases:
             for load in loads:
                 key = f"{case}@{int(load * 100)}"
-                results["runs"][key] = {}
-                # Each block starts with a different strategy, so the box's drift falls on all of them.
-                order = strategies[block % len(strategies) :] + strategies[: block % len(strategies)]
+                raw = {strategy: [] for strategy in strategies}
                 block += 1
-                for strategy in order:
-                    summary = run_one(
-                        agents,
-                        agent_ids,
-                        case=case,
-                        load=load,
-                        capacity=load_capacity(results, case, args.load_basis),
-                        strategy=strategy,
-                        seconds=seconds,
-                        slow_window=slow_window,
-                        seed=args.seed + block,
-                    )
-                    results["runs"][key][strategy] = summary
-                    print(f"bench.routing: {key} {strategy}: {summary}", flush=True)
+                for repeat in range(args.repeat):
+                    # Each block and repeat starts with a different strategy, so the box's drift falls
+                    # on all of them; within a repeat every strategy gets the same arrivals.
+                    turn = (block - 1 + repeat) % len(strategies)
+                    for strategy in strategies[turn:] + strategies[:turn]:
+                        run = run_one(
+                            agents,
+                            agent_ids,
+                            case=case,
+                            load=load,
+                            capacity=load_capacity(results, case, args.load_basis),
+                            strategy=strategy,
+                            seconds=seconds,
+                            slow_window=slow_window,
+                            seed=args.seed + block + 1000 * repeat,
+                        )
+                        raw[strategy].append(run)
+                        print(f"bench.routing: {key} {strategy}: {pooled([run])}", flush=True)
+                results["runs"][key] = {strategy: pooled(runs) for strategy, runs in raw.items()}
     finally:
         if worker is not None:
             worker.stop()

@@ -259,3 +259,38 @@ def test_the_report_says_when_the_loads_are_shares_of_the_degraded_fleets():
     assert basis in routing.report(results)
     results["load_basis"] = "steady"
     assert basis not in routing.report(results)
+
+
+def test_repeats_are_pooled_task_by_task_and_second_by_second():
+    fast = routing.Run(
+        tasks=[(0.1, True, 1)] * 99, calls=[(0, 0, 200), (1, 1, 200)], created=99, drain_seconds=30
+    )
+    slow = routing.Run(
+        tasks=[(2.0, True, 2)] * 3 + [(0.1, True, 1)] * 98,
+        calls=[(1, 0, 200), (0, 1, 200)],
+        created=101,
+        drain_seconds=30,
+    )
+    alone = routing.pooled([fast])
+    assert alone == {**routing.summarize(fast.tasks, fast.calls, agents=6, drain_seconds=30), "created": 99}
+    both = routing.pooled([fast, slow])
+    assert both["tasks"] == 200 and both["created"] == 200 and both["repeats"] == 2
+    # The percentile of all 200 tasks (the three slow ones are its top 1.5 %), not the mean of two.
+    assert (alone["p99_ms"], routing.pooled([slow])["p99_ms"], both["p99_ms"]) == (100.0, 2000.0, 2000.0)
+    assert both["retries_per_task"] == pytest.approx(3 / 200)
+    assert both["share"][:2] == [0.5, 0.5]
+    # Each run moves all its traffic from one agent to the other after its first second. Pooled, each
+    # run's seconds are compared among themselves: read as one run's seconds, the two would cancel out.
+    assert both["oscillation"] == 1
+    assert routing.oscillation([(agent, second) for agent, second, _ in fast.calls + slow.calls], 6) == 0
+
+
+def test_the_repeats_are_asked_for_and_reported():
+    assert routing.parse_args([]).repeat == 1
+    assert routing.parse_args(["--repeat", "3"]).repeat == 3
+    with pytest.raises(SystemExit):
+        routing.parse_args(["--repeat", "0"])
+    pools = "Each figure pools 3 runs per strategy and block"
+    assert pools in routing.report(_report_input(repeats=3))
+    assert pools not in routing.report(_report_input(repeats=1))
+    assert pools not in routing.report(_report_input())

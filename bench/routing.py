@@ -390,9 +390,9 @@ def measure_capacity(agents, agent_ids, *, seconds, seed, profiles=None):
     """What the steady fleet (or the fleet of `profiles`) really completes per second through this box's
     worker: tasks offered at OVERLOAD x its nominal capacity with least_connections (which leaves no free
     slot idle while tasks wait), counted once the queue has built (from WARMUP s) to the end of the
-    arrivals. The loads are fractions of the steady fleet's: the nominal figure leaves out the dispatch
-    hop and the result's write that every call adds (about a fifth of the nominal figure on a 2-core
-    box)."""
+    arrivals. The loads are fractions of the steady fleet's (`load_capacity`): the nominal figure leaves
+    out the dispatch hop and the result's write that every call adds (about a fifth of the nominal figure
+    on a 2-core box)."""
     from tasks.models import Task, TaskStatus
 
     reset(agent_ids)

@@ -261,7 +261,7 @@ def report(results):
         " (each figure the mean over the seeds), each dispatch round seeing"
         f" {results['window'] or 'every'} agents (a uniform sample), loads as fractions of"
         f" {results['capacity_share']} x the nominal capacity, each call holding its slot"
-        f" {results.get('gap_ms', 0)} ms past its answer. Shares are per behaviour"
+        f" {results['gap_ms']} ms past its answer. Shares are per behaviour"
         f" (medians {'/'.join(map(str, MEDIANS_MS))} ms).",
         "",
     ]

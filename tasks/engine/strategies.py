@@ -226,11 +226,11 @@ class Adaptive(Strategy):
             return routing.expected_cost(*figures(c), c.load, c.max_concurrency)
 
         def score(c):
-            latency, success = figures(c)
+            latency, success = figures(c)  # once: cost_now(c) would estimate them again
             state = c.routes.get(key)
             return {
                 "agent_id": str(c.agent_id),
-                "cost_ms": round(cost_now(c), 3),
+                "cost_ms": round(routing.expected_cost(latency, success, c.load, c.max_concurrency), 3),
                 "latency_ms": _round(latency),
                 "success_rate": round(success, 4),
                 "load": c.load,

@@ -489,6 +489,15 @@ def pooled(runs):
     return summary
 
 
+def _failover_sentence(attempts):
+    if not attempts:
+        return " Every retry waited its backoff (TASK_FAILOVER_ATTEMPTS 0)."
+    return (
+        f" A 503 on one of a task's first {attempts} attempt(s) sent it at once to an agent it had not"
+        f" tried (TASK_FAILOVER_ATTEMPTS {attempts})."
+    )
+
+
 def report(results):
     lines = [
         "## Routing (bench/routing.py, its own database)",
@@ -504,7 +513,8 @@ def report(results):
             " turns (--repeat)."
             if results.get("repeats", 1) > 1
             else ""
-        ),
+        )
+        + _failover_sentence(results.get("failover_attempts", 0)),
         "",
     ]
     degraded = results.get("degraded_capacity") or {}
@@ -574,6 +584,8 @@ def main(argv=None):
     import django
 
     django.setup()
+    from django.conf import settings
+
     seconds = 6 if args.quick else 20
     slow_window = (seconds / 4, seconds / 4 + (3 if args.quick else 10))
     agents = Agents(log_dir, args.seed)
@@ -585,6 +597,7 @@ def main(argv=None):
         "nominal_capacity": round(fleet_capacity(), 1),
         "load_basis": args.load_basis,
         "repeats": args.repeat,
+        "failover_attempts": settings.TASK_FAILOVER_ATTEMPTS,
         "runs": {},
     }
     try:

@@ -8,7 +8,8 @@ agent of behaviour 1 also answers 503 at once half the time, in `slowdown` every
 capacity. Choices are made by the product's own strategy classes (tasks/engine/strategies.py) on the
 product's Candidate objects; what `adaptive` learns is folded with agents/routing.py's `fold` (the Python
 twin of the SQL the release runs), and `fastest`'s moving averages as agents/capacity.py moves them.
-Retries back off as the product does and avoid agents already tried.
+Retries back off as the product does and avoid agents already tried; with TASK_FAILOVER_ATTEMPTS set, a
+503 on a task's first attempt(s) fails over at once, as tasks/engine/outcomes.py does.
 
 Not simulated: the circuit breaker and the database. The dispatcher's own delay is one fixed gap per
 call (--dispatch-gap-ms, none by default): a slot is held that long past the agent's answer, and a task
@@ -48,13 +49,22 @@ def _setup_django():
 
 
 class Task:
-    __slots__ = ("task_id", "created", "attempts", "avoid_agents", "required_capabilities", "strategy")
+    __slots__ = (
+        "task_id",
+        "created",
+        "attempts",
+        "avoid_agents",
+        "failover_until",
+        "required_capabilities",
+        "strategy",
+    )
 
     def __init__(self, created, strategy):
         self.task_id = None
         self.created = created
         self.attempts = 0
         self.avoid_agents = []
+        self.failover_until = None  # simulated seconds
         self.required_capabilities = ["sim"]
         self.strategy = strategy
 
@@ -91,15 +101,15 @@ def simulate(
     slow_from, slow_until = seconds / 4, seconds / 4 + seconds / 2
 
     def call(i, at):
-        """(duration s, ok, fast) of a call to agent i starting at `at`."""
+        """(duration s, ok, refused: a 503) of a call to agent i starting at `at`."""
         kind = i % behaviours
         if case == "fast_failer" and kind == 1 and rng.random() < 0.5:
-            return 0.002, False
+            return 0.002, False, True
         median = MEDIANS_MS[kind] / 1000
         if case == "slowdown" and kind == 0 and slow_from <= at < slow_until:
             median *= 10
         duration = median * math.exp(rng.gauss(0, 0.25))
-        return duration, rng.random() >= FAILURE_RATES[kind]
+        return duration, rng.random() >= FAILURE_RATES[kind], False
 
     events, sequence = [], 0
 
@@ -134,7 +144,12 @@ def simulate(
                 kept.append(task)
                 continue
             avoid = set(task.avoid_agents)
-            fresh = [c for c in able if c.agent_id not in avoid] or able
+            fresh = [c for c in able if c.agent_id not in avoid]
+            if not fresh:
+                if task.failover_until is not None and now_s < task.failover_until:
+                    kept.append(task)  # a prompt failover waits for an agent it has not tried
+                    continue
+                fresh = able
             busy = ()
             if strategy.weighs_waiting:
                 busy = [c for c in pool if c.load >= c.max_concurrency and c.agent_id not in avoid]
@@ -147,9 +162,10 @@ def simulate(
             if chosen.load >= chosen.max_concurrency:
                 free.discard(i)
             task.attempts += 1
-            duration, ok = call(i, now_s)
-            calls.append((i % behaviours, int(now_s), 200 if ok else 500))
-            push(now_s + duration + gap_ms / 1000, "finish", (task, i, duration, ok))
+            task.failover_until = None
+            duration, ok, refused = call(i, now_s)
+            calls.append((i % behaviours, int(now_s), 200 if ok else 503 if refused else 500))
+            push(now_s + duration + gap_ms / 1000, "finish", (task, i, duration, ok, refused))
         for agent in pool:  # the tasks that chose to wait for a full agent are counted again next round
             agent.waiting = 0
         kept.extend(queue)
@@ -160,8 +176,8 @@ def simulate(
         now_s, _, kind, payload = heapq.heappop(events)
         if kind in ("arrive", "due"):
             queue.append(payload)
-        else:
-            task, i, duration, ok = payload
+        elif kind == "finish":
+            task, i, duration, ok, refused = payload
             agent = fleet[i]
             agent.load -= 1
             free.add(i)
@@ -183,7 +199,15 @@ def simulate(
                         settings.TASK_RETRY_BACKOFF_MAX,
                         settings.TASK_RETRY_BACKOFF_BASE * 2 ** (task.attempts - 1),
                     )
-                    push(now_s + rng.uniform(0, ceiling), "due", task)
+                    backoff = rng.uniform(0, ceiling)
+                    if refused and task.attempts <= settings.TASK_FAILOVER_ATTEMPTS:
+                        # engine/outcomes.py's prompt failover: due now on agents not tried yet, on
+                        # the others after the backoff (a round then, should only they be free)
+                        task.failover_until = now_s + backoff
+                        push(now_s, "due", task)
+                        push(task.failover_until, "wake", None)
+                    else:
+                        push(now_s + backoff, "due", task)
                 else:
                     finished.append((now_s - task.created, False, task.attempts))
         dispatch(now_s)

@@ -126,6 +126,10 @@ TASK_MAX_RETRIES = env_int("TASK_MAX_RETRIES", 3, minimum=0)
 TASK_DEFAULT_TIMEOUT = env_int("TASK_DEFAULT_TIMEOUT", 60, minimum=1)
 TASK_RETRY_BACKOFF_BASE = env_float("TASK_RETRY_BACKOFF_BASE", 1.0, minimum=0)
 TASK_RETRY_BACKOFF_MAX = env_float("TASK_RETRY_BACKOFF_MAX", 60.0, minimum=0)
+# An agent that refuses a task (503, 429, connection refused) on one of the task's first N attempts
+# sends it at once to an agent it has not tried; the refusing agent gets it back only after the backoff.
+# 0: every retry waits its backoff.
+TASK_FAILOVER_ATTEMPTS = env_int("TASK_FAILOVER_ATTEMPTS", 1, minimum=0)
 TASK_BULK_MAX = env_int("TASK_BULK_MAX", 1000, minimum=1)
 # Routing (docs/routing.md). Kept in step with tasks/engine/strategies.py (which cannot be imported
 # before the apps are loaded; tests/test_settings.py holds the two equal).

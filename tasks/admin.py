@@ -168,6 +168,7 @@ class TaskAdmin(VerbsMixin, admin.ModelAdmin):
         "started_at",
         "finished_at",
         "next_attempt_at",
+        "failover_until",
         "lease_expires_at",
     ]
     exclude = [

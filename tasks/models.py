@@ -118,6 +118,9 @@ class Task(models.Model):
     event_sequence = models.PositiveIntegerField(default=1, editable=False)
     # Agents that failed this task: retries prefer others when there are any.
     avoid_agents = ArrayField(models.UUIDField(), default=list, blank=True)
+    # A prompt failover (TASK_FAILOVER_ATTEMPTS): until then the task goes only to agents not in
+    # avoid_agents, though it is due at once; after it, to any agent, as any retry.
+    failover_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

@@ -228,7 +228,8 @@ def cancel_task(*, task_id, reason="cancelled by an operator"):
 
 # An operator's retry: back to the queue at once, with a fresh budget, result and agents forgotten.
 _REQUEUE = """assigned_agent_id = NULL, result = NULL, error = NULL, finished_at = NULL,
-    next_attempt_at = %(now)s, lease_expires_at = NULL, retry_base = t.attempts, avoid_agents = '{}'"""
+    next_attempt_at = %(now)s, lease_expires_at = NULL, retry_base = t.attempts, avoid_agents = '{}',
+    failover_until = NULL"""
 
 
 def retry_task(*, task_id):

@@ -294,3 +294,27 @@ def test_the_repeats_are_asked_for_and_reported():
     assert pools in routing.report(_report_input(repeats=3))
     assert pools not in routing.report(_report_input(repeats=1))
     assert pools not in routing.report(_report_input())
+
+
+def test_the_simulation_fails_over_after_a_503_as_the_product_does(settings):
+    from bench import routing_sim
+
+    def once():
+        return routing_sim.simulate(
+            agents=6, case="fast_failer", load=0.5, strategy_name="least_connections", seconds=20, seed=3
+        )
+
+    settings.TASK_FAILOVER_ATTEMPTS = 0
+    waiting = once()
+    settings.TASK_FAILOVER_ATTEMPTS = 1
+    failing_over = once()
+    assert failing_over["tasks"] == waiting["tasks"]  # the same arrivals
+    # A refused task no longer waits up to a second before its next attempt: the tail shrinks.
+    assert failing_over["p99_ms"] < waiting["p99_ms"]
+    assert failing_over["success_rate"] >= waiting["success_rate"]
+
+
+def test_the_report_says_whether_refused_tasks_failed_over():
+    assert "Every retry waited its backoff (TASK_FAILOVER_ATTEMPTS 0)" in routing.report(_report_input())
+    text = routing.report(_report_input(failover_attempts=1))
+    assert "first 1 attempt(s) sent it at once to an agent it had not tried" in text

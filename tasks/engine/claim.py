@@ -79,6 +79,7 @@ class QueuedTask:
     attempts: int
     created_at: object
     auto_dispatch: bool
+    failover_until: object = None
 
 
 _TASK_FIELDS = tuple(field.name for field in fields(QueuedTask))
@@ -199,9 +200,16 @@ def _plan(tasks, candidates, now):
         able, full = fleet.split(filled)
         if not able:
             continue
-        # Retries go to an agent that has not failed this task yet, when there is one.
+        # Retries go to an agent that has not failed this task yet, when there is one; a prompt
+        # failover waits for one (until its failover_until) rather than go back to an agent it left.
         avoid = set(task.avoid_agents)
-        fresh = ([c for c in able if c.agent_id not in avoid] or able) if avoid else able
+        fresh = able
+        if avoid:
+            fresh = [c for c in able if c.agent_id not in avoid]
+            if not fresh:
+                if task.failover_until is not None and task.failover_until > now:
+                    continue
+                fresh = able
         strategy = get_strategy(task.strategy, task.required_capabilities)
         busy = ()
         if strategy.weighs_waiting:
@@ -256,7 +264,7 @@ def _place(tasks, candidates, now):
 # The assignment: a fresh attempt with its agent, and (for auto-dispatched tasks) a lease that the
 # sweep expires if no answer is recorded in time. The rows are locked by the claim, so unfenced.
 _ASSIGN = """assigned_agent_id = v.agent_id, attempts = t.attempts + 1, assigned_at = %(now)s,
-    next_attempt_at = NULL,
+    next_attempt_at = NULL, failover_until = NULL,
     lease_expires_at = CASE WHEN t.auto_dispatch
         THEN %(now)s + make_interval(secs => t.timeout_seconds + %(grace)s) END"""
 

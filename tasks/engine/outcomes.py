@@ -26,9 +26,23 @@ from .outcome import OutcomeKind
 logger = logging.getLogger(__name__)
 
 
-# Refusals that say nothing of the agent's health (the breaker ignores them) but that routing learns as
-# slow outcomes: an agent that sheds load is one to send less to. Other refusals (a 4xx) are the task's.
+# An agent shedding load: routing learns these as slow outcomes (an agent that sheds load is one to send
+# less to; the breaker counts a 503, as any 5xx, but not a 429). Other refusals (a 4xx) are the task's.
 SLOW_REFUSALS = (429, 503)
+
+
+# How an agent says it cannot take the task now, whatever the task: it sheds load or is not there. The
+# task itself may be fine, so another agent may try it at once (TASK_FAILOVER_ATTEMPTS).
+FAILOVER_CALL_OUTCOMES = ("connection_error",)
+
+
+def fails_over(outcome, attempt_of_run):
+    """Whether a retry of this failure goes at once to an agent the task has not tried (a prompt
+    failover) instead of waiting its backoff: the agent refused the task (a 503 or 429, or no
+    connection), on one of the first TASK_FAILOVER_ATTEMPTS attempts of its run. Later refusals back
+    off as any failure does, so a fleet that refuses everything is not hammered."""
+    refused = outcome.status_code in SLOW_REFUSALS or outcome.call_outcome in FAILOVER_CALL_OUTCOMES
+    return refused and outcome.agent_id is not None and attempt_of_run <= settings.TASK_FAILOVER_ATTEMPTS
 
 
 def backoff_delay(attempt, *, retry_after=None):
@@ -108,9 +122,10 @@ def _locked_in_flight(task_id, attempt):
 
 
 # A retry: back to the queue, due after the backoff, remembering the agent so the next attempt prefers
-# another one.
+# another one. A prompt failover is due at once, but only for agents other than those remembered until
+# failover_until (claim._plan).
 _RETRY = """assigned_agent_id = NULL, lease_expires_at = NULL, next_attempt_at = v.next_attempt_at,
-    error = v.error,
+    failover_until = v.failover_until, error = v.error,
     avoid_agents = CASE WHEN v.agent_id IS NULL OR v.agent_id = ANY(t.avoid_agents) THEN t.avoid_agents
                         ELSE array_append(t.avoid_agents, v.agent_id) END"""
 
@@ -126,23 +141,30 @@ def _fail_or_retry(outcome, now):
     _wake_for_probe(capacity.release(outcome.agent_id, verdict=verdict, now=now, route=route))
     if outcome.retire_agent and outcome.agent_id:
         capacity.retire(outcome.agent_id, now=now, reason=f"retired: {outcome.reason}")
-    budget_left = task.attempts - task.retry_base <= task.max_retries
+    attempt_of_run = task.attempts - task.retry_base
+    budget_left = attempt_of_run <= task.max_retries
     delay = backoff_delay(task.attempts, retry_after=outcome.retry_after)
-    next_attempt_at = now + timedelta(seconds=delay)
+    back_at = now + timedelta(seconds=delay)  # when the agent that failed may have the task again
+    failover = fails_over(outcome, attempt_of_run)
+    next_attempt_at = now if failover else back_at
     past_deadline = task.deadline is not None and next_attempt_at >= task.deadline
     if outcome.kind is OutcomeKind.RETRY and budget_left and not past_deadline:
+        # A failover's event says how long the agents it tried are off limits to it.
+        timing = {"retry_in_seconds": 0.0, "failover_seconds": round(delay, 3)} if failover else {}
         step = Step(
             task.task_id,
             task.attempts,
             outcome.agent_id,
             reason=outcome.reason,
-            details={**(outcome.details() or {}), "retry_in_seconds": round(delay, 3)},
+            details={**(outcome.details() or {}), "retry_in_seconds": round(delay, 3)} | timing,
             call_outcome=outcome.call_outcome,
-            values=(next_attempt_at, Jsonb(outcome.error_value())),
+            values=(next_attempt_at, back_at if failover else None, Jsonb(outcome.error_value())),
         )
-        columns = (("next_attempt_at", "timestamptz"), ("error", "jsonb"))
+        columns = (("next_attempt_at", "timestamptz"), ("failover_until", "timestamptz"), ("error", "jsonb"))
         move(EventKind.RETRYING, [step], now=now, assignments=_RETRY, columns=columns)
         wake.ring_at(next_attempt_at)
+        if failover:
+            wake.ring_at(back_at)  # should only the agents it tried be free by then
         return True
     reason = outcome.reason
     if outcome.kind is OutcomeKind.RETRY:
@@ -191,7 +213,7 @@ def lock_with_agents(tasks, *, fields=ENDING_FIELDS, limit=None, wait=True):
     return [t for t in locked if t.assigned_agent_id is None or str(t.assigned_agent_id) in mine]
 
 
-_END = """finished_at = %(now)s, lease_expires_at = NULL, next_attempt_at = NULL,
+_END = """finished_at = %(now)s, lease_expires_at = NULL, next_attempt_at = NULL, failover_until = NULL,
     error = COALESCE(v.error, t.error)"""
 
 

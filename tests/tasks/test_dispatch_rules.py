@@ -113,9 +113,11 @@ def test_410_fails_the_task_and_retires_the_agent(worker, operator_client, fake_
     assert agent.status_changes.filter(new_status="draining", reason__startswith="retired").count() == 1
 
 
+@pytest.mark.parametrize("failover_attempts", [1, 0], ids=["failing-over", "not-failing-over"])
 def test_429_is_retried_no_sooner_than_retry_after(
-    worker, operator_client, fake_agents, register, fast_retries
+    worker, operator_client, fake_agents, register, fast_retries, settings, failover_attempts
 ):
+    settings.TASK_FAILOVER_ATTEMPTS = failover_attempts
     answers = iter([(429, {"error": "slow down"}, {"Retry-After": "1"})])
     fake = fake_agents(lambda call: next(answers, (200, {"result": "ok"})))
     register(fake)
@@ -123,7 +125,12 @@ def test_429_is_retried_no_sooner_than_retry_after(
     settled(task_id, "completed")
     first, second = fake.calls
     assert second.at - first.at >= 1.0
-    assert TaskEvent.objects.get(task_id=task_id, kind="retrying").details["retry_in_seconds"] >= 1.0
+    details = TaskEvent.objects.get(task_id=task_id, kind="retrying").details
+    if failover_attempts:
+        # Due at once for another agent (there is none); the agent that said 429 waited its Retry-After.
+        assert details["retry_in_seconds"] == 0.0 and details["failover_seconds"] >= 1.0
+    else:
+        assert details["retry_in_seconds"] >= 1.0
 
 
 def test_a_retry_prefers_another_capable_agent(worker, operator_client, fake_agents, register, fast_retries):

@@ -149,14 +149,18 @@ def _fail_or_retry(outcome, now):
     next_attempt_at = now if failover else back_at
     past_deadline = task.deadline is not None and next_attempt_at >= task.deadline
     if outcome.kind is OutcomeKind.RETRY and budget_left and not past_deadline:
-        # A failover's event says how long the agents it tried are off limits to it.
-        timing = {"retry_in_seconds": 0.0, "failover_seconds": round(delay, 3)} if failover else {}
+        # A failover's event also says how long the agents it tried are off limits to it.
+        timing = (
+            {"retry_in_seconds": 0.0, "failover_seconds": round(delay, 3)}
+            if failover
+            else {"retry_in_seconds": round(delay, 3)}
+        )
         step = Step(
             task.task_id,
             task.attempts,
             outcome.agent_id,
             reason=outcome.reason,
-            details={**(outcome.details() or {}), "retry_in_seconds": round(delay, 3)} | timing,
+            details={**(outcome.details() or {}), **timing},
             call_outcome=outcome.call_outcome,
             values=(next_attempt_at, back_at if failover else None, Jsonb(outcome.error_value())),
         )

@@ -29,6 +29,11 @@ COUNTERS = {
     "tasks_total": ("orchestrator_tasks_total", "Task transitions into each status.", "status"),
     "task_events_total": ("orchestrator_task_events_total", "Task events by kind.", "kind"),
     "agent_calls_total": ("orchestrator_agent_calls_total", "Calls to agents by outcome.", "outcome"),
+    "task_failovers_total": (
+        "orchestrator_task_failovers_total",
+        "Retries sent at once to agents not yet tried, after a refusal (503, 429, no connection).",
+        "outcome",
+    ),
 }
 HISTOGRAMS = {
     "task_duration_seconds": (

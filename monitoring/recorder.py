@@ -90,6 +90,8 @@ def record_task_transitions(transitions):
         outcome = event.get("agent_call_outcome")
         if outcome:
             counts[COUNTERS_KEY, _counter_field("agent_calls_total", outcome)] += 1
+        if event.get("failover_seconds") is not None:
+            counts[COUNTERS_KEY, _counter_field("task_failovers_total", outcome or "unknown")] += 1
         for name, field in (
             ("task_duration_seconds", "duration_seconds"),
             ("dispatch_latency_seconds", "dispatch_latency_seconds"),

@@ -41,6 +41,9 @@ _TIMING = {
     EventKind.FAILED: "duration_seconds",
     EventKind.CANCELLED: "duration_seconds",
 }
+# What a retry's live message carries of its event's details: when it is due, and for a prompt failover
+# how long the agents it tried are off limits (engine/outcomes.py). Counted by the metrics.
+_RETRY_TIMING = ("retry_in_seconds", "failover_seconds")
 _EVENT_INSERT = (
     f"INSERT INTO {TaskEvent._meta.db_table}"
     " (task_id, kind, status, attempt, agent_id, reason, details, created_at)"
@@ -182,6 +185,14 @@ def move(kind, steps, *, now, assignments="", columns=(), params=None, fenced=Tr
     return moved
 
 
+def _timing(kind, name, moved, now):
+    """The timings a transition's live message carries (task_transition's `timing`), or None."""
+    found = {name: (now - moved.created_at).total_seconds()} if name else {}
+    if kind == EventKind.RETRYING and moved.step.details:
+        found.update({key: moved.step.details[key] for key in _RETRY_TIMING if key in moved.step.details})
+    return found or None
+
+
 def _announce(kind, moved, now):
     target = LIFECYCLE[kind].target
     timing = _TIMING.get(kind)
@@ -196,7 +207,7 @@ def _announce(kind, moved, now):
             priority=m.priority,
             task_type=m.type,
             capabilities=m.capabilities,
-            timing={timing: (now - m.created_at).total_seconds()} if timing else None,
+            timing=_timing(kind, timing, m, now),
             agent_call_outcome=m.step.call_outcome,
         )
         for m in moved

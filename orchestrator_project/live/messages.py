@@ -20,7 +20,8 @@ def task_transition(
     agent_call_outcome="",
 ):
     """One task transition. `timing`: {name: seconds} of the timings the transition measures (how long
-    the task waited in the queue, until it was sent, until it ended)."""
+    the task waited in the queue, until it was sent, until it ended; when a retry is due, and how long
+    a prompt failover keeps it from the agents it tried)."""
     message = {
         "task_id": str(task_id),
         "status": str(status),

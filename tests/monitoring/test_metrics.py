@@ -86,16 +86,27 @@ def test_counters_and_histograms_sum_what_was_published(client):
             transition(task_ids[0], "completed", duration_seconds=0.7, agent_call_outcome="success"),
             transition(task_ids[1], "failed", duration_seconds=42.0, agent_call_outcome="rejected"),
             transition(task_ids[2], "pending", kind="retrying", agent_call_outcome="timeout"),
+            transition(
+                task_ids[1],
+                "pending",
+                kind="retrying",
+                agent_call_outcome="error",
+                retry_in_seconds=0.0,
+                failover_seconds=0.8,
+            ),
         ]
     )
     events.flush()
     samples = scrape(client)
-    assert samples[("orchestrator_tasks_total", (("status", "pending"),))] == 4
+    assert samples[("orchestrator_tasks_total", (("status", "pending"),))] == 5
     assert samples[("orchestrator_tasks_total", (("status", "completed"),))] == 1
     assert samples[("orchestrator_tasks_total", (("status", "failed"),))] == 1
-    assert samples[("orchestrator_task_events_total", (("kind", "retrying"),))] == 1
-    for outcome in ("success", "rejected", "timeout"):
+    assert samples[("orchestrator_task_events_total", (("kind", "retrying"),))] == 2
+    for outcome in ("success", "rejected", "timeout", "error"):
         assert samples[("orchestrator_agent_calls_total", (("outcome", outcome),))] == 1
+    # Only the retry that failed over counts as a failover.
+    assert samples[("orchestrator_task_failovers_total", (("outcome", "error"),))] == 1
+    assert ("orchestrator_task_failovers_total", (("outcome", "timeout"),)) not in samples
     assert samples[("orchestrator_task_duration_seconds_count", ())] == 2
     assert samples[("orchestrator_task_duration_seconds_sum", ())] == pytest.approx(42.7)
     assert samples[("orchestrator_task_duration_seconds_bucket", (("le", "0.5"),))] == 0

@@ -1,4 +1,5 @@
 import contextlib
+import threading
 import time
 
 import pytest
@@ -6,6 +7,7 @@ from django.db import connections
 from django.utils import timezone
 
 from agents.models import Agent
+from orchestrator_project import live
 from orchestrator_project.accounts.models import hash_token, new_raw_token
 from tasks.models import Task
 from tests.fake_agent import FakeAgent
@@ -117,6 +119,29 @@ def worker(celery_worker_session, transactional_db):
         runner.writer.wait_idle(10)
     for conn in connections.all():
         conn.close()
+
+
+@pytest.fixture
+def published():
+    """Live messages as the publisher delivers them: `published(n)` waits for the first n."""
+    messages = []
+    arrived = threading.Condition()
+
+    def receive(batch):
+        with arrived:
+            messages.extend(batch)
+            arrived.notify_all()
+
+    unsubscribe = live.subscribe_task_transitions(receive)
+
+    def wait_for(count):
+        live.flush()
+        with arrived:
+            assert arrived.wait_for(lambda: len(messages) >= count, timeout=10), messages
+        return messages
+
+    yield wait_for
+    unsubscribe()
 
 
 @pytest.fixture

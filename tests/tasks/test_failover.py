@@ -97,6 +97,20 @@ def test_a_refusal_after_the_first_attempts_waits_its_backoff(db, failover):
     assert rerun.next_attempt_at == now and rerun.failover_until is not None
 
 
+def test_a_retrys_live_message_says_when_it_is_due_and_whether_it_failed_over(
+    transactional_db, failover, published
+):
+    agent = make_agent("refuses", current_load=2)
+    refused, failing = in_flight(agent), in_flight(agent)
+    failed(refused, agent, status_code=503, retry_after=30)
+    failed(failing, agent, status_code=500)
+    messages = {m["task_id"]: m for m in published(2)}
+    refusal, failure = messages[str(refused.pk)], messages[str(failing.pk)]
+    assert refusal["kind"] == "retrying" and refusal["agent_call_outcome"] == "error"
+    assert refusal["retry_in_seconds"] == 0.0 and refusal["failover_seconds"] >= 30
+    assert failure["retry_in_seconds"] >= 0 and "failover_seconds" not in failure
+
+
 def test_off_every_retry_waits_its_backoff(db, settings):
     settings.TASK_FAILOVER_ATTEMPTS = 0
     agent = make_agent("refuses", current_load=1)

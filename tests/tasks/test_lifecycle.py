@@ -1,7 +1,6 @@
 """The task lifecycle: one table of transitions, one function that writes them, and what each leaves
 behind (the task row, its event row, a live message; a failure notice)."""
 
-import threading
 import uuid
 
 import pytest
@@ -9,7 +8,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from orchestrator_project import live
 from tasks import services
 from tasks.models import (
     LIFECYCLE,
@@ -22,29 +20,6 @@ from tasks.models import (
 from tasks.serializers import plainly_valid_task
 from tasks.signals import tasks_failed
 from tasks.transitions import Step, move
-
-
-@pytest.fixture
-def published():
-    """Live messages as the publisher delivers them: `published(n)` waits for the first n."""
-    messages = []
-    arrived = threading.Condition()
-
-    def receive(batch):
-        with arrived:
-            messages.extend(batch)
-            arrived.notify_all()
-
-    unsubscribe = live.subscribe_task_transitions(receive)
-
-    def wait_for(count):
-        live.flush()
-        with arrived:
-            assert arrived.wait_for(lambda: len(messages) >= count, timeout=10), messages
-        return messages
-
-    yield wait_for
-    unsubscribe()
 
 
 def running_task(**fields):

@@ -1,5 +1,5 @@
 """`python -m bench.routing [--quick] [--cases slowdown] [--loads 0.8] [--strategies adaptive,fastest]
-[--load-basis degraded]`: the routing strategies against real loopback agents (issue 17).
+[--load-basis degraded] [--degraded-agent 2]`: the routing strategies against real loopback agents (issue 17).
 
 Six agents (bench/routing_agents.py: latency medians 50/50/100/100/200/400 ms, log-normal, failure
 rates 1/1/2/5/1/20 %, MAX_CONCURRENCY slots each) serve one capability. Three cases:
@@ -9,6 +9,9 @@ rates 1/1/2/5/1/20 %, MAX_CONCURRENCY slots each) serve one capability. Three ca
   half the time;
 - `slowdown`: agent 0 (the other 50 ms one) turns 10 x slower for SLOW_SECONDS in the middle of the run (the
   issue's "minute", scaled with the run so the whole benchmark takes under 12 minutes).
+
+`--degraded-agent N` makes agent N the one that degrades in both (a 100 ms agent, 2 or 3, carries 15 % of
+the fleet's capacity where a 50 ms one carries 30 %).
 
 Each case runs at 50 % and 80 % of the fleet's capacity as measured first (`measure_capacity`: what the
 steady fleet completes per second when offered more than it can take; `--load-basis degraded` takes
@@ -97,6 +100,13 @@ def parse_args(argv):
         " fast_failer and slowdown cases, the capacity their fleet keeps with its agent degraded",
     )
     parser.add_argument(
+        "--degraded-agent",
+        type=int,
+        choices=range(len(MEDIANS_MS)),
+        help=f"the agent that degrades in fast_failer and slowdown (default: {FAST_FAILER} and {SLOWED}, the"
+        " 50 ms ones, each 30 %% of the fleet's capacity; 2 or 3, a 100 ms one, carries 15 %%)",
+    )
+    parser.add_argument(
         "--strategies",
         type=comma_list(str),
         help="comma-separated (default: all four; the targets are judged only when all four ran)",
@@ -125,15 +135,23 @@ def throughput(finished, *, start, end):
     return sum(1 for at in finished if start <= at <= end) / (end - start)
 
 
-def agent_profiles(case, *, slowed=False):
+def degraded_agent(case, chosen=None):
+    """The agent that degrades in `case`: `chosen` (--degraded-agent), or the case's own 50 ms agent."""
+    if chosen is not None:
+        return chosen
+    return {"fast_failer": FAST_FAILER, "slowdown": SLOWED}.get(case)
+
+
+def agent_profiles(case, *, slowed=False, degraded=None):
+    """Each agent's behaviour in `case`; `degraded`: the agent that degrades, if not the case's own."""
     profiles = [
         {"median_ms": median, "failure": failure, "fast_503": 0.0, "slow": 1}
         for median, failure in zip(MEDIANS_MS, FAILURE_RATES, strict=True)
     ]
     if case == "fast_failer":
-        profiles[FAST_FAILER]["fast_503"] = 0.5
+        profiles[degraded_agent(case, degraded)]["fast_503"] = 0.5
     if case == "slowdown" and slowed:
-        profiles[SLOWED]["slow"] = 10
+        profiles[degraded_agent(case, degraded)]["slow"] = 10
     return profiles
 
 
@@ -408,20 +426,25 @@ def measure_capacity(agents, agent_ids, *, seconds, seed, profiles=None):
 # The fleet at its worst in each case with a degraded agent: the fast failer all along; the slowed agent
 # slowed (which it is for half of each run).
 DEGRADED = {"fast_failer": {}, "slowdown": {"slowed": True}}
-DEGRADED_HOW = {
-    "fast_failer": f"agent {FAST_FAILER} answering 503 half the time",
-    "slowdown": f"agent {SLOWED} 10 x slower",
-}
 
 
-def degraded_capacities(agents, agent_ids, cases, *, seconds, seed):
+def degraded_how(case, chosen=None):
+    how = {"fast_failer": "answering 503 half the time", "slowdown": "10 x slower"}[case]
+    return f"agent {degraded_agent(case, chosen)} {how}"
+
+
+def degraded_capacities(agents, agent_ids, cases, *, seconds, seed, degraded=None):
     """Per case with a degraded agent, what its fleet completes per second at its worst. Not a target:
     it says whether a load, a share of the steady fleet's capacity, is still a load for that fleet or
     already more than it can carry, when the queue and not the routing sets the p99."""
     return {
         case: round(
             measure_capacity(
-                agents, agent_ids, seconds=seconds, seed=seed, profiles=agent_profiles(case, **DEGRADED[case])
+                agents,
+                agent_ids,
+                seconds=seconds,
+                seed=seed,
+                profiles=agent_profiles(case, degraded=degraded, **DEGRADED[case]),
             ),
             1,
         )
@@ -438,15 +461,15 @@ def load_capacity(results, case, basis):
     return results["capacity"]
 
 
-def run_one(agents, agent_ids, *, case, load, capacity, strategy, seconds, slow_window, seed):
+def run_one(agents, agent_ids, *, case, load, capacity, strategy, seconds, slow_window, seed, degraded=None):
     reset(agent_ids)
-    agents.configure(agent_profiles(case), restart_clock=True)
+    agents.configure(agent_profiles(case, degraded=degraded), restart_clock=True)
     timers = []
     if case == "slowdown":
         start, end = slow_window
         timers = [
-            threading.Timer(start, agents.configure, [agent_profiles(case, slowed=True)]),
-            threading.Timer(end, agents.configure, [agent_profiles(case)]),
+            threading.Timer(start, agents.configure, [agent_profiles(case, slowed=True, degraded=degraded)]),
+            threading.Timer(end, agents.configure, [agent_profiles(case, degraded=degraded)]),
         ]
         for timer in timers:
             timer.start()
@@ -522,7 +545,8 @@ def report(results):
         lines += [
             "Measured the same way with the agent degraded for the whole run, the fleet completes "
             + " and ".join(
-                f"{capacity} tasks/s in {case} ({DEGRADED_HOW[case]})" for case, capacity in degraded.items()
+                f"{capacity} tasks/s in {case} ({degraded_how(case, results.get('degraded_agent'))})"
+                for case, capacity in degraded.items()
             )
             + ". A load above that is more than the fleet can carry while the agent is degraded: then the"
             " queue, not the routing, sets the p99."
@@ -598,6 +622,7 @@ def main(argv=None):
         "load_basis": args.load_basis,
         "repeats": args.repeat,
         "failover_attempts": settings.TASK_FAILOVER_ATTEMPTS,
+        "degraded_agent": args.degraded_agent,
         "runs": {},
     }
     try:
@@ -608,7 +633,12 @@ def main(argv=None):
         print(f"bench.routing: measured capacity {capacity:.1f} tasks/s", flush=True)
         cases = args.cases or (("fast_failer",) if args.quick else CASES)
         results["degraded_capacity"] = degraded_capacities(
-            agents, agent_ids, cases, seconds=6 if args.quick else 12, seed=args.seed
+            agents,
+            agent_ids,
+            cases,
+            seconds=6 if args.quick else 12,
+            seed=args.seed,
+            degraded=args.degraded_agent,
         )
         print(f"bench.routing: degraded fleets' capacity {results['degraded_capacity']}", flush=True)
         loads = args.loads or ((0.8,) if args.quick else LOADS)
@@ -634,6 +664,7 @@ def main(argv=None):
                             seconds=seconds,
                             slow_window=slow_window,
                             seed=args.seed + block + 1000 * repeat,
+                            degraded=args.degraded_agent,
                         )
                         raw[strategy].append(run)
                         print(f"bench.routing: {key} {strategy}: {pooled([run])}", flush=True)

@@ -211,6 +211,22 @@ def test_the_report_names_the_degraded_fleets_capacity():
     assert "the agent degraded for the whole run" not in routing.report(results)
 
 
+def test_another_agent_can_be_the_one_that_degrades():
+    # A 100 ms agent carries 15 % of the fleet's capacity, a 50 ms one 30 %: how much an incident takes
+    # away decides whether 80 % is still a load while it lasts.
+    assert routing.parse_args(["--degraded-agent", "2"]).degraded_agent == 2
+    assert routing.parse_args([]).degraded_agent is None
+    with pytest.raises(SystemExit):
+        routing.parse_args(["--degraded-agent", "6"])
+    failing = routing.agent_profiles("fast_failer", degraded=2)
+    assert [p["fast_503"] for p in failing] == [0, 0, 0.5, 0, 0, 0]
+    slowed = routing.agent_profiles("slowdown", slowed=True, degraded=2)
+    assert [p["slow"] for p in slowed] == [1, 1, 10, 1, 1, 1]
+    assert [p["slow"] for p in routing.agent_profiles("slowdown", degraded=2)] == [1] * 6
+    text = routing.report(_report_input(degraded_capacity={"fast_failer": 99.0}, degraded_agent=2))
+    assert "99.0 tasks/s in fast_failer (agent 2 answering 503 half the time)" in text
+
+
 def test_the_simulations_dispatch_gap_holds_every_slot_past_its_call(settings):
     from bench import routing_sim
 

@@ -147,7 +147,25 @@ def task_message(task):
         "task_type": task.type,
         "capabilities": list(task.required_capabilities),
         "created_at": task.created_at.isoformat(),
+        **_retry_timing(task),
     }
+
+
+def _retry_timing(task):
+    """What the `retrying` event's message said of a task still waiting for its next attempt, so that a
+    snapshot says it too: its backoff (when due, counted from its last change), and for a prompt
+    failover how long the agents it tried are off limits. A task that is simply due (new, requeued, or
+    retried by an operator) has neither."""
+    if task.status != TaskStatus.PENDING:
+        return {}
+    if task.failover_until is not None:
+        return {
+            "retry_in_seconds": 0.0,
+            "failover_seconds": round(max((task.failover_until - task.updated_at).total_seconds(), 0.0), 3),
+        }
+    if task.next_attempt_at is not None and task.next_attempt_at > task.updated_at:
+        return {"retry_in_seconds": round((task.next_attempt_at - task.updated_at).total_seconds(), 3)}
+    return {}
 
 
 def agent_message(agent):
@@ -174,6 +192,8 @@ _TASK_FIELDS = (
     "type",
     "required_capabilities",
     "created_at",
+    "next_attempt_at",
+    "failover_until",
 )
 
 

@@ -62,7 +62,10 @@
         return true;
       }
       this.count(event.status, 1);
-      this.items.set(id, Object.assign({}, current, event));
+      var kept = Object.assign({}, current);
+      // What the last transition said of itself (its timings, its call's outcome) is not the next one's.
+      (this.kind.transient || []).forEach(function (field) { delete kept[field]; });
+      this.items.set(id, Object.assign(kept, event));
       return true;
     }
     var created = this.kind.createdAt(event);
@@ -96,6 +99,11 @@
     statuses: ["pending", "assigned", "running", "completed", "failed", "cancelled"],
     gone: null,
     limit: 250, // the snapshot's 200 active and 50 finished
+    // Fields a transition's message carries about that transition only (tasks/transitions.py).
+    transient: [
+      "queue_wait_seconds", "dispatch_latency_seconds", "duration_seconds", "retry_in_seconds",
+      "failover_seconds", "agent_call_outcome",
+    ],
     newer: function (current, incoming) {
       var was = current.attempt || 0;
       var now = incoming.attempt || 0;

@@ -149,6 +149,28 @@
     return el("span", { className: "badge badge-" + status, text: status.replace("_", " ") });
   }
 
+  /* A task back in the queue after a failed attempt says why it waits: a prompt failover to an agent it
+     has not tried (the one that refused gets it back after failover_seconds), or its backoff. */
+  function retryNote(task) {
+    // The store drops these with the next transition: present, they are the latest one's.
+    if (task.status !== "pending" || task.retry_in_seconds === undefined || task.retry_in_seconds === null) {
+      return null;
+    }
+    if (task.failover_seconds !== undefined && task.failover_seconds !== null) {
+      return el("span", {
+        className: "retry-note",
+        title: "refused by its agent: due now on an agent it has not tried; that agent may have it back after "
+          + duration(task.failover_seconds),
+        text: "failing over",
+      });
+    }
+    return el("span", {
+      className: "retry-note",
+      title: "attempt " + (task.attempt || 0) + " failed; the next one waits its backoff",
+      text: "retry after " + duration(task.retry_in_seconds),
+    });
+  }
+
   function actionButton(label, onClick) {
     var button = el("button", { type: "button", className: "button dash-action", text: label });
     button.addEventListener("click", onClick);
@@ -180,7 +202,7 @@
       tbody.appendChild(el("tr", { "data-task-id": task.task_id, "data-status": task.status }, [
         el("td", { className: "mono", title: task.task_id, text: task.task_id.slice(0, 8) }),
         el("td", { text: task.task_type || "" }),
-        el("td", {}, [badge(task.status)]),
+        el("td", {}, [badge(task.status), retryNote(task)]),
         el("td", { title: task.agent_id || "", text: agent ? agent.name : (task.agent_id || "–").slice(0, 8) }),
         el("td", { text: String(task.attempt || 0) }),
         el("td", { text: String(task.priority || "") }),

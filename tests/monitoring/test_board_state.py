@@ -60,6 +60,30 @@ def test_an_event_moves_its_row_and_its_count_together(board):
     assert result == [True, counts(completed=5), "completed"]
 
 
+def test_what_a_transition_says_of_itself_does_not_outlive_it(board):
+    # A prompt failover's timing, then a later retry that waits its backoff: the row must not still
+    # say "failing over" (the dashboard reads failover_seconds), nor keep the first one's call outcome.
+    failover = {
+        **task("a", "pending", attempt=1, timestamp=T1, kind="retrying"),
+        "retry_in_seconds": 0.0,
+        "failover_seconds": 3.0,
+        "agent_call_outcome": "error",
+    }
+    backoff = {**task("a", "pending", attempt=2, timestamp=T2, kind="retrying"), "retry_in_seconds": 2.5}
+    result = board(
+        f"""tasks.reset({js([task("a", "running")])}, {js(counts(running=1))}, null);
+        tasks.apply({js(failover)});
+        const first = Object.assign({{}}, tasks.items.get("a"));
+        tasks.apply({js(backoff)});
+        return [first, tasks.items.get("a")];"""
+    )
+    first, second = result
+    assert first["failover_seconds"] == 3.0 and first["agent_call_outcome"] == "error"
+    assert second["retry_in_seconds"] == 2.5 and second["attempt"] == 2
+    assert "failover_seconds" not in second and "agent_call_outcome" not in second
+    assert second["created_at"] == T0  # what the snapshot said of the task itself stays
+
+
 def test_a_repeat_of_what_the_snapshot_had_changes_nothing(board):
     snapshot = [task("a", "completed", timestamp=T2)]
     result = board(

@@ -2,6 +2,7 @@
 and its count tiles agree with its rows at every moment."""
 
 import json
+import re
 import threading
 import uuid
 from http.server import ThreadingHTTPServer
@@ -217,3 +218,53 @@ def test_a_task_the_page_does_not_hold_still_moves_the_tiles(live_stack, actors,
     expect(tile(page, "cancelled")).to_have_text("1", timeout=15000)
     expect(tile(page, "pending")).to_have_text("200")
     assert page.evaluate("window.mismatches") == []
+
+
+# --- A task that waits for its next attempt says why -----------------------------------------------------
+
+
+class RefusingAgent(FakeAgent):
+    """Answers every call 503 with Retry-After: RETRY_AFTER s: a prompt failover on the first attempt
+    (due at once for another agent; this one gets the task back after RETRY_AFTER s), then a backoff."""
+
+    retry_after = 3
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(503)
+        self.send_header("retry-after", str(self.retry_after))
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def refusing_agent(live_stack):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RefusingAgent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    capability = f"refused-{uuid.uuid4().hex[:8]}"
+    make_agent("Refuser", capabilities=[capability], endpoint=f"http://127.0.0.1:{server.server_address[1]}")
+    yield capability
+    server.shutdown()
+
+
+def test_a_refused_task_says_it_fails_over_then_that_it_waits_its_backoff(
+    live_stack, actors, refusing_agent, page
+):
+    _, operator_token = actors
+    open_dashboard(page, live_stack)
+    with live_stack.http(operator_token) as http:
+        created = http.post("/api/v1/tasks", json={"type": "ocr", "required_capabilities": [refusing_agent]})
+    assert created.status_code == 201
+    task_row = row(page, created.json()["task_id"])
+    # First attempt refused: due at once for any other agent (there is none), back to this one in 3 s.
+    note = task_row.locator(".retry-note")
+    expect(note).to_have_text("failing over", timeout=15000)
+    expect(task_row).to_have_attribute("data-status", "pending")
+    expect(note).to_have_attribute("title", re.compile(r"may have it back after 3\.0 s$"))
+    # Its second attempt, on the same agent, is refused too: no failover now, a backoff of at least 3 s.
+    expect(note).to_have_text(re.compile(r"^retry after \d+\.\d s$"), timeout=15000)
+    expect(task_row).to_have_attribute("data-status", "pending")
+    with live_stack.http(operator_token) as http:
+        assert http.delete(f"/api/v1/tasks/{created.json()['task_id']}").status_code == 200
+    expect(task_row).to_have_attribute("data-status", "cancelled", timeout=15000)
+    expect(note).to_have_count(0)

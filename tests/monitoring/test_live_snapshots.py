@@ -116,3 +116,31 @@ async def test_anything_else_a_client_sends_gets_an_error_frame_and_the_stream_g
     await comm.send_json_to({"type": "snapshot"})
     assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
     await comm.disconnect()
+
+
+def _waiting_tasks():
+    """A task failing over, one waiting its backoff, one simply due and one running; their ids."""
+    now = timezone.now()
+    kinds = {}
+    for name, values in {
+        "failing_over": {"next_attempt_at": now, "failover_until": now + timedelta(seconds=3), "attempts": 1},
+        "backing_off": {"next_attempt_at": now + timedelta(seconds=2.5), "attempts": 2},
+        "due": {"next_attempt_at": now, "attempts": 0},
+        "running": {"status": TaskStatus.RUNNING, "attempts": 1},
+    }.items():
+        task = Task.objects.create(type="t")
+        Task.objects.filter(pk=task.pk).update(updated_at=now, **values)  # update() keeps updated_at as given
+        kinds[str(task.pk)] = name
+    return kinds
+
+
+async def test_a_snapshot_says_why_a_pending_task_waits_as_its_retrying_event_did():
+    kinds = await sync_to_async(_waiting_tasks)()
+    comm, snapshot = await _open("/ws/tasks/")
+    rows = {kinds[row["task_id"]]: row for row in snapshot["tasks"]}
+    assert rows["failing_over"]["retry_in_seconds"] == 0.0
+    assert rows["failing_over"]["failover_seconds"] == 3.0
+    assert rows["backing_off"]["retry_in_seconds"] == 2.5 and "failover_seconds" not in rows["backing_off"]
+    for name in ("due", "running"):
+        assert "retry_in_seconds" not in rows[name] and "failover_seconds" not in rows[name]
+    await comm.disconnect()

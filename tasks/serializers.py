@@ -139,6 +139,12 @@ class TaskSerializer(serializers.ModelSerializer):
     input_data = serializers.JSONField()
     result = serializers.JSONField()
     error = serializers.JSONField()
+    failover_until = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="After an agent refused the task (503, 429, no connection): until then it goes only to"
+        " agents it has not tried (prompt failover, TASK_FAILOVER_ATTEMPTS); null otherwise.",
+    )
 
     class Meta:
         model = Task
@@ -166,6 +172,7 @@ class TaskSerializer(serializers.ModelSerializer):
             "finished_at",
             "updated_at",
             "next_attempt_at",
+            "failover_until",
             "lease_expires_at",
         ]
         read_only_fields = fields

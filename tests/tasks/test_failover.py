@@ -4,7 +4,7 @@ only after the backoff. Other failures, and later refusals, wait their backoff a
 
 import socket
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -70,6 +70,22 @@ def test_a_refusal_on_the_first_attempt_is_due_at_once_for_other_agents(db, fail
     assert event.details["failover_seconds"] == pytest.approx(
         (task.failover_until - now).total_seconds(), abs=1e-3
     )
+
+
+def test_the_api_says_until_when_the_task_is_failing_over(db, failover, operator_client):
+    agent = make_agent("refuses", current_load=1)
+    task = in_flight(agent)
+    failed(task, agent, status_code=503, retry_after=30)
+    shown = operator_client.get(f"/api/v1/tasks/{task.pk}").json()
+    assert shown["status"] == "pending" and shown["failover_until"] is not None
+    assert datetime.fromisoformat(shown["failover_until"]) == task.failover_until
+    # Assigned again, it is an ordinary attempt: the field is cleared.
+    make_agent("other")
+    claim.claim()
+    shown = operator_client.get(f"/api/v1/tasks/{task.pk}").json()
+    assert shown["status"] == "assigned" and shown["failover_until"] is None
+    listed = operator_client.get("/api/v1/tasks").json()["results"]
+    assert [row["failover_until"] for row in listed] == [None]
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,7 @@ def _full_task():
         started_at=now,
         finished_at=now + timedelta(seconds=1),
         next_attempt_at=None,
+        failover_until=now + timedelta(seconds=3, microseconds=11),
         lease_expires_at=now + timedelta(minutes=5),
     )
     TaskEvent.objects.create(

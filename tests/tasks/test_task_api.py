@@ -60,6 +60,7 @@ def test_it_creates_a_pending_task_with_the_documented_defaults(operator_client)
         ("status", "completed"),
         ("agent_id", str(uuid.uuid4())),
         ("attempts", 3),
+        ("failover_until", "2100-01-01T00:00:00Z"),
         ("task_id", str(uuid.uuid4())),
         ("result", {"forged": True}),
     ],

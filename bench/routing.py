@@ -135,11 +135,13 @@ def throughput(finished, *, start, end):
     return sum(1 for at in finished if start <= at <= end) / (end - start)
 
 
+# Each case with a degraded agent: the agent that degrades unless --degraded-agent says, and how.
+INCIDENTS = {"fast_failer": (FAST_FAILER, "answering 503 half the time"), "slowdown": (SLOWED, "10 x slower")}
+
+
 def degraded_agent(case, chosen=None):
     """The agent that degrades in `case`: `chosen` (--degraded-agent), or the case's own 50 ms agent."""
-    if chosen is not None:
-        return chosen
-    return {"fast_failer": FAST_FAILER, "slowdown": SLOWED}.get(case)
+    return INCIDENTS[case][0] if chosen is None else chosen
 
 
 def agent_profiles(case, *, slowed=False, degraded=None):
@@ -429,8 +431,7 @@ DEGRADED = {"fast_failer": {}, "slowdown": {"slowed": True}}
 
 
 def degraded_how(case, chosen=None):
-    how = {"fast_failer": "answering 503 half the time", "slowdown": "10 x slower"}[case]
-    return f"agent {degraded_agent(case, chosen)} {how}"
+    return f"agent {degraded_agent(case, chosen)} {INCIDENTS[case][1]}"
 
 
 def degraded_capacities(agents, agent_ids, cases, *, seconds, seed, degraded=None):

@@ -156,18 +156,14 @@
     if (task.status !== "pending" || task.retry_in_seconds === undefined || task.retry_in_seconds === null) {
       return null;
     }
-    if (task.failover_seconds !== undefined && task.failover_seconds !== null) {
-      return el("span", {
-        className: "retry-note",
-        title: "refused by its agent: due now on an agent it has not tried; that agent may have it back after "
-          + duration(task.failover_seconds),
-        text: "failing over",
-      });
-    }
+    var failingOver = task.failover_seconds !== undefined && task.failover_seconds !== null;
     return el("span", {
       className: "retry-note",
-      title: "attempt " + (task.attempt || 0) + " failed; the next one waits its backoff",
-      text: "retry after " + duration(task.retry_in_seconds),
+      title: failingOver
+        ? "refused by its agent: due now on an agent it has not tried; that agent may have it back after "
+          + duration(task.failover_seconds)
+        : "attempt " + (task.attempt || 0) + " failed; the next one waits its backoff",
+      text: failingOver ? "failing over" : "retry after " + duration(task.retry_in_seconds),
     });
   }
 

@@ -81,7 +81,7 @@ def simulate(
 
     from agents import routing as model
     from bench.routing import FAILURE_RATES, MEDIANS_MS, summarize
-    from tasks.engine.claim import Candidate
+    from tasks.engine.claim import ROUND_SPARE_TASKS, Candidate
     from tasks.engine.strategies import STRATEGIES
 
     window = settings.ROUTING_CANDIDATE_SAMPLE if window is None else window
@@ -128,8 +128,9 @@ def simulate(
     free = set(range(agents))  # agents with a slot left
 
     def dispatch(now_s):
-        """A dispatch round: up to DISPATCH_BATCH_SIZE queued tasks in order; those the strategy leaves
-        pending (or that find no free agent) stay queued, in order."""
+        """A dispatch round: queued tasks in order, as many as the product's round locks (its places:
+        each agent's free slots and next turn, plus ROUND_SPARE_TASKS, up to DISPATCH_BATCH_SIZE);
+        those the strategy leaves pending (or that find no free agent) stay queued, in order."""
         if not queue or not free:
             return
         now = base + timedelta(seconds=now_s)
@@ -137,7 +138,8 @@ def simulate(
         # of `window`; the free ones can take a task, the full ones may be waited for.
         pool = [fleet[i] for i in (rng.sample(range(agents), window) if agents > window else range(agents))]
         kept = deque()
-        for _ in range(min(len(queue), settings.DISPATCH_BATCH_SIZE)):
+        places = sum(max(2 * c.max_concurrency - c.load, 0) for c in fleet) + ROUND_SPARE_TASKS
+        for _ in range(min(len(queue), settings.DISPATCH_BATCH_SIZE, places)):
             task = queue.popleft()
             able = [c for c in pool if c.load < c.max_concurrency]
             if not able:

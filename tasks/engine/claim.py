@@ -89,11 +89,40 @@ _DUE_SQL = (
     f"status = '{TaskStatus.PENDING}' AND auto_dispatch"
     " AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)"
 )
-# The queue in dispatch order, locked row by row; rows another round holds are skipped, not waited for.
-_QUEUE_SQL = f"""
-    SELECT {_QUEUED_COLUMNS} FROM tasks_task WHERE {_DUE_SQL}
-    ORDER BY priority, created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+# What the fleet can take in this round, per set of capabilities offered: whether an able agent
+# (ELIGIBLE_SQL) offers it, and the places of those agents and of the full ones with a closed circuit:
+# each free slot, and a place in an agent's next turn of slots (adaptive leaves a task pending to wait
+# for one: Adaptive.choose); a due probe is one place. Grouped, so each queued task is checked against
+# the few distinct sets rather than every agent.
+_ROOM_SQL = f"""
+    SELECT capabilities, bool_or(able) AS able,
+           sum(CASE WHEN circuit_state = 'closed' THEN GREATEST(2 * max_concurrency - current_load, 0)
+                    ELSE 1 END) AS places,
+           sum(CASE WHEN NOT able THEN 0 WHEN circuit_state = 'closed' THEN max_concurrency - current_load
+                    ELSE 1 END) AS free
+    FROM agents_agent, LATERAL (SELECT {eligibility.ELIGIBLE_SQL} AS able) AS eligible
+    WHERE {eligibility.ELIGIBLE_SQL} OR {eligibility.ONLINE_SQL} AND circuit_state = 'closed'
+    GROUP BY capabilities
 """
+# The queue in dispatch order, locked row by row; rows another round holds are skipped, not waited for.
+# Only tasks some able agent can serve (so tasks no free agent serves never hold up those behind
+# them), and no more of them than the fleet has places for, plus ROUND_SPARE_TASKS for those a round
+# skips (a failover that avoids the one free agent): during a backlog, locking DISPATCH_BATCH_SIZE tasks
+# (a write per row) to place the one or two a freed slot allows was a round's largest cost.
+# Each row also carries that limit and the fleet's free slots, so the round knows whether it saw the
+# whole servable queue and whether agents outside its capability sets had room (`_room_left`).
+_ROUND_LIMIT = "LEAST(%(limit)s, (SELECT COALESCE(sum(places), 0) FROM room) + %(spare)s)"
+_QUEUE_SQL = f"""
+    WITH room AS MATERIALIZED ({_ROOM_SQL})
+    SELECT {_QUEUED_COLUMNS}, {_ROUND_LIMIT}, (SELECT COALESCE(sum(free), 0) FROM room)
+    FROM tasks_task AS t
+    WHERE {_DUE_SQL}
+      AND EXISTS (SELECT 1 FROM room WHERE room.able AND room.capabilities @> t.required_capabilities)
+    ORDER BY priority, created_at
+    LIMIT {_ROUND_LIMIT}
+    FOR UPDATE OF t SKIP LOCKED
+"""
+ROUND_SPARE_TASKS = 8
 # The same for tasks named by the caller (an operator's assign), due or not, auto-dispatched or not.
 _CHOSEN_SQL = f"""
     SELECT {_QUEUED_COLUMNS} FROM tasks_task
@@ -290,13 +319,14 @@ def _assign(plan, now):
     return [Assignment(m.task_id, m.attempt, m.step.agent_id, CallSpec.from_row(m.returned)) for m in moved]
 
 
-def claim(*, limit=None, task_ids=None, now=None, on_held=None):
+def claim(*, limit=None, task_ids=None, now=None, on_held=None, on_room_left=None):
     """One dispatch round: lock due tasks, plan, reserve agent slots, assign. Returns the assignments.
 
     With `task_ids`, only those tasks are considered (an operator's assign), whether or not they are
-    auto-dispatched; otherwise the queue's due, auto-dispatched tasks are. `on_held()` is called when
-    agents that other transactions held left tasks pending (see `_place`): a round soon will find
-    them free.
+    auto-dispatched; otherwise the queue's due, auto-dispatched tasks that some able agent serves,
+    as many as the fleet has places for (`_QUEUE_SQL`). `on_held()` is called when agents that other
+    transactions held left tasks pending (see `_place`): a round soon will find them free.
+    `on_room_left()` is called when a round now may place more (see `_room_left`).
     """
     now = now or timezone.now()
     if task_ids is None and not _worth_a_round(now):
@@ -305,29 +335,55 @@ def claim(*, limit=None, task_ids=None, now=None, on_held=None):
         # and every freed slot with an empty queue cost a transaction.
         return []
     with transaction.atomic():
-        return claim_within(limit=limit, task_ids=task_ids, now=now, on_held=on_held)
+        return claim_within(
+            limit=limit, task_ids=task_ids, now=now, on_held=on_held, on_room_left=on_room_left
+        )
 
 
-def claim_within(*, now, limit=None, task_ids=None, on_held=None):
+def claim_within(*, now, limit=None, task_ids=None, on_held=None, on_room_left=None):
     """`claim`'s round inside the caller's transaction, without first asking whether it is worth one:
     for a caller that has just freed slots (the writer, whose outcomes may also have made the next
     steps' tasks). The assignments take effect when that transaction commits; only then may their
-    calls start."""
+    calls start. `on_room_left()` is called when another round now may place more (`_room_left`)."""
     limit = limit or settings.DISPATCH_BATCH_SIZE
+    cut = False
     with prepared_cursor() as cursor:
         if task_ids is None:
-            cursor.execute(_QUEUE_SQL, {"now": now, "limit": limit})
+            cursor.execute(_QUEUE_SQL, {"now": now, "limit": limit, "spare": ROUND_SPARE_TASKS})
+            rows = cursor.fetchall()
+            cut = bool(rows) and len(rows) >= rows[0][-2]
+            free_slots = rows[0][-1] if rows else 0
+            tasks = [QueuedTask(*row[:-2]) for row in rows]
         else:
             chosen = [UUID(str(task_id)) for task_id in task_ids]
             cursor.execute(_CHOSEN_SQL, {"task_ids": chosen, "limit": limit})
-        tasks = [QueuedTask(*row) for row in cursor.fetchall()]
+            tasks = [QueuedTask(*row) for row in cursor.fetchall()]
     if not tasks:
         return []
     demand = Counter(frozenset(task.required_capabilities) for task in tasks)
-    placed, held = _place(tasks, _candidates(demand, now), now)
+    candidates = _candidates(demand, now)
+    placed, held = _place(tasks, candidates, now)
     if held and on_held is not None:
         on_held()
+    if cut and on_room_left is not None and _room_left(tasks, placed, candidates, free_slots):
+        on_room_left()
     return _assign(placed, now) if placed else []
+
+
+def _room_left(tasks, placed, candidates, free_slots):
+    """Whether a round that stopped at its limit may have left tasks behind it that a free agent could
+    take now: some of its tasks found every agent of their capability set full (none held), while the
+    fleet had more free slots (`free_slots`, as the round began) than the round filled. The next
+    round's queue leaves out the tasks no able agent serves, so it reaches those behind them. (Tasks
+    left pending by choice, to wait for a busy agent or for a failover's other agents, do not count: a
+    round now would choose the same.)"""
+    done = {task.task_id for task, _, _ in placed}
+    starved = any(
+        not any(c.free > 0 or c.held for c in candidates[frozenset(task.required_capabilities)])
+        for task in tasks
+        if task.task_id not in done
+    )
+    return starved and free_slots > len(placed)
 
 
 def assign_to(task_id, agent, *, now=None):

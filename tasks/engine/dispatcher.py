@@ -121,7 +121,7 @@ class Dispatcher(threading.Thread):
         for _ in range(MAX_ROUNDS_PER_KICK):
             if not self.runner.accepting:
                 break  # shutting down: claiming now would strand tasks until their leases expire
-            assignments = claim(on_held=self.retry_soon)
+            assignments = claim(on_held=self.retry_soon, on_room_left=self.kick)
             self.rounds += 1
             if assignments:
                 dispatched += self.runner.submit([a.call for a in assignments])
@@ -152,7 +152,9 @@ class RoundAfterOutcomes:
             return
         # Not the batch's time: the tasks the batch created are due from the moment they were made.
         now = timezone.now()
-        assignments = claim_within(now=now, on_held=self.dispatcher.retry_soon)
+        assignments = claim_within(
+            now=now, on_held=self.dispatcher.retry_soon, on_room_left=self.dispatcher.kick
+        )
         transaction.on_commit(lambda: self._hand_over(assignments))
 
     def _hand_over(self, assignments):

@@ -4,8 +4,8 @@ Every strategy sees every eligible agent, up to ROUTING_CANDIDATE_SAMPLE (1,000)
 sample beyond that (tasks/engine/claim.py). This measures what that costs: for fleets of 10 to 3,000
 agents serving one capability, with learned routes for all of them (agents_agentroute), the candidate
 query alone and a whole claim round with 200 due tasks, per strategy (a round locks only as many as
-the fleet has places for: 88 of them with 10 agents, tasks/engine/claim.py). Each round's tasks and the agents'
-loads are reset between rounds, so every round does the same work.
+the fleet has places for: 88 of them with 10 agents, tasks/engine/claim.py). Each round's tasks and the
+agents' loads are reset between rounds, so every round does the same work.
 
 Runs in a database of its own (orchestrator_bench_candidates; BENCH_DATABASE to change) on the server the
 benchmark uses, with no service process: the round runs in this process, as a worker's dispatcher runs it.

@@ -11,6 +11,7 @@ from django.db.models import Count
 
 from agents.models import Agent, AgentRoute, AgentStatus, CircuitState
 from tasks.models import EventKind, Task, TaskEvent, TaskStatus
+from tasks.transitions import retry_timing
 
 # Pending tasks that name no capability can go to any agent; they are counted under this label.
 ANY_CAPABILITY = "*"
@@ -159,12 +160,9 @@ def _retry_timing(task):
     if task.status != TaskStatus.PENDING:
         return {}
     if task.failover_until is not None:
-        return {
-            "retry_in_seconds": 0.0,
-            "failover_seconds": round(max((task.failover_until - task.updated_at).total_seconds(), 0.0), 3),
-        }
+        return retry_timing(max((task.failover_until - task.updated_at).total_seconds(), 0.0), failover=True)
     if task.next_attempt_at is not None and task.next_attempt_at > task.updated_at:
-        return {"retry_in_seconds": round((task.next_attempt_at - task.updated_at).total_seconds(), 3)}
+        return retry_timing((task.next_attempt_at - task.updated_at).total_seconds(), failover=False)
     return {}
 
 

@@ -44,6 +44,16 @@ _TIMING = {
 # What a retry's live message carries of its event's details: when it is due, and for a prompt failover
 # how long the agents it tried are off limits (engine/outcomes.py). Counted by the metrics.
 _RETRY_TIMING = ("retry_in_seconds", "failover_seconds")
+
+
+def retry_timing(seconds, *, failover):
+    """A retry's timing as its event and live message say it: due in `seconds`, or for a prompt failover
+    due at once, with the agents it tried off limits for `seconds`."""
+    if failover:
+        return {"retry_in_seconds": 0.0, "failover_seconds": round(seconds, 3)}
+    return {"retry_in_seconds": round(seconds, 3)}
+
+
 _EVENT_INSERT = (
     f"INSERT INTO {TaskEvent._meta.db_table}"
     " (task_id, kind, status, attempt, agent_id, reason, details, created_at)"

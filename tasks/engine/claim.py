@@ -101,7 +101,7 @@ _ROOM_SQL = f"""
            sum(CASE WHEN NOT able THEN 0 WHEN circuit_state = 'closed' THEN max_concurrency - current_load
                     ELSE 1 END) AS free
     FROM agents_agent, LATERAL (SELECT {eligibility.ELIGIBLE_SQL} AS able) AS eligible
-    WHERE {eligibility.ELIGIBLE_SQL} OR {eligibility.ONLINE_SQL} AND circuit_state = 'closed'
+    WHERE able OR {eligibility.ONLINE_SQL} AND circuit_state = 'closed'
     GROUP BY capabilities
 """
 # The queue in dispatch order, locked row by row; rows another round holds are skipped, not waited for.
@@ -346,13 +346,13 @@ def claim_within(*, now, limit=None, task_ids=None, on_held=None, on_room_left=N
     steps' tasks). The assignments take effect when that transaction commits; only then may their
     calls start. `on_room_left()` is called when another round now may place more (`_room_left`)."""
     limit = limit or settings.DISPATCH_BATCH_SIZE
-    cut = False
+    cut, free_slots = False, 0  # an operator's chosen tasks are never cut short
     with prepared_cursor() as cursor:
         if task_ids is None:
             cursor.execute(_QUEUE_SQL, {"now": now, "limit": limit, "spare": ROUND_SPARE_TASKS})
             rows = cursor.fetchall()
-            cut = bool(rows) and len(rows) >= rows[0][-2]
-            free_slots = rows[0][-1] if rows else 0
+            if rows:
+                cut, free_slots = len(rows) >= rows[0][-2], rows[0][-1]
             tasks = [QueuedTask(*row[:-2]) for row in rows]
         else:
             chosen = [UUID(str(task_id)) for task_id in task_ids]

@@ -19,7 +19,7 @@ from agents.capacity import Verdict
 from agents.routing import Sample, route_key
 
 from ..models import IN_FLIGHT_STATUSES, EventKind, Task
-from ..transitions import Step, move
+from ..transitions import Step, move, retry_timing
 from . import wake
 from .outcome import OutcomeKind
 
@@ -150,11 +150,7 @@ def _fail_or_retry(outcome, now):
     past_deadline = task.deadline is not None and next_attempt_at >= task.deadline
     if outcome.kind is OutcomeKind.RETRY and budget_left and not past_deadline:
         # A failover's event also says how long the agents it tried are off limits to it.
-        timing = (
-            {"retry_in_seconds": 0.0, "failover_seconds": round(delay, 3)}
-            if failover
-            else {"retry_in_seconds": round(delay, 3)}
-        )
+        timing = retry_timing(delay, failover=failover)
         step = Step(
             task.task_id,
             task.attempts,

@@ -162,7 +162,8 @@ def test_a_superseded_tasks_end_advances_nothing(worker, operator_client, fake_a
     run_id = start(operator_client, "chain")
     run_settles(run_id, "failed")
     old_task = StepRun.objects.get(run_id=run_id, step_id="a").task_id
-    fake.behaviour = blocking(threading.Event())  # the retried attempt stays in flight
+    release = threading.Event()
+    fake.behaviour = blocking(release)  # the retried attempt stays in flight
     operator_client.post(f"{RUNS}/{run_id}/steps/a/retry", {}, format="json")
     fake.wait_for_calls(2)
     # The old attempt's task is requeued and cancelled by hand: it is no longer the step's task.
@@ -173,6 +174,7 @@ def test_a_superseded_tasks_end_advances_nothing(worker, operator_client, fake_a
     assert WorkflowRun.objects.get(run_id=run_id).status == "running"
     operator_client.post(f"{RUNS}/{run_id}/cancel")
     run_settles(run_id, "cancelled")
+    release.set()  # the held call ends, so the worker stops at once rather than after blocking's 20 s
 
 
 def test_a_duplicate_report_advances_nothing(worker, operator_client, fake_agents, register, define):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from orchestrator_project.signing import new_secret, verify
+from tests.loopback_server import serve_in_background
 
 
 @dataclass
@@ -34,14 +35,7 @@ class FakeAgent:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         ThreadingHTTPServer.request_queue_size = 1024  # the default backlog of 5 resets bursts of connections
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        # close() waits for serve_forever to see the shutdown, which it checks every poll_interval: the
-        # default 0.5 s cost each test about a quarter of a second per fake agent.
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.server = serve_in_background(self._handler())
 
     @property
     def url(self):

@@ -8,7 +8,9 @@ have arrived (with a deadline), so tests wait for events instead of sleeping.
 import json
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.loopback_server import serve_in_background
 
 
 @dataclass
@@ -24,12 +26,7 @@ class FakeAgent:
         self.routes = dict(routes or {})
         self.requests = []
         self._arrived = threading.Condition()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.server = serve_in_background(self._handler())
 
     @property
     def url(self):

@@ -6,10 +6,9 @@ import json
 import os
 import socket
 import sys
-import threading
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,6 +21,7 @@ from django.utils import timezone
 
 from tests.actors import PASSWORD
 from tests.communicator import WebsocketCommunicator
+from tests.loopback_server import serve_in_background
 from tests.processes import Child, free_port, launch_web
 
 LIVE_METRICS_TOKEN = "live-stack-metrics-token-0123456789"
@@ -198,8 +198,7 @@ def live_stack(django_db_setup, django_db_blocker):
 
     Not for the whole session: a live worker claims any pending task in the shared test database, so
     it must be gone before other modules' tests (with their own workers and settings) run."""
-    agent_server = ThreadingHTTPServer(("127.0.0.1", 0), FakeAgent)
-    threading.Thread(target=agent_server.serve_forever, daemon=True).start()
+    agent_server = serve_in_background(FakeAgent)
     port = free_port()
     env = child_env(PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", METRICS_TOKEN=LIVE_METRICS_TOKEN)
     web = start_web_server(port, env, "live-web")

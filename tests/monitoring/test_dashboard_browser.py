@@ -5,7 +5,6 @@ import json
 import re
 import threading
 import uuid
-from http.server import ThreadingHTTPServer
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -13,6 +12,7 @@ from playwright.sync_api import expect, sync_playwright
 from orchestrator_project.accounts.models import ApiToken
 from tasks.models import Task
 from tests.actors import PASSWORD
+from tests.loopback_server import serve_in_background
 
 from .conftest import ARTIFACTS, FakeAgent, make_agent, make_watcher
 
@@ -136,8 +136,7 @@ def gated_agent(live_stack):
     """An agent whose calls wait for `gate.set()`; (its capability, the gate)."""
     gate = threading.Event()
     # The fake agent, holding every call until the test opens the gate: the task stays running meanwhile.
-    server = ThreadingHTTPServer(("127.0.0.1", 0), type("GatedAgent", (FakeAgent,), {"gate": gate}))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_in_background(type("GatedAgent", (FakeAgent,), {"gate": gate}))
     capability = f"gated-{uuid.uuid4().hex[:8]}"
     make_agent(
         "Gatekeeper", capabilities=[capability], endpoint=f"http://127.0.0.1:{server.server_address[1]}"
@@ -239,8 +238,7 @@ class RefusingAgent(FakeAgent):
 
 @pytest.fixture
 def refusing_agent(live_stack):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RefusingAgent)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_in_background(RefusingAgent)
     capability = f"refused-{uuid.uuid4().hex[:8]}"
     make_agent("Refuser", capabilities=[capability], endpoint=f"http://127.0.0.1:{server.server_address[1]}")
     yield capability

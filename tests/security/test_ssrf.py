@@ -8,14 +8,14 @@ not assumed.
 
 import ipaddress
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import aiohappyeyeballs
 import pytest
 
 from agents.models import Agent
 from tasks.models import Task
+from tests.loopback_server import serve_in_background
 from tests.tasks import conftest as engine
 from tests.tasks.conftest import wait_until
 
@@ -57,10 +57,7 @@ class RecordingServer:
 
             do_GET = do_POST = do_PUT = do_HEAD = _answer
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        # Shutdown is seen within poll_interval (the default 0.5 s would be paid by every test).
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.httpd = serve_in_background(Handler)
 
     @property
     def port(self):

@@ -20,8 +20,14 @@ STOP_GRACE_SECONDS = 45
 def _django_setup():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator_project.settings")
     import django
+    from django.core.exceptions import ImproperlyConfigured
 
-    django.setup()
+    try:
+        django.setup()
+    except ImproperlyConfigured as exc:
+        # The message names the variable and what it must be; thirty lines of import machinery above
+        # it only hide it from an operator.
+        sys.exit(f"Cannot start: {exc}\n(docs/configuration.md lists every setting.)")
 
 
 def prepare(settings):

@@ -10,7 +10,9 @@ second Ctrl-C kills them.
 """
 
 import argparse
+import errno
 import os
+import socket
 import sys
 
 # Longer than the worker's own grace for in-flight agent calls (WORKER_SHUTDOWN_GRACE, 30 s by default).
@@ -40,6 +42,19 @@ def prepare(settings):
     if not (settings.DEBUG or settings.TESTING):
         # Production static storage serves from the hashed manifest that collectstatic writes.
         call_command("collectstatic", interactive=False, verbosity=0)
+
+
+def port_in_use(host, port):
+    """Whether another process already listens on the web server's address. Checked before anything
+    starts: uvicorn would fail on it, and the supervisor would restart it until the crash limit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is fine
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE  # any other error is uvicorn's to report
+    return False
 
 
 def _events_line(settings):
@@ -91,6 +106,11 @@ def main():
     from orchestrator_project.process_commands import service_commands
     from orchestrator_project.supervisor import RestartPolicy, Supervisor
 
+    if port_in_use(settings.SERVICE_HOST, settings.SERVICE_PORT):
+        sys.exit(
+            f"Cannot start: port {settings.SERVICE_PORT} on {settings.SERVICE_HOST} is in use (another"
+            " `make run`?). Stop it, or set SERVICE_PORT to another port."
+        )
     banner(settings, dev=args.dev)
     prepare(settings)
     policy = RestartPolicy(

@@ -148,4 +148,3 @@ def test_every_variable_read_by_the_settings_is_documented():
         re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", (root / "docs/configuration.md").read_text(), re.M)
     )
     assert sorted(read - documented) == []
-

@@ -151,6 +151,13 @@ class Task(models.Model):
                 name="task_dispatch_queue",
                 condition=models.Q(status=TaskStatus.PENDING, auto_dispatch=True),
             ),
+            # Whether a round could place anything: the pending tasks' distinct capability sets, read
+            # by a skip scan (tasks/engine/claim.py _WORTH_A_ROUND_SQL), however deep the queue.
+            models.Index(
+                fields=["required_capabilities"],
+                name="task_pending_capabilities",
+                condition=models.Q(status=TaskStatus.PENDING, auto_dispatch=True),
+            ),
             # The lease sweep: tasks in flight whose worker or agent may have died.
             models.Index(
                 fields=["lease_expires_at"],

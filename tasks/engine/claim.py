@@ -146,14 +146,39 @@ _CANDIDATES_SQL = f"""
     LIMIT %(limit)s
 """
 
+# Whether a round now could place anything: a due task whose capability set some able agent offers.
+# Asking only "is an agent free and a task due" made every wake-up read the whole queue whenever the
+# free agents served none of it (one capability's agents full with a deep backlog, another's idle): the
+# queue statement skips what no able agent serves, one task at a time, 51 ms for 50,000 pending. Here
+# the pending tasks' distinct capability sets come from a skip scan of task_pending_capabilities, one
+# index descent per set, and only the sets an able agent serves are looked into for a due task. Past
+# MAX_CAPABILITY_SETS_LOOKED_AT sets (a queue of that many distinct sets is not one this was made for)
+# it says yes, and the round reads the queue as before.
+MAX_CAPABILITY_SETS_LOOKED_AT = 1000
+_PENDING_SQL = f"status = '{TaskStatus.PENDING}' AND auto_dispatch"
 _WORTH_A_ROUND_SQL = f"""
-    SELECT EXISTS (SELECT 1 FROM agents_agent WHERE {eligibility.ELIGIBLE_SQL})
-       AND EXISTS (SELECT 1 FROM tasks_task WHERE {_DUE_SQL})
+    WITH RECURSIVE needed AS (
+        (SELECT required_capabilities AS capabilities FROM tasks_task
+         WHERE {_PENDING_SQL} ORDER BY required_capabilities LIMIT 1)
+        UNION ALL
+        SELECT (SELECT required_capabilities FROM tasks_task
+                WHERE {_PENDING_SQL} AND required_capabilities > needed.capabilities
+                ORDER BY required_capabilities LIMIT 1)
+        FROM needed WHERE needed.capabilities IS NOT NULL
+    )
+    SELECT EXISTS (SELECT 1 FROM agents_agent WHERE {eligibility.ELIGIBLE_SQL}) AND (EXISTS (
+        SELECT 1 FROM (SELECT capabilities FROM needed LIMIT {MAX_CAPABILITY_SETS_LOOKED_AT}) AS looked_at
+        WHERE EXISTS (SELECT 1 FROM agents_agent
+                      WHERE {eligibility.ELIGIBLE_SQL} AND capabilities @> looked_at.capabilities)
+          AND EXISTS (SELECT 1 FROM tasks_task
+                      WHERE required_capabilities = looked_at.capabilities AND {_DUE_SQL})
+    ) OR (SELECT count(*) FROM (SELECT 1 FROM needed LIMIT {MAX_CAPABILITY_SETS_LOOKED_AT + 2}) AS s)
+         > {MAX_CAPABILITY_SETS_LOOKED_AT} + 1)
 """
 
 
 def _worth_a_round(now):
-    """Whether some agent has room and some task is due: one read, no locks, no transaction."""
+    """Whether some due task is one an agent with room serves: one read, no locks, no transaction."""
     with prepared_cursor() as cursor:
         cursor.execute(_WORTH_A_ROUND_SQL, {"now": now})
         return cursor.fetchone()[0]

@@ -4,8 +4,9 @@
 
 A fast loop for work on the ratios of issue 6 (about a minute and a half): the benchmark's stack and
 load generator, closed loop with 32 connections, no agents online while tasks are created (as in
-`create_api`). Prints each endpoint's rate, the web process's CPU per request (user + system, from
-psutil) and the ratios to bare DRF. On this 2-core box the web process is the bottleneck of all
+`create_api`). Prints each endpoint's rate, its web server's CPU per request (user + system of the
+server's processes, from psutil: the baseline's own gunicorn for bare DRF, as `make bench` serves it) and
+the ratios to bare DRF. On this 2-core box the web process is the bottleneck of all
 three, so the ratio of CPU per request is what the ratio of rates follows.
 """
 
@@ -44,31 +45,34 @@ def main():
         bench = Bench(stack, Size.full())
         bench.setup()
         bench.reset()
-        # The web's processes: the Uvicorn parent and its WEB_CONCURRENCY workers.
-        web = psutil.Process(stack.children["web"].pid)
-        web_processes = [web, *web.children(recursive=True)]
 
-        def web_cpu():
-            return sum(t.user + t.system for t in (p.cpu_times() for p in web_processes))
+        # Each web server's processes: a parent and its workers (the product's Uvicorn, WEB_CONCURRENCY
+        # of them; the baseline's gunicorn, one sync worker per core, as `make bench` serves it).
+        def processes(name):
+            parent = psutil.Process(stack.children[name].pid)
+            return [parent, *parent.children(recursive=True)]
+
+        web_processes, baseline_processes = processes("web"), processes("baseline-web")
+
+        def cpu_of(watched):
+            return sum(t.user + t.system for t in (p.cpu_times() for p in watched))
 
         agents = bench.register_agents(200, max_concurrency=10, capability="hb")
 
         def bare(i):
-            return json_request(
-                "POST", "/bench/baseline", {"type": "bench", "input_data": {"n": i}}, bench.token
-            )
+            return bench._baseline_request("/baseline/rows", i)  # the bare-DRF figure of `make bench`
 
         def heartbeat(i):
             agent_id, token = agents[i % len(agents)]
             body = {"status": "online", "current_load": 0}
             return json_request("POST", f"/api/v1/agents/{agent_id}/heartbeat", body, token)
 
-        def measure(name, make):
-            before, t0 = web_cpu(), time.monotonic()
+        def measure(name, make, port=bench.port, watched=web_processes):
+            before, t0 = cpu_of(watched), time.monotonic()
             result = bench.run(
-                httpload.closed_loop(bench.port, make, total=args.requests, concurrency=32, deadline_s=120)
+                httpload.closed_loop(port, make, total=args.requests, concurrency=32, deadline_s=120)
             )
-            after, elapsed = web_cpu(), time.monotonic() - t0
+            after, elapsed = cpu_of(watched), time.monotonic() - t0
             cpu = after - before
             print(
                 f"  {name:10s} {result.rate:6.1f} req/s   web {100 * cpu / elapsed:5.1f} % of a core, "
@@ -79,7 +83,7 @@ def main():
 
         for r in range(args.rounds):
             print(f"round {r + 1}:", flush=True)
-            baseline = measure("bare DRF", bare)
+            baseline = measure("bare DRF", bare, stack.baseline_port, baseline_processes)
             bench.sql("UPDATE agents_agent SET status = 'offline'")  # creation alone, as in create_api
             created = measure("create", bench.task_request)
             bench.sql("TRUNCATE tasks_task, tasks_taskevent")

@@ -60,7 +60,7 @@ def main():
         agents = bench.register_agents(200, max_concurrency=10, capability="hb")
 
         def bare(i):
-            return bench._baseline_request("/baseline/rows", i)  # the bare-DRF figure of `make bench`
+            return bench.baseline_request("/baseline/rows", i)  # the bare-DRF figure of `make bench`
 
         def heartbeat(i):
             agent_id, token = agents[i % len(agents)]

@@ -101,7 +101,7 @@ class Bench:
             self.run(
                 httpload.closed_loop(
                     self.stack.baseline_port,
-                    lambda i, path=path: self._baseline_request(path, i),
+                    lambda i, path=path: self.baseline_request(path, i),
                     total=200,
                     concurrency=8,
                     deadline_s=60,
@@ -212,7 +212,7 @@ class Bench:
             "elapsed_s": round(elapsed, 2),
         }
 
-    def _baseline_request(self, path, i):
+    def baseline_request(self, path, i):
         return json_request(
             "POST",
             path,
@@ -224,7 +224,7 @@ class Bench:
         result = self.run(
             httpload.closed_loop(
                 self.stack.baseline_port,
-                lambda i: self._baseline_request(path, i),
+                lambda i: self.baseline_request(path, i),
                 total=self.size.drf_requests,
                 concurrency=self.size.concurrency,
                 deadline_s=self.size.phase_s,
@@ -249,7 +249,7 @@ class Bench:
         created = self.run(
             httpload.closed_loop(
                 self.stack.baseline_port,
-                lambda i: self._baseline_request("/baseline/jobs", i),
+                lambda i: self.baseline_request("/baseline/jobs", i),
                 total=total,
                 concurrency=self.size.concurrency,
                 deadline_s=self.size.wait_s,

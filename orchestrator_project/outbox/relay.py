@@ -124,15 +124,10 @@ def _connect():
     Django's cursor binds values on the client, and Postgres parses and plans such a statement anew at
     every execution."""
     params = connections[DEFAULT_DB_ALIAS].get_connection_params()
-    # Django's prepare_threshold stays: never by count, so only the statements asked for are prepared.
+    # Django's prepare_threshold stays: never by count, so only the statements asked for are prepared,
+    # and with DB_PREPARED_STATEMENTS=false (a transaction-mode pooler) none at all.
     params["cursor_factory"] = psycopg.Cursor
     return psycopg.connect(**params, autocommit=True)
-
-
-def _prepare():
-    """Whether to prepare the idle poll's statements: off behind a transaction-mode pooler
-    (DB_PREPARED_STATEMENTS=false), like the service's other prepared statements."""
-    return settings.DB_PREPARED_STATEMENTS
 
 
 class Backoff:
@@ -211,8 +206,8 @@ class Relay:
                 self.stop.wait(self.poll)
 
     def _publish_next(self, session):
-        floor = {"floor": self._floor}
-        if self._idle and not session.execute(_ANY_READY, floor, prepare=_prepare()).fetchone()[0]:
+        floor, prepare = {"floor": self._floor}, settings.DB_PREPARED_STATEMENTS
+        if self._idle and not session.execute(_ANY_READY, floor, prepare=prepare).fetchone()[0]:
             return False
         rows = session.execute(_NEXT_BATCH, {**floor, "batch": self.batch}, prepare=False).fetchall()
         self._idle = not rows
@@ -234,7 +229,7 @@ class Relay:
     def _replay_next(self, session):
         if time.monotonic() < self._replay_look_at:
             return False
-        replay = session.execute(_NEXT_REPLAY, prepare=_prepare()).fetchone()
+        replay = session.execute(_NEXT_REPLAY, prepare=settings.DB_PREPARED_STATEMENTS).fetchone()
         if replay is None:
             self._replay_look_at = time.monotonic() + REPLAY_LOOK_SECONDS
             return False

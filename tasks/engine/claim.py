@@ -84,11 +84,10 @@ class QueuedTask:
 
 _TASK_FIELDS = tuple(field.name for field in fields(QueuedTask))
 _QUEUED_COLUMNS = ", ".join(_TASK_FIELDS)
-# Pending, auto-dispatched and due: what a round may take.
-_DUE_SQL = (
-    f"status = '{TaskStatus.PENDING}' AND auto_dispatch"
-    " AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)"
-)
+# Pending and auto-dispatched: the queue (the partial indexes task_dispatch_queue and
+# task_pending_capabilities); and due: what a round may take.
+_PENDING_SQL = f"status = '{TaskStatus.PENDING}' AND auto_dispatch"
+_DUE_SQL = f"{_PENDING_SQL} AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)"
 # What the fleet can take in this round, per set of capabilities offered: whether an able agent
 # (ELIGIBLE_SQL) offers it, and the places of those agents and of the full ones with a closed circuit:
 # each free slot, and a place in an agent's next turn of slots (adaptive leaves a task pending to wait
@@ -154,8 +153,8 @@ _CANDIDATES_SQL = f"""
 # index descent per set, and only the sets an able agent serves are looked into for a due task. Past
 # MAX_CAPABILITY_SETS_LOOKED_AT sets (a queue of that many distinct sets is not one this was made for)
 # it says yes, and the round reads the queue as before.
+# The first EXISTS answers the commonest no (every agent full, during a backlog) in one read of the agents.
 MAX_CAPABILITY_SETS_LOOKED_AT = 1000
-_PENDING_SQL = f"status = '{TaskStatus.PENDING}' AND auto_dispatch"
 _WORTH_A_ROUND_SQL = f"""
     WITH RECURSIVE needed AS (
         (SELECT required_capabilities AS capabilities FROM tasks_task
@@ -165,15 +164,16 @@ _WORTH_A_ROUND_SQL = f"""
                 WHERE {_PENDING_SQL} AND required_capabilities > needed.capabilities
                 ORDER BY required_capabilities LIMIT 1)
         FROM needed WHERE needed.capabilities IS NOT NULL
+    ), sets AS (
+        SELECT capabilities FROM needed WHERE capabilities IS NOT NULL  -- the last step found none
     )
     SELECT EXISTS (SELECT 1 FROM agents_agent WHERE {eligibility.ELIGIBLE_SQL}) AND (EXISTS (
-        SELECT 1 FROM (SELECT capabilities FROM needed LIMIT {MAX_CAPABILITY_SETS_LOOKED_AT}) AS looked_at
+        SELECT 1 FROM (SELECT capabilities FROM sets LIMIT {MAX_CAPABILITY_SETS_LOOKED_AT}) AS looked_at
         WHERE EXISTS (SELECT 1 FROM agents_agent
                       WHERE {eligibility.ELIGIBLE_SQL} AND capabilities @> looked_at.capabilities)
           AND EXISTS (SELECT 1 FROM tasks_task
                       WHERE required_capabilities = looked_at.capabilities AND {_DUE_SQL})
-    ) OR (SELECT count(*) FROM (SELECT 1 FROM needed LIMIT {MAX_CAPABILITY_SETS_LOOKED_AT + 2}) AS s)
-         > {MAX_CAPABILITY_SETS_LOOKED_AT} + 1)
+    ) OR EXISTS (SELECT 1 FROM sets OFFSET {MAX_CAPABILITY_SETS_LOOKED_AT}))
 """
 
 

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # Touched after a complete install; a changed requirements file (or a failed install) redoes it.
 STAMP := $(VENV)/.installed
 
-.PHONY: help run dev test lint format deploy-check services services-stop clean bench bench-quick
+.PHONY: help run dev test chaos lint deploy-check services services-stop clean bench bench-quick
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## /  make /'

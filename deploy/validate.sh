@@ -12,9 +12,10 @@
 # 3. The Prometheus and Grafana provisioning files parse as YAML.
 # 4. The process commands agree everywhere (Dockerfile CMD, Compose, Kubernetes): each runs
 #    `python -m orchestrator_project.serve web|worker|beat|relay`, which becomes the command `make run` starts
-#    (orchestrator_project/process_commands.py). Uvicorn's own command line parser accepts that web
-#    command, containers listen on 0.0.0.0, the web's stop grace outlasts WEB_SHUTDOWN_GRACE (plus the
-#    preStop pause on Kubernetes), and each worker's stop grace outlasts WORKER_SHUTDOWN_GRACE.
+#    (orchestrator_project/process_commands.py); the migration step also registers the seed's services.
+#    Uvicorn's own command line parser accepts that web command, containers listen on 0.0.0.0, the
+#    web's stop grace outlasts WEB_SHUTDOWN_GRACE (plus the preStop pause on Kubernetes), and each
+#    worker's stop grace outlasts WORKER_SHUTDOWN_GRACE.
 # 5. `collectstatic` with production settings, in a copy of the tree with no network (as in `docker
 #    build`): the compressed manifest must be written. DEPLOY_CHECK_STATIC=0 skips it.
 #
@@ -213,6 +214,8 @@ from uvicorn.main import main as uvicorn_cli
 # Seconds a stop grace must leave, beyond the drain it waits for, for the process to exit (more than).
 MARGIN = 5
 SERVE = ["python", "-m", "orchestrator_project.serve"]
+# What every release runs once before its processes start: what `make run` prepares, bar the superuser.
+MIGRATE = ["sh", "-c", "python manage.py migrate --noinput && python manage.py register_seed_services"]
 
 errors = []
 dockerfile = pathlib.Path("Dockerfile").read_text()
@@ -235,7 +238,7 @@ if image_web != [*SERVE, "web"]:
 for name in ("web", "worker", "beat", "relay", "migrate"):
     in_compose = compose.get(name, {}).get("command")
     in_k8s = k8s.get(name, (None, None))[0]
-    expected = in_compose if name == "migrate" else [*SERVE, name]
+    expected = MIGRATE if name == "migrate" else [*SERVE, name]
     if in_compose != expected or in_k8s != expected:
         errors.append(f"{name}: expected {expected}; Compose runs {in_compose}, Kubernetes {in_k8s}")
 

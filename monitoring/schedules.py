@@ -37,10 +37,12 @@ class Sweep:
 
 _LIVENESS = "agents.jobs.expire_stale_agents"
 _TASK_SWEEP = "tasks: sweep leases, deadlines and due retries"
+_APPROVALS = "workflows: apply the default decision of approvals past their due time"
 SWEEPS = (
     Sweep("agents.liveness", "agents: expire stale agents", _LIVENESS, "SWEEP_INTERVAL_SECONDS"),
     Sweep("agents.probes", "agents: probe agent health", "agents.jobs.probe_agents", "AGENT_PROBE_INTERVAL"),
     Sweep("tasks.sweep", _TASK_SWEEP, "tasks.sweep", "SWEEP_INTERVAL_SECONDS"),
+    Sweep("workflows.approvals", _APPROVALS, "workflows.expire_approvals", "WORKFLOW_APPROVAL_SWEEP_SECONDS"),
 )
 
 

@@ -20,10 +20,12 @@ import sys
 import time
 from pathlib import Path
 
+from orchestrator_project.config import env_int, env_str
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("ORCHESTRATOR_VAR_DIR", BASE_DIR / "var"))
-PG_PORT = int(os.environ.get("EMBEDDED_POSTGRES_PORT", "54329"))
-REDIS_PORT = int(os.environ.get("EMBEDDED_REDIS_PORT", "63799"))
+VAR_DIR = Path(env_str("ORCHESTRATOR_VAR_DIR", BASE_DIR / "var"))
+PG_PORT = env_int("EMBEDDED_POSTGRES_PORT", 54329, minimum=1, maximum=65535)
+REDIS_PORT = env_int("EMBEDDED_REDIS_PORT", 63799, minimum=1, maximum=65535)
 PG_DATABASE = "orchestrator"
 HOST = "127.0.0.1"
 # Postgres refuses to run as root; when we are root, the server runs as this unprivileged user.

@@ -30,6 +30,8 @@ def boot_with(*, unset=(), **env):
     [
         ("SERVICE_PORT", "eighty", "SERVICE_PORT must be an integer"),
         ("SERVICE_PORT", "70000", "SERVICE_PORT must be <= 65535"),
+        ("EMBEDDED_POSTGRES_PORT", "postgres", "EMBEDDED_POSTGRES_PORT must be an integer"),
+        ("EMBEDDED_REDIS_PORT", "0", "EMBEDDED_REDIS_PORT must be >= 1"),
         ("DATABASE_URL", "sqlite:///db.sqlite3", "DATABASE_URL must be a URL with scheme"),
         ("DATABASE_URL", "postgres://db:notaport/x", "DATABASE_URL is not a valid URL"),
         ("REDIS_URL", "localhost:6379", "REDIS_URL must be a URL"),
@@ -143,7 +145,8 @@ def test_every_variable_read_by_the_settings_is_documented():
         source = (root / module).read_text()
         read |= set(re.findall(r'env_\w+\(\s*"([A-Z][A-Z0-9_]+)"', source))
         read |= set(re.findall(r'os\.environ\.get\(\s*"([A-Z][A-Z0-9_]+)"', source))
-    assert {"SERVICE_PORT", "DATABASE_URL", "EMBEDDED_POSTGRES_PORT"} <= read  # the patterns still match
+    # the patterns still match
+    assert {"SERVICE_PORT", "DATABASE_URL", "EMBEDDED_POSTGRES_PORT", "ORCHESTRATOR_VAR_DIR"} <= read
     documented = set(
         re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", (root / "docs/configuration.md").read_text(), re.M)
     )

@@ -41,6 +41,12 @@ def test_the_deploy_check_reports_each_broken_artifact_and_exits_non_zero(tmp_pa
         "terminationGracePeriodSeconds: 35",
         "terminationGracePeriodSeconds: 30",
     )
+    # ... a migration Job that no longer registers the seed's services ...
+    _edit(
+        tmp_path / "deploy/kubernetes/migrate-job.yaml",
+        " && python manage.py register_seed_services",
+        "",
+    )
     # ... and a field Kubernetes does not know.
     _edit(
         tmp_path / "deploy/kubernetes/service.yaml",
@@ -64,3 +70,6 @@ def test_the_deploy_check_reports_each_broken_artifact_and_exits_non_zero(tmp_pa
     assert "service.yaml does not match the Kubernetes schema" in result.stderr
     assert "Dockerfile CMD ['python', '-m', 'uvicorn'" in result.stderr  # not the command of the others
     assert "the Dockerfile must set SERVICE_HOST to 0.0.0.0" in result.stderr
+    assert "migrate: expected ['sh', '-c', 'python manage.py migrate --noinput && python manage.py" in (
+        result.stderr
+    )

@@ -16,6 +16,8 @@ from .conftest import ARTIFACTS
 LIVENESS = "agents: expire stale agents"
 PROBES = "agents: probe agent health"
 TASK_SWEEP = "tasks: sweep leases, deadlines and due retries"
+APPROVALS = "workflows: apply the default decision of approvals past their due time"
+ALL = [LIVENESS, PROBES, TASK_SWEEP, APPROVALS]
 
 
 def every(name):
@@ -47,18 +49,32 @@ def admin_client(client, superuser):
 
 @pytest.mark.django_db
 def test_missing_rows_are_created_from_the_settings(settings):
-    PeriodicTask.objects.filter(name__in=[LIVENESS, PROBES, TASK_SWEEP]).delete()
+    PeriodicTask.objects.filter(name__in=ALL).delete()
     settings.SWEEP_INTERVAL_SECONDS, settings.AGENT_PROBE_INTERVAL = 3, 20
+    settings.WORKFLOW_APPROVAL_SWEEP_SECONDS = 4
 
-    assert sorted(schedules.sync_from_settings()) == sorted([LIVENESS, PROBES, TASK_SWEEP])
+    assert sorted(schedules.sync_from_settings()) == sorted(ALL)
 
-    assert (every(LIVENESS), every(TASK_SWEEP), every(PROBES)) == (
+    assert (every(LIVENESS), every(TASK_SWEEP), every(PROBES), every(APPROVALS)) == (
         (3, "seconds"),
         (3, "seconds"),
         (20, "seconds"),
+        (4, "seconds"),
     )
     row = PeriodicTask.objects.get(name=TASK_SWEEP)
     assert (row.task, row.enabled, row.expire_seconds) == ("tasks.sweep", True, 3)
+    row = PeriodicTask.objects.get(name=APPROVALS)
+    assert (row.task, row.enabled, row.expire_seconds) == ("workflows.expire_approvals", True, 4)
+
+
+@pytest.mark.django_db
+def test_the_approval_sweeps_interval_follows_its_setting_after_the_first_migrate(settings):
+    """Its row is made by a migration; a later change of the setting reaches it at beat's next start."""
+    schedules.sync_from_settings()
+    settings.WORKFLOW_APPROVAL_SWEEP_SECONDS += 7
+
+    assert schedules.sync_from_settings() == [APPROVALS]
+    assert every(APPROVALS) == (settings.WORKFLOW_APPROVAL_SWEEP_SECONDS, "seconds")
 
 
 @pytest.mark.django_db

@@ -1,11 +1,14 @@
+from django import forms
 from django.contrib import admin
 from django.utils import timezone
 from django.utils.html import format_html
+from rest_framework import serializers
 
 from orchestrator_project.admin_verbs import Report, Verb, VerbsMixin
 
-from . import services
+from . import services, signals
 from .models import Agent, AgentRoute, AgentStatus, AgentStatusChange, CircuitState
+from .serializers import AgentRegistrationSerializer
 
 STATUS_COLORS = {
     AgentStatus.ONLINE: "#2e7d32",
@@ -25,6 +28,45 @@ EDITABLE_FIELDS = {
     "heartbeat_timeout",
     "probe_heartbeats",
 }
+
+# Edits that can let the agent take work it could not take before: dispatch is woken when they commit.
+CAPACITY_FIELDS = {"capabilities", "max_concurrency"}
+
+
+class AgentForm(forms.ModelForm):
+    """An operator's edit, held to the rules registration applies (agents/serializers.py): the admin's
+    own form fields would store a capability with a space, a limit of 0 (an agent that silently never
+    gets work) or metadata that is not an object, all of which the API refuses."""
+
+    class Meta:
+        model = Agent
+        fields = sorted(EDITABLE_FIELDS)
+
+    def clean(self):
+        cleaned = super().clean()
+        registration = AgentRegistrationSerializer()
+        for name in self.changed_data:
+            field = registration.fields.get(name)
+            if field is None or name not in cleaned:
+                continue
+            try:
+                value = field.run_validation(cleaned[name])
+                validate = getattr(registration, f"validate_{name}", None)
+                cleaned[name] = validate(value) if validate else value
+            except serializers.ValidationError as exc:
+                self.add_error(name, [str(message) for message in _messages(exc.detail)])
+        return cleaned
+
+
+def _messages(detail):
+    if isinstance(detail, dict):
+        for value in detail.values():
+            yield from _messages(value)
+    elif isinstance(detail, list):
+        for value in detail:
+            yield from _messages(value)
+    else:
+        yield detail
 
 
 class AgentStatusChangeInline(admin.TabularInline):
@@ -187,6 +229,7 @@ class AgentAdmin(VerbsMixin, admin.ModelAdmin):
     search_fields = ["name", "endpoint", "capabilities"]
     ordering = ["name"]
     verbs = VERBS  # drain, resume, mark offline, reset circuit; deleting one unregisters it (below)
+    form = AgentForm
     inlines = [AgentRouteInline, AgentStatusChangeInline]
     # Statuses, load and breaker state change only through the services, which leave history rows;
     # the endpoint only through registration, which checks it. Credentials are never shown.
@@ -226,6 +269,17 @@ class AgentAdmin(VerbsMixin, admin.ModelAdmin):
     def has_add_permission(self, request):
         # Registration hands out the agent's token once; only the API can show it to the caller.
         return False
+
+    def save_model(self, request, obj, form, change):
+        # Only the edited columns: a whole-row save would write back the load, status and heartbeat
+        # read when the form was posted over whatever dispatch and heartbeats wrote since.
+        edited = [name for name in form.changed_data if name in EDITABLE_FIELDS]
+        if not edited:
+            return
+        obj.save(update_fields=[*edited, "updated_at"])
+        if CAPACITY_FIELDS.intersection(edited):
+            # A ring inside the admin's transaction: dispatchers wake when it commits, never if not.
+            signals.capacity_freed.send(sender=Agent, agent_ids=[obj.pk])
 
     @admin.display(description="status", ordering="status")
     def colored_status(self, agent):

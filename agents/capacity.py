@@ -38,6 +38,7 @@ LATENCY_ALPHA = 0.2
 SUCCESS_ALPHA = 0.1
 
 _RETURNING = ", ".join(AGENT_CHANGE_COLUMNS)
+_RETURNING_A = ", ".join(f"a.{column}" for column in AGENT_CHANGE_COLUMNS)
 _CIRCUIT_STATE = AGENT_CHANGE_COLUMNS.index("circuit_state")
 
 
@@ -186,14 +187,17 @@ def reserve(slots, *, probes, now, locked=False):
                     FROM unnest(%(agents)s::uuid[], %(counts)s::int[]) AS v(agent_id, n)
                     WHERE a.agent_id = v.agent_id AND {eligibility.ONLINE_SQL}
                       AND {eligibility.closed_with_room_sql(slots="v.n")}
-                    RETURNING a.agent_id""",
+                    RETURNING {_RETURNING_A}""",
                 {
                     "now": now,
                     "agents": array_literal(regular),
                     "counts": array_literal([slots[agent_id] for agent_id in regular]),
                 },
             )
-            accepted.update(row[0] for row in cursor.fetchall())
+            taken = cursor.fetchall()
+            accepted.update(row[0] for row in taken)
+            # The dashboard's load column goes up as well as down (one live batch per round).
+            _publish(taken, now)
         for agent_id in slots:
             if agent_id not in probes:
                 continue

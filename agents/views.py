@@ -1,5 +1,5 @@
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -24,7 +24,26 @@ from .serializers import (
     plainly_valid_heartbeat,
 )
 
+NOT_FOUND = OpenApiResponse(description="Unknown agent (or, with an agent's token, another agent)")
 
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List agents",
+        description="Every registered agent with its status, load, circuit breaker and routing figures, a "
+        "page at a time (`page`, `page_size`). Filter by `status`, `type` and `capability` (repeat it: the "
+        "agent must offer all of them), search by `name`, sort with `ordering`. "
+        "Viewers and operators; an agent's token gets 403.",
+        tags=["agents"],
+    ),
+    retrieve=extend_schema(
+        summary="Get an agent",
+        description="One agent, as in the list. Viewers and operators may read any agent; an agent's own "
+        "token may read only itself (any other id is 404, so a token cannot learn which agents exist).",
+        tags=["agents"],
+        responses={200: AgentSerializer, 404: NOT_FOUND},
+    ),
+)
 class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = Agent.objects.all()
     serializer_class = AgentSerializer
@@ -45,8 +64,24 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return queryset
 
     @extend_schema(
+        summary="Register an agent (or update the one at the same endpoint)",
+        description="Operators only. Registers the agent at `endpoint` (201), or updates the agent already "
+        "registered there (200). Either way the answer carries new credentials, shown only this once: "
+        "`token`, the agent's own bearer token (`aoa_…`), and `signing_secret` (`whsec_…`), the key of the "
+        "signatures on the orchestrator's calls to the agent; earlier credentials stop working at once. "
+        "Without `capabilities`, they are read from the agent's card at "
+        "`{endpoint}/.well-known/agent-card.json`, and a card that cannot be read is a 400. The endpoint "
+        "must be an http(s) base URL whose host resolves into `AGENT_ALLOWED_NETWORKS`. Registering also "
+        "counts as a heartbeat.",
+        tags=["agents"],
         request=AgentRegistrationSerializer,
-        responses={201: RegisteredAgentSerializer, 200: RegisteredAgentSerializer},
+        responses={
+            201: RegisteredAgentSerializer,
+            200: OpenApiResponse(
+                RegisteredAgentSerializer, description="Already registered at this endpoint: updated"
+            ),
+            400: OpenApiResponse(description="Invalid fields, a refused endpoint or an unreadable card"),
+        },
     )
     def create(self, request):
         registration = AgentRegistrationSerializer(data=request.data)
@@ -58,13 +93,32 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(
+        summary="Unregister an agent",
+        description="Operators only. The agent's assigned and running tasks are handed back to dispatch "
+        "(other capable agents get them), then the agent and its credentials are deleted.",
+        tags=["agents"],
+        request=None,
+        responses={204: OpenApiResponse(description="Unregistered"), 404: NOT_FOUND},
+    )
     def destroy(self, request, agent_id):
         if not services.unregister_agent(agent_id=agent_id):
             raise NotFound()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=HeartbeatSerializer, responses=HeartbeatResponseSerializer)
+    @extend_schema(
+        summary="Send a heartbeat",
+        description="Sent by the agent itself with its own token every few seconds (operators may send one "
+        "too). It keeps the agent alive for its `heartbeat_timeout` on the orchestrator's clock; the answer "
+        "says by when the next one is due, after which the agent goes `offline` and its tasks go to other "
+        "agents. The body is optional: `status` (`online`, or `draining` to finish its work and get nothing "
+        "new), `current_load` and `metrics`. An `offline` agent comes back `online`; an operator's drain "
+        "and an `unhealthy` status are kept. 404 for an unknown id or another agent's; 429 with "
+        "`Retry-After` above the rate limit (`HEARTBEAT_RATE`).",
+        tags=["agents"],
+        request=HeartbeatSerializer,
+        responses={200: HeartbeatResponseSerializer, 404: NOT_FOUND},
+    )
     # Rate-limited per agent inside the heartbeat's own UPDATE (agents/pacing.py), not by a DRF throttle.
     @action(detail=True, methods=["post"], throttle_classes=[])
     def heartbeat(self, request, agent_id):
@@ -94,12 +148,28 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             }
         )
 
-    @extend_schema(request=None, responses=AgentSerializer)
+    @extend_schema(
+        summary="Drain an agent: it gets nothing new, and finishes what it runs",
+        description="Operators only. The agent becomes `draining` and stays so, whatever its heartbeats "
+        "say, until an operator resumes it (an `offline` or `unhealthy` agent keeps that status and comes "
+        "back draining). Its running tasks are not interrupted.",
+        tags=["agents"],
+        request=None,
+        responses={200: AgentSerializer, 404: NOT_FOUND},
+    )
     @action(detail=True, methods=["post"])
     def drain(self, request, agent_id):
         return self._after(services.drain(agent_id=agent_id))
 
-    @extend_schema(request=None, responses=AgentSerializer)
+    @extend_schema(
+        summary="Resume a drained agent",
+        description="Operators only. Undoes a drain: the agent is `online` again if its heartbeat is "
+        "current, `offline` if it has expired (its tasks then go to other agents until it heartbeats "
+        "again). An agent that was not drained is left as it is.",
+        tags=["agents"],
+        request=None,
+        responses={200: AgentSerializer, 404: NOT_FOUND},
+    )
     @action(detail=True, methods=["post"])
     def resume(self, request, agent_id):
         return self._after(services.resume(agent_id=agent_id))
@@ -113,7 +183,13 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 class CapabilityListView(APIView):
     """Every capability offered by a registered agent, with how many of those agents are online."""
 
-    @extend_schema(responses=CapabilityListSerializer)
+    @extend_schema(
+        summary="List capabilities",
+        description="Every capability offered by a registered agent, with how many of those agents are "
+        "online. Viewers and operators.",
+        tags=["capabilities"],
+        responses=CapabilityListSerializer,
+    )
     def get(self, request):
         results = services.capability_counts()
         return Response({"count": len(results), "results": CapabilitySerializer(results, many=True).data})

@@ -17,6 +17,17 @@ from orchestrator_project.accounts.permissions import IsViewer
 from . import beat, event_relay, queries
 from .workers import live_workers
 
+# The operation's description in the API docs (the module docstring above is for developers).
+DESCRIPTION = (
+    "One JSON document describing the whole system, for operators and their scripts: `agents` and `tasks` "
+    "counted by status (and how many agents have an open circuit breaker), the `queue` (pending tasks, the "
+    "age of the oldest, per capability), `last_minute` (tasks created, completed, failed and cancelled, "
+    "throughput, failure ratio, duration and dispatch latency percentiles), the Celery `workers` (`count` "
+    "is null and `state` `unknown` when Redis cannot be reached), the `beat` scheduler's sweeps, the "
+    "`events` relay, and the `service`, `version` and `timestamp`. Viewers and operators, by session or "
+    "bearer token."
+)
+
 
 def worker_count():
     """How many Celery workers announced themselves recently, or None if Redis could not be asked."""
@@ -67,6 +78,6 @@ def system_status(*, now=None):
 class StatusView(APIView):
     permission_classes = [IsViewer]
 
-    @extend_schema(summary="System status", description=__doc__, responses={200: dict})
+    @extend_schema(summary="System status", description=DESCRIPTION, responses={200: dict})
     def get(self, request):
         return Response(system_status())

@@ -45,22 +45,20 @@ def check_json(value, *, max_bytes=None):
     return value
 
 
-def no_nul(value):
-    if isinstance(value, str) and "\x00" in value:
-        raise serializers.ValidationError("NUL characters are not allowed")
-    return value
+# The two serializer mixins below explain themselves in comments, not docstrings: drf-spectacular describes
+# a serializer's schema with the first docstring of its classes, and these would become the API docs'
+# description of every request body that uses them.
 
 
 class PrototypeFieldsMixin:
-    """Each serializer instance gets its fields as shallow copies of the declared ones.
-
-    DRF deep-copies every declared field per instance, which re-runs each field's __init__ (validators,
-    regexes, choices): on task creation and heartbeats that was a tenth of the request's CPU. A shallow
-    copy is a distinct object that the serializer binds to itself as usual; what it shares with the
-    declared field (validators, error messages, choices) DRF never changes after __init__. A list or
-    dict field's child is copied too and bound to the copy, as its __init__ binds it; nested serializers keep
-    DRF's deep copy.
-    """
+    # Each serializer instance gets its fields as shallow copies of the declared ones.
+    #
+    # DRF deep-copies every declared field per instance, which re-runs each field's __init__ (validators,
+    # regexes, choices): on task creation and heartbeats that was a tenth of the request's CPU. A shallow
+    # copy is a distinct object that the serializer binds to itself as usual; what it shares with the
+    # declared field (validators, error messages, choices) DRF never changes after __init__. A list or
+    # dict field's child is copied too and bound to the copy, as its __init__ binds it; nested serializers
+    # keep DRF's deep copy.
 
     def get_fields(self):
         return {name: _clone(field) for name, field in self._declared_fields.items()}
@@ -79,10 +77,9 @@ def _clone(field):
 
 
 class StrictFieldsMixin:
-    """Unknown or read-only fields in a request body are an error, not silently ignored.
-
-    Mass-assignment attempts (`"status": "completed"`, `"agent_id": ...`) get a 400 naming the field.
-    """
+    # Unknown or read-only fields in a request body are an error, not silently ignored.
+    #
+    # Mass-assignment attempts (`"status": "completed"`, `"agent_id": ...`) get a 400 naming the field.
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
@@ -96,11 +93,18 @@ class StrictFieldsMixin:
 
 
 class StrictStringMixin:
-    """DRF turns 12 into "12"; a typed API should say that a number is not a string."""
+    """DRF turns 12 into "12"; a typed API should say that a number is not a string.
+
+    Text Postgres cannot store (NUL, lone surrogates) gets one message, the agents app's, before any
+    validator runs: DRF's own ProhibitNullCharactersValidator and a pattern's RegexValidator would
+    otherwise each add theirs for the same character.
+    """
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")
+        if problem := unstorable_text(data):
+            raise serializers.ValidationError(f"This field {problem}.", code="invalid")
         return super().to_internal_value(data)
 
 
@@ -123,9 +127,7 @@ class StrictBooleanField(serializers.BooleanField):
 
 
 class NoNulCharField(StrictStringMixin, serializers.CharField):
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.validators.append(no_nul)
+    """Free text: a string, without NUL characters or lone surrogates (StrictStringMixin)."""
 
 
 class StrictRegexField(StrictStringMixin, serializers.RegexField):

@@ -22,6 +22,11 @@ from .models import EventKind, Task, TaskEvent, TaskStatus
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
 NAME_MESSAGE = "Use letters, digits and _ . : / - (starting with a letter or digit)."
+# Dispatch claims pending tasks ORDER BY priority, created_at (tasks/engine/claim.py): lowest number first.
+PRIORITY_HELP = (
+    "1-10, 1 = most urgent, 10 = least urgent (default 5). Of the pending tasks a free agent can take, the "
+    "lowest number is dispatched first, then the oldest."
+)
 
 
 def capability_field():
@@ -35,7 +40,7 @@ class TaskCreateSerializer(PrototypeFieldsMixin, StrictFieldsMixin, serializers.
     required_capabilities = serializers.ListField(
         child=capability_field(), min_length=1, max_length=50, required=False
     )
-    priority = StrictIntegerField(min_value=1, max_value=10, default=5)
+    priority = StrictIntegerField(min_value=1, max_value=10, default=5, help_text=PRIORITY_HELP)
     max_retries = StrictIntegerField(min_value=0, max_value=100, required=False)
     timeout_seconds = StrictIntegerField(min_value=1, max_value=86400, required=False)
     deadline = serializers.DateTimeField(required=False, allow_null=True, default=None)
@@ -126,14 +131,17 @@ _OUTPUT = {
 }
 
 
-class TaskSerializer(serializers.ModelSerializer):
-    """The lean representation used by create and list: no events, no joins.
+# TaskSerializer is the lean representation used by create and list: no events, no joins.
+#
+# The declared fields document the schema and stay the reference; `to_representation` produces the
+# same JSON directly from the row, because DRF's generic path (building and binding two dozen field
+# objects per serializer) cost more than the INSERT on every task created or listed.
+# tests/tasks/test_serializers.py checks that both agree. (A comment, not the docstring: drf-spectacular
+# shows a serializer's docstring in the API docs.)
 
-    The declared fields document the schema and stay the reference; `to_representation` produces the
-    same JSON directly from the row, because DRF's generic path (building and binding two dozen field
-    objects per serializer) cost more than the INSERT on every task created or listed.
-    tests/tasks/test_serializers.py checks that both agree.
-    """
+
+class TaskSerializer(serializers.ModelSerializer):
+    """A task: what it asks for, its status and agent, its result or error, and its timing."""
 
     agent_id = serializers.UUIDField(source="assigned_agent_id", read_only=True, allow_null=True)
     input_data = serializers.JSONField()
@@ -148,6 +156,7 @@ class TaskSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Task
+        extra_kwargs = {"priority": {"help_text": PRIORITY_HELP}}
         fields = [
             "task_id",
             "type",
@@ -244,6 +253,8 @@ def attempts_from_events(events):
 
 
 class TaskDetailSerializer(TaskSerializer):
+    """A task with its history: every event, and each attempt's agent, timing and outcome."""
+
     events = serializers.SerializerMethodField()
     attempt_history = serializers.SerializerMethodField()
 

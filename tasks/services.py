@@ -10,6 +10,7 @@ import json
 from contextlib import nullcontext
 from functools import cache
 
+import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -158,12 +159,57 @@ _BULK_PUBLISHED_SQL = f"WITH logged AS ({_BULK_EVENTS_SQL}) " + outbox.created_s
 )
 
 
-def create_tasks_bulk(*, items, user=None):
+def create_tasks_bulk_once(*, items, user=None, idempotency_key):
+    """create_tasks_bulk behind an Idempotency-Key. Returns (tasks, created): a repeat of the request
+    returns the tasks the first one made; the key with another body raises IdempotencyConflict.
+
+    Each task keeps the key with its place in the request ("key#0", "key#1", ...: the column is unique)
+    and the whole request's fingerprint, so a replay is one indexed read, and two requests racing with
+    one key cannot both write: the loser's transaction fails on the first key and it replays the winner.
+    """
+    fingerprint = _fingerprint(items)
+    keys = [bulk_key(idempotency_key, index) for index in range(len(items))]
+    existing = _bulk_replay(keys, fingerprint)
+    if existing is not None:
+        return existing, False
+    try:
+        # Its own transaction, or a savepoint inside a caller's, so that a lost race can read after.
+        with transaction.atomic():
+            return create_tasks_bulk(items=items, user=user, keys=keys, fingerprint=fingerprint), True
+    except (IntegrityError, psycopg.errors.UniqueViolation):
+        existing = _bulk_replay(keys, fingerprint)
+        if existing is None:
+            raise
+        return existing, False
+
+
+def bulk_key(idempotency_key, index):
+    return f"{idempotency_key}#{index}"
+
+
+def _bulk_replay(keys, fingerprint):
+    first = Task.objects.filter(idempotency_key=keys[0]).only("request_fingerprint").first()
+    if first is None:
+        return None
+    if first.request_fingerprint != fingerprint:
+        raise IdempotencyConflict()
+    # The same body, so the same number of tasks; in the request's order (a finished one an operator
+    # deleted since is left out).
+    place = {key: index for index, key in enumerate(keys)}
+    found = Task.objects.filter(idempotency_key__in=keys)
+    return sorted(found, key=lambda task: place[task.idempotency_key])
+
+
+def create_tasks_bulk(*, items, user=None, keys=None, fingerprint=""):
     """All or nothing. Up to INSERT_MAX_ROWS tasks (a workflow's next steps, mostly) are one INSERT that
     writes their events and rings too: one round trip. More are one COPY (two round trips, whatever
-    the number), one INSERT of their events and one ring."""
+    the number), one INSERT of their events and one ring. `keys`: an idempotency key per task
+    (create_tasks_bulk_once)."""
     now = timezone.now()
     tasks = [_new_task(data, user=user, now=now) for data in items]
+    if keys is not None:
+        for task, key in zip(tasks, keys, strict=True):
+            task.idempotency_key, task.request_fingerprint = key, fingerprint
     # Inside a caller's transaction (a workflow's advance) that transaction is the all or nothing: a
     # savepoint of our own would cost two round trips on every step's hand-over and undo nothing more.
     if 0 < len(tasks) <= INSERT_MAX_ROWS:

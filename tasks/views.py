@@ -43,6 +43,19 @@ class IsOperatorOrAssignedAgent(IsOperator):
         return is_operator(request.user) or is_agent(request.user)
 
 
+# A bulk request's key is stored on each of its tasks with "#index" (up to "#999") after it, in a column of
+# 255 characters.
+BULK_KEY_MAX_LENGTH = 250
+
+
+def idempotency_key(request, *, max_length):
+    """The request's Idempotency-Key header, checked, or None."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= max_length and key.isprintable()):
+        raise ValidationError({"Idempotency-Key": [f"Must be 1 to {max_length} printable characters."]})
+    return key
+
+
 @extend_schema_view(
     list=extend_schema(summary="List tasks", tags=["tasks"]),
     retrieve=extend_schema(
@@ -104,9 +117,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             body = TaskCreateSerializer(data=request.data)
             body.is_valid(raise_exception=True)
             data = body.validated_data
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
-            raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 printable characters."]})
+        key = idempotency_key(request, max_length=255)
         task, created = services.create_task(data=data, user=request.user, idempotency_key=key)
         return Response(
             TaskSerializer(task).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -125,15 +136,37 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         summary="Create up to 1,000 tasks at once (all or nothing)",
         tags=["tasks"],
         request=TaskBulkCreateSerializer,
-        responses={201: BulkCreateResponseSerializer},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Repeat-safe creation: the same key returns the tasks the first request made "
+                f"(at most {BULK_KEY_MAX_LENGTH} characters; each task keeps it as `key#index`).",
+            )
+        ],
+        responses={
+            201: BulkCreateResponseSerializer,
+            200: BulkCreateResponseSerializer,
+            400: OpenApiResponse(description="Invalid; nothing was created"),
+            409: OpenApiResponse(description="Key reused with a different body"),
+        },
     )
     @action(detail=False, methods=["post"])
     def bulk(self, request):
         body = TaskBulkCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        tasks = services.create_tasks_bulk(items=body.validated_data["tasks"], user=request.user)
+        items = body.validated_data["tasks"]
+        key = idempotency_key(request, max_length=BULK_KEY_MAX_LENGTH)
+        if key is None:
+            tasks, created = services.create_tasks_bulk(items=items, user=request.user), True
+        else:
+            tasks, created = services.create_tasks_bulk_once(
+                items=items, user=request.user, idempotency_key=key
+            )
         return Response(
-            {"count": len(tasks), "task_ids": [str(t.task_id) for t in tasks]}, status=status.HTTP_201_CREATED
+            {"count": len(tasks), "task_ids": [str(t.task_id) for t in tasks]},
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
     @extend_schema(
@@ -212,12 +245,23 @@ def execute_response(task):
 
 
 class ExecuteTaskView(APIView):
-    """Synchronous execution: the sync part authenticates and starts the task; the wait is async."""
+    # Synchronous execution: the sync part authenticates and starts the task; the wait is async
+    # (execute_task below). Not a docstring, which the schema would show as the operation's description.
 
     permission_classes = [IsOperator]
 
     @extend_schema(
         summary="Execute a task and wait for its result",
+        description="Operators only. Starts the task now, or joins its execution if it is already under "
+        "way (a pending task is dispatched even if it was created with `auto_dispatch: false`; one assigned "
+        "by hand is sent to its agent), then waits for the outcome: at most `EXECUTE_MAX_WAIT_SECONDS`, "
+        "as long as its attempts could take, and not past its `deadline`. A task that has already finished "
+        "answers at once.\n\n"
+        "- 200: completed, with its `result`.\n"
+        "- 502: failed after its retries, with its `error`.\n"
+        "- 504: still running when the wait ended; it goes on (follow it with "
+        "`GET /api/v1/tasks/{task_id}`).\n"
+        "- 409: cancelled, or no capable agent is available (the task stays pending).",
         tags=["tasks"],
         request=None,
         responses={

@@ -59,21 +59,23 @@ def sync_from_settings():
             row = rows.get(sweep.schedule)
             if row is not None and applied.get(sweep.schedule) == seconds:
                 continue  # the setting has not changed since it was applied: the row, maybe edited, stands
-            _apply(sweep, row, seconds)
+            _apply(sweep, row, seconds, first=sweep.schedule not in applied)
             AppliedInterval.objects.update_or_create(schedule=sweep.schedule, defaults={"seconds": seconds})
             written.append(sweep.schedule)
     logger.info("beat schedules checked against the settings; written: %s", ", ".join(written) or "none")
     return written
 
 
-def _apply(sweep, row, seconds):
+def _apply(sweep, row, seconds, *, first):
     interval, _ = IntervalSchedule.objects.get_or_create(every=seconds, period=IntervalSchedule.SECONDS)
     if row is None:
         logger.info("beat schedule %r created: every %s s (%s)", sweep.schedule, seconds, sweep.setting)
         # enabled only here: an operator who disabled a sweep keeps it disabled when its interval changes.
         row = PeriodicTask(name=sweep.schedule, task=sweep.task, enabled=True)
     else:
-        logger.info("beat schedule %r: every %s s (%s changed)", sweep.schedule, seconds, sweep.setting)
+        # first: a row its migration made, which no setting was applied to yet (a new database).
+        why = "first applied" if first else "changed"
+        logger.info("beat schedule %r: every %s s (%s %s)", sweep.schedule, seconds, sweep.setting, why)
     row.interval, row.crontab, row.solar, row.clocked = interval, None, None, None
     # Sweeps queued while no worker ran are dropped, not run in a burst when one comes back.
     row.expire_seconds = seconds

@@ -221,6 +221,13 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return Response(TaskSerializer(task).data)
 
 
+def settled(response):
+    """A 502 or 504 of /execute reports the task's outcome, not a fault of the server: the access line
+    records it, and Django's request logger is told it has been logged (it would log an ERROR)."""
+    response._has_been_logged = True
+    return response
+
+
 def execute_response(task):
     body = {
         "task_id": str(task.task_id),
@@ -276,7 +283,7 @@ class ExecuteTaskView(APIView):
         task, wait_seconds = services.prepare_execute(task_id=task_id)
         if task.status in TERMINAL_STATUSES:
             code, body = execute_response(task)
-            return Response(body, status=code)
+            return settled(Response(body, status=code))
         response = Response(status=status.HTTP_202_ACCEPTED)
         response.wait_for = wait_seconds
         return response
@@ -312,7 +319,7 @@ async def execute_task(request, task_id):
         interval = min(interval * 1.5, 0.25)
         task = await load(task_id)
     code, body = execute_response(task)
-    return JsonResponse(body, status=code)
+    return settled(JsonResponse(body, status=code))
 
 
 execute_task.cls = ExecuteTaskView  # lets drf-spectacular document the wrapped view

@@ -181,3 +181,19 @@ def test_celery_beat_applies_changed_settings_when_it_starts_and_keeps_admin_edi
     third = start_beat("beat-schedules-3", SWEEP_INTERVAL_SECONDS=7, AGENT_PROBE_INTERVAL=50)
     third.stop()
     assert every(PROBES) == (50, "seconds")
+
+
+@pytest.mark.django_db
+def test_the_log_says_first_applied_on_a_new_database_and_changed_after(settings, caplog):
+    """A new database's rows come from the migrations; the first start applies the settings to them,
+    which is not a change anybody made."""
+    caplog.set_level("INFO", logger="monitoring.schedules")
+    schedules.sync_from_settings()
+    first = [r.getMessage() for r in caplog.records if "beat schedule " in r.getMessage()]
+    assert first and all("first applied" in line for line in first), first
+
+    caplog.clear()
+    settings.AGENT_PROBE_INTERVAL += 1
+    schedules.sync_from_settings()
+    [line] = [r.getMessage() for r in caplog.records if "beat schedule " in r.getMessage()]
+    assert line.endswith("(AGENT_PROBE_INTERVAL changed)"), line

@@ -1,5 +1,6 @@
 """Synchronous execution (`/execute`) and explicit assignment (`/assign`)."""
 
+import logging
 import threading
 
 from agents.models import Agent
@@ -58,9 +59,10 @@ def test_execute_of_a_cancelled_task_is_a_conflict(worker, operator_client):
 
 
 def test_execute_answers_502_when_the_task_fails_after_its_retries(
-    worker, operator_client, fake_agents, register, settings
+    worker, operator_client, fake_agents, register, settings, caplog
 ):
     settings.TASK_RETRY_BACKOFF_BASE = 0.01
+    caplog.set_level(logging.WARNING, logger="django.request")
     fake = fake_agents(lambda call: (500, {"error": "model crashed"}))
     register(fake)
     task_id = submit(operator_client, auto_dispatch=False, max_retries=1)
@@ -68,6 +70,8 @@ def test_execute_answers_502_when_the_task_fails_after_its_retries(
     assert response.status_code == 502
     assert response.json()["status"] == "failed" and response.json()["error"]["message"] == "model crashed"
     assert len(fake.calls) == 2
+    # The task's failure is its outcome, not the server's error: no ERROR line says otherwise.
+    assert [r.getMessage() for r in caplog.records if r.name == "django.request"] == []
 
 
 def test_execute_of_an_unknown_task_is_404(worker, operator_client):

@@ -160,6 +160,9 @@ SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 2, minimum=1)
 DISPATCH_BATCH_SIZE = env_int("DISPATCH_BATCH_SIZE", 200, minimum=1)
 AGENT_CALL_CONCURRENCY = env_int("AGENT_CALL_CONCURRENCY", 1000, minimum=1)
 LEASE_GRACE_SECONDS = env_int("LEASE_GRACE_SECONDS", 10, minimum=0)
+# How long an operator's assignment of a task that is not auto-dispatched keeps the agent's slot waiting for
+# /execute; then the task sweep hands it back (tasks/engine/sweeps.py).
+TASK_ASSIGNMENT_HOLD_SECONDS = env_int("TASK_ASSIGNMENT_HOLD_SECONDS", 300, minimum=1)
 EXECUTE_MAX_WAIT_SECONDS = env_int("EXECUTE_MAX_WAIT_SECONDS", 300, minimum=1)
 # On SIGTERM a worker lets agent calls in flight finish for this long, then hands the rest back.
 WORKER_SHUTDOWN_GRACE = env_float("WORKER_SHUTDOWN_GRACE", 30.0, minimum=0)

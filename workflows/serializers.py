@@ -11,6 +11,7 @@ from orchestrator_project.validation import (
     StrictRegexField,
     check_json,
 )
+from tasks.serializers import PRIORITY_HELP
 
 from .items import summaries as map_item_summaries
 from .models import (
@@ -97,7 +98,7 @@ class RunCreateSerializer(PrototypeFieldsMixin, StrictFieldsMixin, serializers.S
         min_value=1, required=False, allow_null=True, default=None, help_text="Default: the latest."
     )
     input = serializers.JSONField(required=False, default=dict)
-    priority = StrictIntegerField(min_value=1, max_value=10, default=5)
+    priority = StrictIntegerField(min_value=1, max_value=10, default=5, help_text=PRIORITY_HELP)
 
     def validate_input(self, value):
         if not isinstance(value, dict):
@@ -152,8 +153,10 @@ class MapItemsSummarySerializer(serializers.Serializer):
 
 
 class StepSerializer(StepRunSerializer):
-    """A whole step in the run's detail. A map step's items are counted here (context["items"]: what
-    items.summaries returned) and listed by the step's own items endpoint."""
+    """A step of the run, with a map step's items counted by status (the step's items endpoint lists
+    them)."""
+
+    # The counts come from context["items"] (what items.summaries returned for the whole run).
 
     items = serializers.SerializerMethodField()
 

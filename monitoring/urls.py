@@ -9,4 +9,5 @@ urlpatterns = [
     path("status", status.StatusView.as_view(), name="status"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/api/summary", views.summary, name="dashboard-summary"),
+    path("favicon.ico", views.favicon, name="favicon"),
 ]

@@ -1,16 +1,17 @@
-"""The operator dashboard: a page in the admin's look and the JSON it starts from."""
+"""The operator dashboard: a page in the admin's look and the JSON it starts from; and /favicon.ico."""
 
 from functools import wraps
 
 from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import JsonResponse
+from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_safe
 from redis.exceptions import RedisError
 
 from orchestrator_project.accounts.roles import is_operator, is_viewer
@@ -20,6 +21,7 @@ from . import queries, recorder
 from .status import system_status
 
 RECENT_TASKS = 50
+FAVICON = "orchestrator/favicon.svg"  # also linked by templates/admin/base_site.html
 CHART_SECONDS = 15 * 60
 
 
@@ -49,6 +51,13 @@ def dashboard(request):
         "can_operate": is_operator(request.user),  # viewers get no buttons: the API would refuse them
     }
     return render(request, "monitoring/dashboard.html", context)
+
+
+@require_safe
+def favicon(request):
+    """/favicon.ico, which browsers ask for where a page links no icon (the API's pages, say): the site's
+    icon. Always the same address, whatever the request says: nothing here can redirect elsewhere."""
+    return HttpResponseRedirect(static(FAVICON))
 
 
 def _rates():

@@ -1,6 +1,8 @@
 import json
 
 from django.contrib import admin
+from django.core.exceptions import ObjectDoesNotExist
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
@@ -9,7 +11,14 @@ from orchestrator_project.admin_verbs import Report, Verb, VerbsMixin
 from orchestrator_project.errors import DomainError
 
 from . import services
-from .models import CANCELLABLE_STATUSES, RETRYABLE_BY_OPERATOR, Task, TaskEvent, TaskStatus
+from .models import (
+    CANCELLABLE_STATUSES,
+    RETRYABLE_BY_OPERATOR,
+    TERMINAL_STATUSES,
+    Task,
+    TaskEvent,
+    TaskStatus,
+)
 
 STATUS_COLOURS = {
     TaskStatus.PENDING: "#6c757d",
@@ -44,16 +53,33 @@ def _why(details):
     return " ".join(parts)
 
 
+def _precise(moment):
+    """A time to the millisecond, with its zone: a task's events are often a few milliseconds apart."""
+    moment = timezone.localtime(moment)
+    return f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d} {moment.tzname()}"
+
+
 class TaskEventInline(admin.TabularInline):
     model = TaskEvent
-    fields = ["created_at", "kind", "status", "attempt", "agent_id", "reason", "why"]
+    # No "<task id> <kind>" caption above each row (static/orchestrator/admin.css): the columns say it.
+    classes = ["uncaptioned"]
+    fields = ["at", "kind", "status", "attempt", "agent_id", "reason", "why"]
     readonly_fields = fields
     extra = 0
     can_delete = False
     ordering = ["created_at", "id"]
 
+    class Media:
+        css = {"all": ["orchestrator/admin.css"]}
+
     def has_add_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="created at")
+    def at(self, event):
+        return format_html(
+            '<time datetime="{}">{}</time>', event.created_at.isoformat(), _precise(event.created_at)
+        )
 
     @admin.display(description="details (why this agent)")
     def why(self, event):
@@ -85,6 +111,22 @@ class DeadLetterFilter(admin.SimpleListFilter):
         if self.value() == "in_flight":
             return queryset.filter(status__in=[TaskStatus.ASSIGNED, TaskStatus.RUNNING])
         return queryset
+
+
+def agent_link(task):
+    """A task's agent by name, linked to its admin page, its id as the tooltip (names need not be unique);
+    the bare id if the agent is gone (the id has no foreign key constraint). Reads `task.assigned_agent`:
+    a page listing tasks selects it with them (select_related), or each costs a query."""
+    if task.assigned_agent_id is None:
+        return None
+    try:
+        agent = task.assigned_agent  # None when a join found no row
+    except ObjectDoesNotExist:  # looked up on its own, and not found
+        agent = None
+    if agent is None:
+        return task.assigned_agent_id
+    url = reverse("admin:agents_agent_change", args=[agent.pk])
+    return format_html('<a href="{}" title="{}">{}</a>', url, agent.pk, agent.name)
 
 
 def _pretty(value):
@@ -137,7 +179,8 @@ VERBS = (
 
 @admin.register(Task)
 class TaskAdmin(VerbsMixin, admin.ModelAdmin):
-    list_display = ["task_id", "type", "coloured_status", "priority", "assigned_agent_id", "attempts", "age"]
+    list_display = ["task_id", "type", "coloured_status", "priority", "agent", "attempts", "age"]
+    list_select_related = ["assigned_agent"]  # the agent's name, in the page's one query
     list_filter = [DeadLetterFilter, "status", "priority", "type", "auto_dispatch"]
     search_fields = ["=task_id", "type", "description", "=idempotency_key"]
     list_per_page = 50
@@ -192,6 +235,20 @@ class TaskAdmin(VerbsMixin, admin.ModelAdmin):
             else super().has_change_permission(request, obj)
         )
 
+    def has_delete_permission(self, request, obj=None):
+        # Only a finished task may go: an unfinished one holds an agent's slot (or is about to), and
+        # nothing would give it back. Cancel it first. The bulk action's confirmation asks per task.
+        if obj is not None and obj.status not in TERMINAL_STATUSES:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request, obj):
+        # Guarded, like every change of a task: an operator may have retried it since the page showed.
+        Task.objects.filter(pk=obj.pk, status__in=TERMINAL_STATUSES).delete()
+
+    def delete_queryset(self, request, queryset):
+        queryset.filter(status__in=TERMINAL_STATUSES).delete()
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context.update(show_save=False, show_save_and_continue=False, show_save_and_add_another=False)
         return super().render_change_form(request, context, add, change, form_url, obj)
@@ -199,6 +256,10 @@ class TaskAdmin(VerbsMixin, admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def coloured_status(self, task):
         return format_html('<b style="color:{}">{}</b>', STATUS_COLOURS.get(task.status, "#000"), task.status)
+
+    @admin.display(description="agent", ordering="assigned_agent__name")
+    def agent(self, task):
+        return agent_link(task)  # joined by list_select_related: no query per row
 
     @admin.display(description="age", ordering="created_at")
     def age(self, task):

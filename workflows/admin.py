@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from orchestrator_project.admin_verbs import Report, Verb, VerbsMixin
 from orchestrator_project.errors import Conflict, DomainError
+from tasks.admin import agent_link
 
 from . import items, runs, step_graph
 from .models import (
@@ -243,8 +244,7 @@ def _step_url(step_pk):
 
 
 def _agent(step):
-    task = step.task
-    return task.assigned_agent_id if task is not None else None
+    return agent_link(step.task) if step.task is not None else None
 
 
 class StepRunInline(admin.TabularInline):
@@ -267,7 +267,12 @@ class StepRunInline(admin.TabularInline):
     max_num = 0
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(map_index=WHOLE_STEP).select_related("task")
+        return (
+            super()
+            .get_queryset(request)
+            .filter(map_index=WHOLE_STEP)
+            .select_related("task__assigned_agent")  # each step's agent, by name: no query per row
+        )
 
     def has_add_permission(self, request, obj=None):
         return False

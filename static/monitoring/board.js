@@ -90,6 +90,23 @@
     });
   };
 
+  /* Take `field` from `rows` (the summary's, say) for the items the store holds, where theirs is later:
+     what the streams leave out, as an agent's heartbeat (every few seconds per agent, it is not an
+     event). That field only: statuses, and so the counts, move with the streams alone. Returns whether
+     anything changed. */
+  Store.prototype.refresh = function (rows, field) {
+    var key = this.kind.idKey;
+    var items = this.items;
+    var changed = false;
+    (rows || []).forEach(function (row) {
+      var item = items.get(row[key]);
+      if (!item || !row[field] || time(item[field]) >= time(row[field])) return;
+      item[field] = row[field];
+      changed = true;
+    });
+    return changed;
+  };
+
   Store.prototype.sorted = function (compare) {
     return Array.from(this.items.values()).sort(compare);
   };

@@ -4,6 +4,8 @@
  * Tiles and rows are drawn together from one state (board.js): each socket's snapshot sets it, each
  * event moves an item and its count at once, and what the state cannot place asks the socket for a
  * fresh snapshot. The summary is refreshed at most once a second while events flow, every 5 s otherwise.
+ * Heartbeats are no events (every agent sends one every few seconds): each summary brings the agents'
+ * latest, so that "Last heartbeat" is never more than a summary behind.
  */
 (function () {
   "use strict";
@@ -307,6 +309,7 @@
     (summary.routing || []).forEach(function (route) {
       (board.routing[route.agent_id] = board.routing[route.agent_id] || []).push(route);
     });
+    board.agents.refresh(summary.agent_list, "last_heartbeat");
     renderAgents();
     renderQueue(summary.queue.by_capability);
     renderCharts(summary.rates);

@@ -4,7 +4,8 @@
  * snapshot, apply per event, false when an event names a run or step the store does not hold, so that
  * the page asks for a fresh snapshot: a run started since the last one). draw(box, store) redraws the
  * runs: active ones first, each an SVG laid out as the admin's graph (workflows/step_graph.py): a
- * column per depth, a box per step coloured by status, an arrow per dependency.
+ * column per depth, a box per step coloured by status, an arrow per dependency. Unlike the admin's, the
+ * columns wrap into bands when they would not fit the page's width (a long chain, say).
  *
  * With `operate` (given to operators only: the API would refuse viewers), each card offers the verbs
  * its run's status allows, as workflows/runs.py does: Pause (running), Resume (paused), Cancel
@@ -20,7 +21,7 @@
     waiting: "#adb5bd", running: "#0dcaf0", awaiting_approval: "#ffc107", completed: "#198754",
     failed: "#dc3545", skipped: "#6c757d", upstream_failed: "#fd7e14", cancelled: "#495057",
   };
-  var W = 150, H = 44, GX = 50, GY = 18, PAD = 10;
+  var W = 150, H = 44, GX = 50, GY = 18, PAD = 10, BAND_GAP = 30;
   var ACTIVE = ["running", "paused", "cancelling"];
   var MAX_SHOWN = 20;
   var SVG = "http://www.w3.org/2000/svg";
@@ -64,24 +65,60 @@
     return node;
   }
 
-  function graph(run) {
-    var rows = {}, at = {};
-    run.steps.forEach(function (step) {
-      var row = rows[step.depth] || 0;
-      rows[step.depth] = row + 1;
-      at[step.step_id] = { x: PAD + step.depth * (W + GX), y: PAD + row * (H + GY) };
+  /* Where each step goes: a column per depth (one right of its deepest parent), as in the admin's graph.
+     Columns that would not fit in `room` pixels wrap into bands, one under the other, so that a long
+     chain stays full size and in sight; a wrapped drawing keeps a margin of GX / 2 on either side for
+     the edges that go from one band to the next. */
+  function layout(steps, room) {
+    var rows = {};
+    steps.forEach(function (step) { rows[step.depth] = (rows[step.depth] || 0) + 1; });
+    var columns = Math.max.apply(null, Object.keys(rows).map(Number).concat([0])) + 1;
+    var fit = function (margin) { return Math.max(1, Math.floor((room - 2 * margin + GX) / (W + GX))); };
+    var margin = fit(PAD) >= columns ? PAD : GX / 2;
+    var bands = Math.ceil(columns / Math.min(columns, fit(margin)));
+    var perBand = Math.ceil(columns / bands); // as even as they go: 3 + 3 rather than 4 + 2
+    var tops = [];
+    var top = PAD;
+    for (var first = 0; first < columns; first += perBand) {
+      var tallest = 1;
+      for (var depth = first; depth < first + perBand; depth++) tallest = Math.max(tallest, rows[depth] || 0);
+      tops.push(top);
+      top += tallest * (H + GY) - GY + BAND_GAP;
+    }
+    var at = {};
+    var taken = {};
+    steps.forEach(function (step) {
+      var row = taken[step.depth] || 0;
+      taken[step.depth] = row + 1;
+      var band = Math.floor(step.depth / perBand);
+      at[step.step_id] = {
+        x: margin + (step.depth % perBand) * (W + GX), y: tops[band] + row * (H + GY), band: band,
+      };
     });
-    var depths = Object.keys(rows).map(Number);
-    var width = PAD * 2 + (Math.max.apply(null, depths.concat([0])) + 1) * (W + GX) - GX;
-    var tallest = Math.max.apply(null, depths.map(function (d) { return rows[d]; }).concat([1]));
-    var root = svg("svg", { class: "wf-graph", width: width, height: PAD * 2 + tallest * (H + GY) - GY });
+    return { at: at, tops: tops, width: 2 * margin + perBand * (W + GX) - GX, height: top - BAND_GAP + PAD };
+  }
+
+  // An edge: straight within a band; to a later band, out right, down to the gap above the child's band,
+  // left, and in from the left.
+  function edge(from, to, tops) {
+    var y1 = from.y + H / 2, y2 = to.y + H / 2;
+    if (from.band === to.band) {
+      return svg("line", { x1: from.x + W, y1: y1, x2: to.x, y2: y2, stroke: "#495057" });
+    }
+    var right = from.x + W + GX / 2, left = to.x - GX / 2, gap = tops[to.band] - BAND_GAP / 2;
+    var points = [[from.x + W, y1], [right, y1], [right, gap], [left, gap], [left, y2], [to.x, y2]];
+    return svg("polyline", { points: points.join(" "), fill: "none", stroke: "#495057" });
+  }
+
+  function graph(run, room) {
+    var laid = layout(run.steps, room);
+    var at = laid.at;
+    // The viewBox lets it shrink (CSS max-width) should the room have been measured wrong.
+    var root = svg("svg", { class: "wf-graph", width: laid.width, height: laid.height,
+                            viewBox: "0 0 " + laid.width + " " + laid.height });
     run.steps.forEach(function (step) {
       step.depends_on.forEach(function (parent) {
-        if (!at[parent]) return;
-        root.appendChild(svg("line", {
-          x1: at[parent].x + W, y1: at[parent].y + H / 2, x2: at[step.step_id].x, y2: at[step.step_id].y + H / 2,
-          stroke: "#495057",
-        }));
+        if (at[parent]) root.appendChild(edge(at[parent], at[step.step_id], laid.tops));
       });
     });
     run.steps.forEach(function (step) {
@@ -96,6 +133,14 @@
       root.appendChild(group);
     });
     return root;
+  }
+
+  // The width a card's graph may take: the box's, less its own padding and a card's padding and border.
+  function room(box, card) {
+    var outer = getComputedStyle(box), inner = getComputedStyle(card);
+    var chrome = [outer.paddingLeft, outer.paddingRight, inner.paddingLeft, inner.paddingRight,
+                  inner.borderLeftWidth, inner.borderRightWidth];
+    return chrome.reduce(function (left, value) { return left - (parseFloat(value) || 0); }, box.clientWidth);
   }
 
   // A button that stays disabled while its request is in flight, then lets the cards be redrawn.
@@ -171,11 +216,14 @@
       box.appendChild(empty);
       return;
     }
+    var space = null;
     runs.slice(0, MAX_SHOWN).forEach(function (run) {
       var card = document.createElement("div");
       card.className = "wf-run";
       card.dataset.runId = run.run_id;
       card.dataset.status = run.status;
+      box.appendChild(card); // styled, so that the room for its graph can be measured
+      if (space === null) space = room(box, card);
       var title = document.createElement("h3");
       var link = document.createElement("a");
       link.href = "/admin/workflows/workflowrun/" + run.run_id + "/change/";
@@ -186,15 +234,26 @@
       status.textContent = " " + run.status;
       title.appendChild(status);
       card.appendChild(title);
-      card.appendChild(graph(run));
+      card.appendChild(graph(run, space));
       if (operate) {
         [runActions(run, operate), stepActions(run, operate)].forEach(function (bar) {
           if (bar) card.appendChild(bar);
         });
       }
-      box.appendChild(card);
     });
+    lastDraw.width = box.clientWidth;
   }
+
+  // The graphs wrap to the page's width: a window made narrower or wider draws them again.
+  var redrawing = false;
+  window.addEventListener("resize", function () {
+    if (redrawing || !lastDraw) return;
+    redrawing = true;
+    requestAnimationFrame(function () {
+      redrawing = false;
+      if (lastDraw.box.clientWidth !== lastDraw.width) draw(lastDraw.box, lastDraw.store, lastDraw.operate);
+    });
+  });
 
   window.OrchestratorWorkflows = { runs: function () { return new Runs(); }, draw: draw };
 })();

@@ -1,0 +1,198 @@
+"""The dashboard and the admin in a real headless Chromium, against the live stack: what an operator
+sees is current and fits. "Last heartbeat" follows heartbeats (which are no events) within a summary; a
+long workflow chain fits its card at 1400 px; the task page's events read to the millisecond without a
+caption above each row; and every page names the site's icon."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from agents.models import Agent
+from tasks.models import Task, TaskEvent
+from tests.actors import PASSWORD
+
+from .conftest import ARTIFACTS, make_agent
+from .test_dashboard_browser import actors, open_dashboard, page  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+# --- Last heartbeat -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def quiet_agent(live_stack):
+    """An online agent whose last heartbeat was 90 s ago (its deadline is an hour away): (id, token)."""
+    agent, token = make_agent("Pulse")
+    Agent.objects.filter(pk=agent.pk).update(last_heartbeat=timezone.now() - timedelta(seconds=90))
+    return str(agent.agent_id), token
+
+
+def test_last_heartbeat_follows_the_agents_heartbeats_without_a_snapshot(
+    live_stack,
+    actors,  # noqa: F811
+    quiet_agent,
+    page,  # noqa: F811
+):
+    agent_id, token = quiet_agent
+    open_dashboard(page, live_stack)
+    cell = page.locator(f'#agents-table tr[data-agent-id="{agent_id}"] td.ago')
+    expect(cell).to_have_text(re.compile(r"^(9\d|1\d\d) s ago$"))
+
+    with live_stack.http(token) as http:
+        assert http.post(f"/api/v1/agents/{agent_id}/heartbeat", json={}).status_code == 200
+    # Heartbeats are not on the stream, and the page's fresh snapshot is 30 s away: the summary (every
+    # 5 s) brings it.
+    expect(cell).to_have_text(re.compile(r"^\d s ago$"), timeout=9000)
+    expect(page.locator(f'#agents-table tr[data-agent-id="{agent_id}"]')).to_have_attribute(
+        "data-status", "online"
+    )
+
+
+# --- A long chain fits its card -------------------------------------------------------------------------
+
+
+def chain(length):
+    """Approval steps one after the other: the run waits on the first, where the test wants it."""
+    steps = [{"id": f"step-{n}", "type": "approval", "timeout_seconds": 600} for n in range(1, length + 1)]
+    for step, before in zip(steps[1:], steps, strict=False):
+        step["depends_on"] = [before["id"]]
+    return steps
+
+
+@pytest.fixture
+def long_runs(live_stack, actors):  # noqa: F811
+    """A 6-step and an 8-step chain, each with a run waiting on its first step: {length: run id}."""
+    _, operator_token = actors
+    started = {}
+    with live_stack.http(operator_token) as http:
+        for length in (6, 8):
+            name = f"chain-{length}"
+            defined = http.post("/api/v1/workflows", json={"name": name, "spec": {"steps": chain(length)}})
+            assert defined.status_code == 201, defined.text
+            run = http.post("/api/v1/workflow-runs", json={"workflow": name})
+            assert run.status_code == 201, run.text
+            started[length] = run.json()["run_id"]
+    return started
+
+
+def inside(inner, outer):
+    return (
+        inner["x"] >= outer["x"] - 0.5
+        and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 0.5
+        and inner["y"] >= outer["y"] - 0.5
+        and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + 0.5
+    )
+
+
+def assert_fits(tab, long_runs):
+    runs = tab.locator("#workflow-runs").bounding_box()
+    for length, run_id in long_runs.items():
+        card = tab.locator(f'.wf-run[data-run-id="{run_id}"]')
+        box = card.bounding_box()
+        assert inside(box, runs), (length, box, runs)
+        # Every step is within the card, nothing is scrolled out of sight, and all is full size.
+        for n in range(1, length + 1):
+            step = card.locator(f'.wf-step[data-step="step-{n}"] rect').bounding_box()
+            assert inside(step, box), (length, n, step, box)
+            assert step["width"] >= 150, (length, n, step)  # the drawing's 150, not shrunk
+        assert card.evaluate("(node) => node.scrollWidth <= node.clientWidth"), length
+        # An edge per dependency, wrapped or not.
+        expect(card.locator("line, polyline")).to_have_count(length - 1)
+
+
+def test_a_six_and_an_eight_step_chain_fit_their_cards_at_1400_px_and_narrower(
+    live_stack,
+    long_runs,
+    page,  # noqa: F811
+):
+    assert page.viewport_size["width"] == 1400
+    open_dashboard(page, live_stack)
+    for length, run_id in long_runs.items():
+        last = page.locator(f'.wf-run[data-run-id="{run_id}"] .wf-step[data-step="step-{length}"]')
+        expect(last).to_have_attribute("data-status", "waiting", timeout=15000)
+    assert_fits(page, long_runs)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-long-chains.png"), full_page=True)
+
+    # A narrower window: the graphs are drawn again for it.
+    first = page.locator(f'.wf-run[data-run-id="{long_runs[8]}"] .wf-step[data-step="step-1"]')
+    drawn = first.element_handle()
+    page.set_viewport_size({"width": 900, "height": 1000})
+    page.wait_for_function("(node) => !node.isConnected", arg=drawn)
+    assert_fits(page, long_runs)
+
+
+# --- The task page's events -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def task_with_events(live_stack):
+    """A completed task whose events came 123 ms apart."""
+    task = Task.objects.create(type="summarize", status="completed", attempts=1)
+    at = timezone.now().replace(microsecond=456000)
+    for offset, kind in enumerate(("assigned", "sent", "completed")):
+        TaskEvent.objects.create(
+            task=task,
+            kind=kind,
+            status="completed" if kind == "completed" else "assigned",
+            attempt=1,
+            created_at=at + timedelta(milliseconds=123 * offset),
+        )
+    return str(task.task_id), at
+
+
+def log_in(tab, live_stack, then):
+    tab.goto(f"{live_stack.base_url}/admin/login/?next={then}")
+    tab.fill("#id_username", "sam-superuser")
+    tab.fill("#id_password", PASSWORD)
+    tab.click("input[type=submit]")
+    tab.wait_for_url(f"**{then}")
+
+
+def test_the_task_pages_events_read_to_the_millisecond_with_no_caption(
+    live_stack,
+    actors,  # noqa: F811
+    task_with_events,
+    page,  # noqa: F811
+):
+    task_id, at = task_with_events
+    log_in(page, live_stack, f"/admin/tasks/task/{task_id}/change/")
+    rows = page.locator("#events-group tbody tr.form-row")
+    expect(rows).to_have_count(3)
+    expect(rows.locator("td.field-at")).to_have_text(
+        [f"{at:%Y-%m-%d %H:%M:%S}.{456 + 123 * n} UTC" for n in range(3)]
+    )
+    for n in range(3):
+        expect(rows.nth(n).locator("td.original p")).to_be_hidden()
+    # No room kept for the caption either (Django's CSS pads such a row's top by 2em).
+    padding = rows.first.locator("td.field-at").evaluate(
+        "(cell) => [getComputedStyle(cell).paddingTop, getComputedStyle(cell).paddingBottom]"
+    )
+    assert padding[0] == padding[1], padding
+
+
+# --- The site's icon ------------------------------------------------------------------------------------
+
+
+def test_every_page_names_the_icon_and_favicon_ico_leads_to_it(
+    live_stack,
+    actors,  # noqa: F811
+    task_with_events,
+    page,  # noqa: F811
+):
+    # (Headless Chromium asks for no icon by itself, linked or not: what a page names is checked.)
+    task_id, _ = task_with_events
+    open_dashboard(page, live_stack)
+    for then in ("/admin/", "/admin/tasks/task/", f"/admin/tasks/task/{task_id}/change/", "/dashboard/"):
+        page.goto(f"{live_stack.base_url}{then}")
+        icon = page.locator('link[rel="icon"]')
+        expect(icon).to_have_attribute("type", "image/svg+xml")
+        answer = page.request.get(f"{live_stack.base_url}{icon.get_attribute('href')}")
+        assert answer.status == 200 and answer.headers["content-type"].startswith("image/svg+xml"), then
+    # A client that asks for /favicon.ico anyway (a page that names no icon: the API's) is sent to it.
+    answer = page.request.get(f"{live_stack.base_url}/favicon.ico")
+    assert answer.status == 200 and answer.headers["content-type"].startswith("image/svg+xml")

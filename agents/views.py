@@ -3,11 +3,11 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
-from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orchestrator_project.accounts.roles import is_agent
+from orchestrator_project.filters import StrictOrderingFilter
 
 from . import services
 from .filters import AgentFilter, SafeSearchFilter
@@ -50,7 +50,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     permission_classes = [AgentRegistryAccess]
     lookup_field = "agent_id"
     lookup_value_converter = "uuid"
-    filter_backends = [DjangoFilterBackend, SafeSearchFilter, OrderingFilter]
+    filter_backends = [DjangoFilterBackend, SafeSearchFilter, StrictOrderingFilter]
     filterset_class = AgentFilter
     search_fields = ["name"]
     ordering_fields = ["name", "type", "status", "created_at", "last_heartbeat", "current_load", "weight"]

@@ -423,7 +423,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.SearchFilter",
-        "rest_framework.filters.OrderingFilter",
+        "orchestrator_project.filters.StrictOrderingFilter",
     ],
     "DEFAULT_PAGINATION_CLASS": "orchestrator_project.pagination.StandardPagination",
     "PAGE_SIZE": 50,

@@ -71,7 +71,9 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     filterset_class = TaskFilter
     pagination_class = KeysetPagination
     search_fields = []
-    ordering_fields = ["created_at", "priority", "status", "updated_at", "finished_at"]
+    # Not finished_at: keyset pages cannot hold a position on a column that may be NULL (the unfinished
+    # rows fell out of `?ordering=finished_at`). A finished row's last change, updated_at, is its end.
+    ordering_fields = ["created_at", "priority", "status", "updated_at"]
     ordering = ["-created_at", "task_id"]
 
     def get_serializer_class(self):

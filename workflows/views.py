@@ -179,7 +179,9 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     filterset_class = RunFilter
     pagination_class = KeysetPagination
     search_fields = []
-    ordering_fields = ["created_at", "priority", "status", "updated_at", "finished_at"]
+    # Not finished_at: keyset pages cannot hold a position on a column that may be NULL (the unfinished
+    # rows fell out of `?ordering=finished_at`). A finished row's last change, updated_at, is its end.
+    ordering_fields = ["created_at", "priority", "status", "updated_at"]
     ordering = ["-created_at", "run_id"]
 
     def get_serializer_class(self):

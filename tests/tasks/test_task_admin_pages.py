@@ -87,3 +87,13 @@ def test_the_task_page_shows_its_events_to_the_millisecond_without_a_caption(adm
     # Django's "<task id> <kind>" caption above each row is hidden by the inline's stylesheet.
     assert '<fieldset class="module uncaptioned"' in html
     assert 'href="/static/orchestrator/admin.css"' in html
+
+
+def test_the_task_page_shows_its_own_times_to_the_second(admin_client):
+    task = Task.objects.create(type="ocr", required_capabilities=["ocr"])
+    Task.objects.filter(pk=task.pk).update(created_at=datetime(2026, 12, 7, 21, 40, 3, 456000, tzinfo=UTC))
+
+    page = admin_client.get(f"/admin/tasks/task/{task.pk}/change/").content.decode()
+
+    assert "2026-12-07 21:40:03 UTC" in page
+    assert "9:40 p.m." not in page

@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
+from agents.models import Agent
 from orchestrator_project.admin_verbs import Report, Verb, VerbsMixin
 from orchestrator_project.errors import DomainError
 
@@ -63,11 +64,15 @@ class TaskEventInline(admin.TabularInline):
     model = TaskEvent
     # No "<task id> <kind>" caption above each row (static/orchestrator/admin.css): the columns say it.
     classes = ["uncaptioned"]
-    fields = ["at", "kind", "status", "attempt", "agent_id", "reason", "why"]
+    fields = ["at", "kind", "status", "attempt", "agent", "reason", "why"]
     readonly_fields = fields
     extra = 0
     can_delete = False
     ordering = ["created_at", "id"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._agents = None  # {agent id: Agent} of the task's events; the admin makes an inline per request
 
     class Media:
         css = {"all": ["orchestrator/admin.css"]}
@@ -80,6 +85,17 @@ class TaskEventInline(admin.TabularInline):
         return format_html(
             '<time datetime="{}">{}</time>', event.created_at.isoformat(), _precise(event.created_at)
         )
+
+    @admin.display(description="agent")
+    def agent(self, event):
+        """By name and linked, as in the task list: two queries for the whole history, not one a row."""
+        if event.agent_id is None:
+            return None
+        if self._agents is None:
+            ids = TaskEvent.objects.filter(task_id=event.task_id).values("agent_id")
+            self._agents = {agent.pk: agent for agent in Agent.objects.filter(pk__in=ids).only("name")}
+        agent = self._agents.get(event.agent_id)
+        return event.agent_id if agent is None else agent_anchor(agent)  # None: unregistered since
 
     @admin.display(description="details (why this agent)")
     def why(self, event):
@@ -125,6 +141,10 @@ def agent_link(task):
         agent = None
     if agent is None:
         return task.assigned_agent_id
+    return agent_anchor(agent)
+
+
+def agent_anchor(agent):
     url = reverse("admin:agents_agent_change", args=[agent.pk])
     return format_html('<a href="{}" title="{}">{}</a>', url, agent.pk, agent.name)
 

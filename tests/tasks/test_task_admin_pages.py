@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from tasks.models import Task, TaskEvent
 
@@ -97,3 +98,29 @@ def test_the_task_page_shows_its_own_times_to_the_second(admin_client):
 
     assert "2026-12-07 21:40:03 UTC" in page
     assert "9:40 p.m." not in page
+
+
+def test_the_task_page_names_the_agent_of_each_event_with_two_queries_for_all(admin_client):
+    agents = [make_agent(f"events-{n}") for n in range(6)]
+    task = Task.objects.create(type="t")
+    for attempt, agent in enumerate(agents, start=1):
+        TaskEvent.objects.create(
+            task=task,
+            kind="assigned",
+            status="assigned",
+            attempt=attempt,
+            agent_id=agent.pk,
+            created_at=timezone.now(),
+        )
+    gone = uuid.uuid4()
+    TaskEvent.objects.create(
+        task=task, kind="assigned", status="assigned", attempt=7, agent_id=gone, created_at=timezone.now()
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        html = admin_client.get(f"{CHANGELIST}{task.pk}/change/").content.decode()
+
+    for agent in agents:
+        assert f'<a href="/admin/agents/agent/{agent.pk}/change/" title="{agent.pk}">{agent.name}</a>' in html
+    assert str(gone) in html  # an agent unregistered since keeps its id
+    assert sum("agents_agent" in query["sql"] for query in queries.captured_queries) <= 3

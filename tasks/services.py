@@ -282,6 +282,14 @@ def retry_task(*, task_id):
     """An operator runs a failed or cancelled task again, with a fresh retry budget."""
     with transaction.atomic():
         task = _get_for_update(task_id)
+        if task.workflow_step_id is not None:
+            # Its step decides what its outcome means, and a failed step has already failed its run: a
+            # task run again here would do the agent's work for nothing. The run's step retry makes a new
+            # attempt of the step, with a task of its own.
+            raise Conflict(
+                "This task is a workflow step's; retry the step instead: "
+                "POST /api/v1/workflow-runs/{run_id}/steps/{step_id}/retry."
+            )
         if task.status not in RETRYABLE_BY_OPERATOR:
             raise Conflict(f"Task is {task.status}; only failed or cancelled tasks can be retried.")
         step = Step(task.task_id, task.attempts, reason="retried by an operator")

@@ -14,16 +14,54 @@ from . import paths
 
 MAX_DEPTH = 8
 MAX_TERMS = 100
+
+
+def same(left, right):
+    """JSON's equality: `true` is not `1` and `false` is not `0`, though Python's bool is an int."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return type(left) is type(right) and left == right
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(map(same, left, right))
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(same(value, right[key]) for key, value in left.items())
+    return left == right
+
+
+def _ordered(compare):
+    """gt, gte, lt, lte: numbers with numbers, strings with strings. Anything else (a boolean, a number
+    against a string) raises TypeError, which fails the step."""
+
+    def ordered(left, right):
+        if isinstance(left, bool) or isinstance(right, bool):
+            raise TypeError(f"a boolean has no order ({left!r} and {right!r})")
+        return compare(left, right)
+
+    return ordered
+
+
+def member(item, collection):
+    """`in`: an element of a list (by `same`), a key of an object, or a substring of a string."""
+    if isinstance(collection, list):
+        return any(same(item, element) for element in collection)
+    if isinstance(collection, dict):
+        return isinstance(item, str) and item in collection
+    if isinstance(collection, str):
+        if not isinstance(item, str):
+            raise TypeError(f"only a string can be in a string, not {item!r}")
+        return item in collection
+    raise TypeError(f"nothing can be in {collection!r}: it is not a list, an object or a string")
+
+
 _COMPARE = {
-    "eq": operator.eq,
-    "ne": operator.ne,
-    "gt": operator.gt,
-    "gte": operator.ge,
-    "lt": operator.lt,
-    "lte": operator.le,
-    "in": lambda left, right: left in right,
-    "not_in": lambda left, right: left not in right,
-    "contains": lambda left, right: right in left,
+    "eq": same,
+    "ne": lambda left, right: not same(left, right),
+    "gt": _ordered(operator.gt),
+    "gte": _ordered(operator.ge),
+    "lt": _ordered(operator.lt),
+    "lte": _ordered(operator.le),
+    "in": member,
+    "not_in": lambda left, right: not member(left, right),
+    "contains": lambda left, right: member(right, left),
 }
 _UNARY = ("exists", "truthy", "falsy")
 OPS = (*_COMPARE, *_UNARY)

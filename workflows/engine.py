@@ -264,7 +264,8 @@ class Advance(MapSteps):
                 try:
                     result = conditions.evaluate(spec["when"], context)
                 except TypeError as exc:
-                    raise paths.PathError(f"the condition cannot compare these values: {exc}") from None
+                    self.fail(step, f"the condition cannot compare these values: {exc}", attempt=attempt)
+                    return
                 if result:
                     self.touch(
                         step,

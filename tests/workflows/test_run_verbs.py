@@ -114,6 +114,11 @@ def test_retry_from_a_failed_step_reruns_it_and_its_downstream_only(
     assert steps(run_id) == {"a": "completed", "b": "failed", "c": "upstream_failed"}
     assert operator_client.post(f"{RUNS}/{run_id}/steps/a/retry", {}, format="json").status_code == 409
     broken.clear()
+    # The step's task is not retried on its own: its outcome would advance nothing (the step has failed).
+    b_task = StepRun.objects.get(run_id=run_id, step_id="b").task_id
+    refused = operator_client.post(f"/api/v1/tasks/{b_task}/retry")
+    assert refused.status_code == 409 and "retry the step instead" in refused.json()["detail"]
+    assert Task.objects.get(pk=b_task).status == "failed" and len(fake.calls) == 2
     response = operator_client.post(f"{RUNS}/{run_id}/steps/b/retry", {}, format="json")
     assert response.status_code == 200 and response.json()["status"] == "running"
     run_settles(run_id, "completed")

@@ -179,10 +179,21 @@ class StepSerializer(StepRunSerializer):
 
 
 class RunEventSerializer(serializers.ModelSerializer):
+    # null, as in the steps and on the event stream: the table's "" (the run itself) and -1 (a whole
+    # step) are how it stores "none".
+    step_id = serializers.SerializerMethodField()
+    map_index = serializers.SerializerMethodField()
+
     class Meta:
         model = WorkflowEvent
         fields = ["step_id", "map_index", "status", "attempt", "reason", "created_at"]
         read_only_fields = fields
+
+    def get_step_id(self, event) -> str | None:
+        return event.step_id or None
+
+    def get_map_index(self, event) -> int | None:
+        return None if event.map_index == WHOLE_STEP else event.map_index
 
 
 class RunSerializer(serializers.ModelSerializer):

@@ -152,6 +152,10 @@ def register_agent(
         agent.refresh_from_db()
         if created:
             changes.record_registration(agent, at=change.at, reason="registered")
+        else:
+            # Its settings as they are now: a consumer that keeps the fleet from these events sees a new
+            # name, capabilities or limit (the status change, if any, has its own event).
+            outbox.registered(agent, at=change.at)
     return agent, created, token
 
 

@@ -189,3 +189,23 @@ def test_with_the_sink_off_no_event_is_written(db, settings):
     assert not OutboxEvent.objects.exists()
     # The task still counts its events: numbers stay in step with what it went through.
     assert Task.objects.get(task_id=task.task_id).event_sequence == 2
+
+
+def test_registering_an_endpoint_again_publishes_the_agents_new_settings(db):
+    agent = register()
+
+    agent_services.register_agent(
+        endpoint="http://127.0.0.1:9/ada",
+        type="llm",
+        name="ada the second",
+        capabilities=["summarise", "translate"],
+        max_concurrency=9,
+    )
+
+    registered = [e for e in events_of(agent.agent_id) if e.type == AGENT + "registered.v1"]
+    assert len(registered) == 2
+    assert {key: registered[1].payload[key] for key in ("name", "capabilities", "max_concurrency")} == {
+        "name": "ada the second",
+        "capabilities": ["summarise", "translate"],
+        "max_concurrency": 9,
+    }

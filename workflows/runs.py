@@ -193,11 +193,37 @@ def _reset(advance, step, reason, **fields):
     )
 
 
-def retry_step(*, run_id, step_id, map_index=None):
+def _items_to_retry(run, step, *, map_index, failed_items):
+    """The map items a step retry is for: none (the whole step), one, or every failed one."""
+    if map_index is None and not failed_items:
+        return []
+    field = "map_index" if map_index is not None else "failed_items"
+    if map_index is not None and failed_items:
+        raise InvalidInput({"failed_items": ["Give map_index or failed_items, not both."]})
+    if step.kind != StepKind.MAP:
+        raise InvalidInput({field: [f"Step {step.step_id!r} is not a map step."]})
+    found = StepRun.objects.filter(run_id=run.run_id, step_id=step.step_id)
+    retryable = (StepStatus.FAILED, StepStatus.CANCELLED)
+    if failed_items:
+        items = list(found.filter(map_index__gte=0, status__in=retryable).order_by("map_index"))
+        if not items:
+            raise Conflict(f"Step {step.step_id!r} has no failed or cancelled items; retry the whole step.")
+        return items
+    item = found.filter(map_index=map_index).first()
+    if item is None:
+        raise NotFound(f"Step {step.step_id!r} has no item {map_index}.")
+    if item.status not in retryable:
+        raise Conflict(
+            f"Item {map_index} of {step.step_id!r} is {item.status}; only failed items can be retried."
+        )
+    return [item]
+
+
+def retry_step(*, run_id, step_id, map_index=None, failed_items=False):
     """Run a failed run again from one failed step: that step (or, with `map_index`, only that failed
-    item of a map step) and the steps downstream of it are reset and run again; every other step keeps
-    its status and output, and the run keeps its pinned version. 409 unless the run failed and the step
-    (or item) failed or was cancelled."""
+    item of a map step; with `failed_items`, every failed or cancelled item of it) and the steps
+    downstream of it are reset and run again; every other step keeps its status and output, and the run
+    keeps its pinned version. 409 unless the run failed and the step (or item) failed or was cancelled."""
     with transaction.atomic():
         advance = engine.Advance.lock(run_id)
         run = advance.run
@@ -211,17 +237,7 @@ def retry_step(*, run_id, step_id, map_index=None):
             raise Conflict(
                 f"Step {step_id!r} is {step.status}; only a failed or cancelled step can be retried."
             )
-        item = None
-        if map_index is not None:
-            if step.kind != StepKind.MAP:
-                raise InvalidInput({"map_index": [f"Step {step_id!r} is not a map step."]})
-            item = StepRun.objects.filter(run_id=run.run_id, step_id=step_id, map_index=map_index).first()
-            if item is None:
-                raise NotFound(f"Step {step_id!r} has no item {map_index}.")
-            if item.status not in retryable:
-                raise Conflict(
-                    f"Item {map_index} of {step_id!r} is {item.status}; only failed items can be retried."
-                )
+        items = _items_to_retry(run, step, map_index=map_index, failed_items=failed_items)
         downstream = _descendants(advance.children, step_id)
         reset = downstream | {step_id}
         advance.set_run(
@@ -241,7 +257,7 @@ def retry_step(*, run_id, step_id, map_index=None):
                 reason,
                 remaining_parents=parents_reset,
             )
-        if item is None:
+        if not items:
             _reset(
                 advance,
                 step,
@@ -251,21 +267,23 @@ def retry_step(*, run_id, step_id, map_index=None):
             advance.save_steps()  # the joins below count against the reset rows
             advance.decide(step)
         else:
+            which = f"item {items[0].map_index}" if len(items) == 1 else f"{len(items)} failed items"
             advance.touch(
                 step,
-                f"item {map_index} retried by an operator",
+                f"{which} retried by an operator",
                 status=StepStatus.RUNNING,
-                remaining_items=1,
+                remaining_items=len(items),
                 output=None,
                 error=None,
                 finished_at=None,
             )
-            _reset(
-                advance,
-                item,
-                "retried by an operator",
-            )
-            advance.launch_waiting_items(step)
+            for item in items:
+                _reset(
+                    advance,
+                    item,
+                    "retried by an operator",
+                )
+            advance.launch_waiting_items(step)  # within the map's max_concurrency
         advance.commit()
     return _reload(run_id)
 

@@ -6,6 +6,7 @@ from orchestrator_project.representation import datetime_text, uuid_text
 from orchestrator_project.validation import (
     NoNulCharField,
     PrototypeFieldsMixin,
+    StrictBooleanField,
     StrictFieldsMixin,
     StrictIntegerField,
     StrictRegexField,
@@ -278,6 +279,11 @@ class RetryStepSerializer(StrictFieldsMixin, serializers.Serializer):
         allow_null=True,
         default=None,
         help_text="Retry only this failed item of a map step (default: the whole step).",
+    )
+    failed_items = StrictBooleanField(
+        required=False,
+        default=False,
+        help_text="Retry every failed or cancelled item of a map step, and only those.",
     )
 
 

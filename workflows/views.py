@@ -272,7 +272,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(
         summary="Retry a failed run from a failed step",
-        description="Resets only that step (or one failed item of a map) and the steps downstream of it; "
+        description="Resets only that step (or one failed item of a map, or with `failed_items` every failed "
+        "item of it) and the steps downstream of it; "
         "upstream outputs are kept and the run keeps its pinned version.",
         tags=["workflow runs"],
         request=RetryStepSerializer,
@@ -282,9 +283,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def retry_step(self, request, run_id=None, step_id=None):
         body = RetryStepSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
-        return self._verb(
-            runs.retry_step, run_id, step_id=step_id, map_index=body.validated_data["map_index"]
-        )
+        return self._verb(runs.retry_step, run_id, step_id=step_id, **body.validated_data)
 
     @extend_schema(
         summary="Approve an approval step",

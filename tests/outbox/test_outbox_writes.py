@@ -82,7 +82,7 @@ def test_a_bulk_creation_writes_one_created_event_per_task(db, size):
 
 def test_every_move_writes_a_status_changed_event_numbered_after_the_last(db):
     task = new_task()
-    agent_id = register().agent_id
+    agent_id = register("ada-tasks").agent_id
     now = timezone.now()
     with CaptureQueriesContext(connection) as queries:
         move(

@@ -2,7 +2,6 @@ from django import forms
 from django.contrib import admin
 from django.utils import timezone
 from django.utils.html import format_html
-from rest_framework import serializers
 
 from orchestrator_project.admin_verbs import Report, Verb, VerbsMixin
 
@@ -44,17 +43,14 @@ class AgentForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        registration = AgentRegistrationSerializer()
-        for name in self.changed_data:
-            field = registration.fields.get(name)
-            if field is None or name not in cleaned:
-                continue
-            try:
-                value = field.run_validation(cleaned[name])
-                validate = getattr(registration, f"validate_{name}", None)
-                cleaned[name] = validate(value) if validate else value
-            except serializers.ValidationError as exc:
-                self.add_error(name, [str(message) for message in _messages(exc.detail)])
+        rules = AgentRegistrationSerializer().fields
+        edited = {name: cleaned[name] for name in self.changed_data if name in rules and name in cleaned}
+        if edited:
+            registration = AgentRegistrationSerializer(data=edited, partial=True)
+            if registration.is_valid():
+                cleaned.update(registration.validated_data)
+            for name, detail in registration.errors.items():
+                self.add_error(name, [str(message) for message in _messages(detail)])
         return cleaned
 
 

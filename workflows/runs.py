@@ -193,6 +193,10 @@ def _reset(advance, step, reason, **fields):
     )
 
 
+# What an operator's step retry may take up again: a step, or a map's item, that failed or was cancelled.
+RETRYABLE = (StepStatus.FAILED, StepStatus.CANCELLED)
+
+
 def _items_to_retry(run, step, *, map_index, failed_items):
     """The map items a step retry is for: none (the whole step), one, or every failed one."""
     if map_index is None and not failed_items:
@@ -203,16 +207,15 @@ def _items_to_retry(run, step, *, map_index, failed_items):
     if step.kind != StepKind.MAP:
         raise InvalidInput({field: [f"Step {step.step_id!r} is not a map step."]})
     found = StepRun.objects.filter(run_id=run.run_id, step_id=step.step_id)
-    retryable = (StepStatus.FAILED, StepStatus.CANCELLED)
     if failed_items:
-        items = list(found.filter(map_index__gte=0, status__in=retryable).order_by("map_index"))
+        items = list(found.filter(map_index__gte=0, status__in=RETRYABLE).order_by("map_index"))
         if not items:
             raise Conflict(f"Step {step.step_id!r} has no failed or cancelled items; retry the whole step.")
         return items
     item = found.filter(map_index=map_index).first()
     if item is None:
         raise NotFound(f"Step {step.step_id!r} has no item {map_index}.")
-    if item.status not in retryable:
+    if item.status not in RETRYABLE:
         raise Conflict(
             f"Item {map_index} of {step.step_id!r} is {item.status}; only failed items can be retried."
         )
@@ -232,8 +235,7 @@ def retry_step(*, run_id, step_id, map_index=None, failed_items=False):
         step = advance.steps.get(step_id)
         if step is None:
             raise NotFound(f"The run has no step {step_id!r}.")
-        retryable = (StepStatus.FAILED, StepStatus.CANCELLED)
-        if step.status not in retryable:
+        if step.status not in RETRYABLE:
             raise Conflict(
                 f"Step {step_id!r} is {step.status}; only a failed or cancelled step can be retried."
             )

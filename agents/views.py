@@ -1,4 +1,3 @@
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -7,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orchestrator_project.accounts.roles import is_agent
-from orchestrator_project.filters import StrictOrderingFilter
+from orchestrator_project.filters import StrictFilterBackend, StrictOrderingFilter, refuse_unknown_parameters
 
 from . import services
 from .filters import AgentFilter, SafeSearchFilter
@@ -50,7 +49,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     permission_classes = [AgentRegistryAccess]
     lookup_field = "agent_id"
     lookup_value_converter = "uuid"
-    filter_backends = [DjangoFilterBackend, SafeSearchFilter, StrictOrderingFilter]
+    filter_backends = [StrictFilterBackend, SafeSearchFilter, StrictOrderingFilter]
     filterset_class = AgentFilter
     search_fields = ["name"]
     ordering_fields = ["name", "type", "status", "created_at", "last_heartbeat", "current_load", "weight"]
@@ -191,5 +190,6 @@ class CapabilityListView(APIView):
         responses=CapabilityListSerializer,
     )
     def get(self, request):
+        refuse_unknown_parameters(request, {"format"})
         results = services.capability_counts()
         return Response({"count": len(results), "results": CapabilitySerializer(results, many=True).data})

@@ -1,6 +1,9 @@
 import django_filters
+from django.conf import settings
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework.exceptions import ValidationError
-from rest_framework.filters import OrderingFilter
+from rest_framework.filters import OrderingFilter, SearchFilter
+from rest_framework.mixins import ListModelMixin
 
 
 class StrictFilterSet(django_filters.FilterSet):
@@ -47,3 +50,48 @@ class StrictOrderingFilter(OrderingFilter):
         if key not in {field.lstrip("-") for field in ordering}:
             ordering = (*ordering, key)
         return ordering
+
+
+def refuse_unknown_parameters(request, known):
+    """A query parameter the endpoint does not take is a 400 naming the ones it does: a misspelt
+    filter (`?agent=` for `?agent_id=`, `?parent=` for `?parent_run_id=`) would otherwise answer the
+    unfiltered list, which looks like an answer to the question asked."""
+    unknown = sorted(set(request.query_params) - set(known))
+    if unknown:
+        message = f"Unknown parameter. This endpoint takes: {', '.join(sorted(known))}."
+        raise ValidationError({name: [message] for name in unknown})
+
+
+def _lists(view):
+    """Whether the view answers a list (a viewset's `list` action, or a ListAPIView)."""
+    if hasattr(view, "action"):
+        return view.action == "list"
+    return isinstance(view, ListModelMixin)
+
+
+class StrictFilterBackend(DjangoFilterBackend):
+    """django-filter's backend, and a list's query parameters are checked: each must be one of its
+    filters, or a parameter of its search, ordering or pagination."""
+
+    def filter_queryset(self, request, queryset, view):
+        # Only a list: a detail view's lookup runs the filter backends too (get_object), and its own
+        # parameters (a result report's ?attempt=) are its business.
+        if _lists(view):
+            refuse_unknown_parameters(request, self.known_parameters(request, queryset, view))
+        return super().filter_queryset(request, queryset, view)
+
+    def known_parameters(self, request, queryset, view):
+        known = {settings.REST_FRAMEWORK.get("URL_FORMAT_OVERRIDE", "format")}
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None:
+            known |= set(filterset_class.base_filters)
+        for backend in view.filter_backends:
+            if issubclass(backend, OrderingFilter):
+                known.add(backend.ordering_param)
+            elif issubclass(backend, SearchFilter) and getattr(view, "search_fields", None):
+                known.add(backend.search_param)
+        paginator = getattr(view, "paginator", None)
+        for name in ("cursor_query_param", "page_query_param", "page_size_query_param"):
+            if getattr(paginator, name, None):
+                known.add(getattr(paginator, name))
+        return known

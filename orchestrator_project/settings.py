@@ -422,7 +422,7 @@ REST_FRAMEWORK = {
     # an empty one) would be read as "no fields" instead of being refused with 415.
     "DEFAULT_PARSER_CLASSES": ["orchestrator_project.parsers.BoundedJSONParser"],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "orchestrator_project.filters.StrictFilterBackend",
         "rest_framework.filters.SearchFilter",
         "orchestrator_project.filters.StrictOrderingFilter",
     ],

@@ -4,7 +4,6 @@ Viewsets stay declarative: serializers validate, each verb calls one service fun
 runs.py), and the services' domain errors become 400, 404 and 409 (orchestrator_project/exceptions.py).
 """
 
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, mixins, status, viewsets
 from rest_framework.decorators import action
@@ -12,6 +11,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from orchestrator_project.filters import StrictFilterBackend, refuse_unknown_parameters
 from orchestrator_project.pagination import KeysetPagination
 
 from . import definitions, items, runs, spec
@@ -91,6 +91,7 @@ class DefinitionListView(APIView):
             .distinct("name")
             .select_related("created_by")
         )
+        refuse_unknown_parameters(request, {"name", "format"})
         name = request.query_params.get("name")
         if name is not None:
             if len(name) > 100 or not name.isprintable():
@@ -156,6 +157,7 @@ class DefinitionVersionsView(APIView):
         responses={200: DefinitionListSerializer(many=True), 404: NOT_FOUND},
     )
     def get(self, request, name):
+        refuse_unknown_parameters(request, {"format"})
         found = WorkflowDefinition.objects.filter(name=name).select_related("created_by").order_by("-version")
         if not found:
             definitions.get_definition(name=name)  # raises NotFound
@@ -352,7 +354,7 @@ class MapItemListView(generics.ListAPIView):
 
     serializer_class = StepRunSerializer
     filterset_class = MapItemFilter
-    filter_backends = [DjangoFilterBackend]  # no ?ordering=: item order is the keyset
+    filter_backends = [StrictFilterBackend]  # no ?ordering=: item order is the keyset
     pagination_class = MapItemPagination
 
     def get_queryset(self):

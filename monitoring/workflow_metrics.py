@@ -16,15 +16,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from orchestrator_project import live
 from workflows.models import RUN_ACTIVE, RunStatus, StepStatus, WorkflowRun
+from workflows.runs import RETRIED_FROM_STEP
 
 from . import recorder
 
 RUNS_KEY = f"{recorder.PREFIX}:workflow_runs"  # fields "<status>|<workflow name>"
 STEP_SECONDS_KEY = f"{recorder.PREFIX}:hist:workflow_step_seconds"  # fields "<kind>|b<n>", "<kind>|sum"...
 STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 86400)
-# A run's transitions that the counters count: its start (reason "started", see engine.begin_run) and ends.
+# A run's transitions that the counters count: its start (reason "started", see engine.begin_run), an
+# operator's retry from a step (which opens it again: it ends again) and its ends. So started + retried
+# - ended is the runs still active, and a ratio of ends to starts does not drift with retries.
 COUNTED_ENDS = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 STARTED = "started"
+RETRIED = "retried"
 TIMED_ENDS = (StepStatus.COMPLETED, StepStatus.FAILED)  # steps that ran; skipped ones never started
 
 
@@ -45,7 +49,9 @@ def record_changes(changes):
             if change.status in COUNTED_ENDS:
                 counts[RUNS_KEY, f"{change.status}|{change.payload['workflow']}"] += 1
             elif change.status == RunStatus.RUNNING and change.reason == STARTED:
-                counts[RUNS_KEY, f"started|{change.payload['workflow']}"] += 1
+                counts[RUNS_KEY, f"{STARTED}|{change.payload['workflow']}"] += 1
+            elif change.status == RunStatus.RUNNING and change.reason.startswith(RETRIED_FROM_STEP):
+                counts[RUNS_KEY, f"{RETRIED}|{change.payload['workflow']}"] += 1
         elif change.status in TIMED_ENDS and _timed(change.seconds):
             counts[STEP_SECONDS_KEY, f"{change.kind}|b{_bucket(change.seconds)}"] += 1
             counts[STEP_SECONDS_KEY, f"{change.kind}|count"] += 1
@@ -76,7 +82,7 @@ def redis_series(client):
     runs_raw, steps_raw = pipe.execute()
     family = CounterMetricFamily(
         "orchestrator_workflow_runs_total",
-        "Workflow runs started and ended, by status.",
+        "Workflow runs started, retried from a step, and ended, by status.",
         labels=["status", "workflow"],
     )
     for field, value in sorted(runs_raw.items()):

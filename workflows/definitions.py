@@ -89,7 +89,7 @@ def create_definition(*, name, spec, description="", user=None):
     sha = specs.canonical_sha256(normalized)
     existing = WorkflowDefinition.objects.filter(name=name, spec_sha256=sha).first()
     if existing is not None:
-        return existing, False, warnings
+        return existing, False, warnings + _kept_description(existing, description)
     with transaction.atomic():
         # Versions of one name are numbered one at a time (the lock lasts until the commit); other
         # names are not held up.
@@ -97,7 +97,7 @@ def create_definition(*, name, spec, description="", user=None):
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext('workflow:' || %s))", [name])
         existing = WorkflowDefinition.objects.filter(name=name, spec_sha256=sha).first()
         if existing is not None:
-            return existing, False, warnings
+            return existing, False, warnings + _kept_description(existing, description)
         latest = WorkflowDefinition.objects.latest(name)
         definition = WorkflowDefinition.objects.create(
             name=name,
@@ -108,6 +108,20 @@ def create_definition(*, name, spec, description="", user=None):
             created_by=user if user is not None and user.pk else None,
         )
     return definition, True, warnings
+
+
+def _kept_description(existing, description):
+    """A spec posted again with another description returns its version unchanged (versions never
+    change): say so, rather than answer as if the new description had been stored."""
+    if description == existing.description:
+        return []
+    return [
+        {
+            "field": "description",
+            "message": f"Not changed: this spec is version {existing.version}, stored with its own "
+            "description (a version never changes). Change the spec to publish a new version.",
+        }
+    ]
 
 
 # Definitions never change, so each process reads one once (bounded: cleared when full).

@@ -418,6 +418,7 @@ class Advance(MapSteps):
                 status=StepStatus.COMPLETED,
                 output=decision,
                 decided_by=by,
+                due_at=None,  # decided: no default decision is due any more
                 finished_at=self.now,
             )
         else:
@@ -426,6 +427,7 @@ class Advance(MapSteps):
                 f"rejected by {by}",
                 status=StepStatus.FAILED,
                 decided_by=by,
+                due_at=None,
                 finished_at=self.now,
                 error=error_doc(f"rejected by {by}", **decision),
             )

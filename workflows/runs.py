@@ -35,12 +35,12 @@ def start_run(*, workflow, version=None, input=None, priority=5, user=None, idem
     input = {} if input is None else input
     fingerprint = ""
     if idempotency_key:
-        fingerprint = _fingerprint(
-            {"workflow": workflow, "version": version, "input": input, "priority": priority}
-        )
-        existing = WorkflowRun.objects.filter(idempotency_key=idempotency_key).first()
+        # The version is compared on its own (_replay): no version means "the latest", which the first
+        # request pinned, so the same start with that version written out is the same request.
+        fingerprint = _fingerprint({"workflow": workflow, "input": input, "priority": priority})
+        existing = _keyed_run(idempotency_key)
         if existing is not None:
-            return _replay(existing, fingerprint), False
+            return _replay(existing, fingerprint, version), False
     definition = definitions.get_definition(name=workflow, version=version)
     try:
         with transaction.atomic():
@@ -53,19 +53,25 @@ def start_run(*, workflow, version=None, input=None, priority=5, user=None, idem
                 fingerprint=fingerprint,
             )
     except IntegrityError:
-        existing = (
-            WorkflowRun.objects.filter(idempotency_key=idempotency_key).first() if idempotency_key else None
-        )
+        existing = _keyed_run(idempotency_key) if idempotency_key else None
         if existing is None:
             raise
-        return _replay(existing, fingerprint), False
+        return _replay(existing, fingerprint, version), False
     # The run as its start left it, in memory: the Advance wrote every change it made to it.
     return run, True
 
 
-def _replay(existing, fingerprint):
+def _keyed_run(idempotency_key):
+    return WorkflowRun.objects.select_related("definition").filter(idempotency_key=idempotency_key).first()
+
+
+def _replay(existing, fingerprint, version):
     if existing.request_fingerprint != fingerprint:
         raise IdempotencyConflict()
+    if version is not None and existing.definition.version != version:
+        raise IdempotencyConflict(
+            f"This Idempotency-Key started a run of version {existing.definition.version}, not {version}."
+        )
     return existing
 
 
@@ -87,7 +93,7 @@ def cancel_run(*, run_id):
         task_ids, child_runs = [], []
         for step in advance.steps.values():
             if step.status in (StepStatus.WAITING, StepStatus.AWAITING_APPROVAL):
-                advance.touch(step, reason, status=StepStatus.CANCELLED, finished_at=advance.now)
+                advance.touch(step, reason, status=StepStatus.CANCELLED, finished_at=advance.now, due_at=None)
             elif step.status == StepStatus.RUNNING and step.kind == StepKind.TASK and step.task_id:
                 task_ids.append(step.task_id)
             elif step.status == StepStatus.RUNNING and step.kind == StepKind.WORKFLOW:
@@ -189,10 +195,13 @@ def _reset(advance, step, reason, **fields):
         started_at=None,
         finished_at=None,
         task_id=None,
+        due_at=None,  # an approval's is set again when it starts again
         **fields,
     )
 
 
+# A run's reason when an operator retries it from a step (monitoring counts these as `retried`).
+RETRIED_FROM_STEP = "retried from step"
 # What an operator's step retry may take up again: a step, or a map's item, that failed or was cancelled.
 RETRYABLE = (StepStatus.FAILED, StepStatus.CANCELLED)
 
@@ -243,7 +252,7 @@ def retry_step(*, run_id, step_id, map_index=None, failed_items=False):
         downstream = _descendants(advance.children, step_id)
         reset = downstream | {step_id}
         advance.set_run(
-            f"retried from step {step_id}",
+            f"{RETRIED_FROM_STEP} {step_id}",
             status=RunStatus.RUNNING,
             finished_at=None,
             error=None,

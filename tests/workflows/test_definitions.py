@@ -22,6 +22,22 @@ def _post(client, name, steps, **spec):
     return client.post("/api/v1/workflows", {"name": name, "spec": {"steps": steps, **spec}}, format="json")
 
 
+def test_the_same_spec_with_another_description_keeps_its_version_and_says_so(operator_client):
+    def post(description):
+        body = {"name": "report", "description": description, "spec": {"steps": CHAIN}}
+        return operator_client.post("/api/v1/workflows", body, format="json")
+
+    first = post("Plan and write.")
+    assert first.status_code == 201
+    same = post("Plan and write.")
+    assert same.status_code == 200 and not [w for w in same.json()["warnings"] if w["field"] == "description"]
+    other = post("Plan, then write.")
+    assert other.status_code == 200 and other.json()["version"] == 1
+    assert other.json()["description"] == "Plan and write."
+    [warning] = [w for w in other.json()["warnings"] if w["field"] == "description"]
+    assert "version 1" in warning["message"] and "Change the spec" in warning["message"]
+
+
 def test_a_definition_is_stored_as_version_1_with_defaults_filled_in_and_its_hash(operator_client, settings):
     response = _post(operator_client, "report", CHAIN)
     assert response.status_code == 201, response.json()

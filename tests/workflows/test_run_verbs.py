@@ -247,6 +247,26 @@ def test_a_repeated_idempotency_key_returns_the_same_run(operator_client, define
     assert WorkflowRun.objects.count() == 1
 
 
+def test_a_repeated_start_may_write_out_the_version_it_pinned_but_not_another(operator_client, define):
+    define("chain", CHAIN)
+    define("chain", CHAIN[:1])
+    body = {"workflow": "chain", "input": {"x": 1}}
+    first = operator_client.post(RUNS, body, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+    assert first.status_code == 201 and first.json()["version"] == 2
+    # The latest (2) written out is the same request; version 1 is another.
+    same = operator_client.post(RUNS, {**body, "version": 2}, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+    assert same.status_code == 200 and same.json()["run_id"] == first.json()["run_id"]
+    other = operator_client.post(RUNS, {**body, "version": 1}, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+    assert other.status_code == 409
+    assert "version 2, not 1" in other.json()["detail"]
+    # And the other way round: a key first used with a version replays without one.
+    pinned = operator_client.post(RUNS, {**body, "version": 1}, format="json", HTTP_IDEMPOTENCY_KEY="k2")
+    again = operator_client.post(RUNS, body, format="json", HTTP_IDEMPOTENCY_KEY="k2")
+    assert pinned.status_code == 201 and again.status_code == 200
+    assert again.json()["run_id"] == pinned.json()["run_id"] and again.json()["version"] == 1
+    assert WorkflowRun.objects.count() == 2
+
+
 def test_starting_pins_the_version_and_the_roots_tasks_exist_at_once(operator_client, define):
     define("chain", CHAIN)
     define("chain", CHAIN[:1])

@@ -110,6 +110,7 @@ def test_an_approval_waits_for_an_operator_then_the_run_goes_on(
     assert viewer_client.post(url, {}, format="json").status_code == 403
     assert operator_client.post(url, {"comment": "fine"}, format="json").status_code == 200
     run_settles(run_id, "completed")
+    assert StepRun.objects.get(run_id=run_id, step_id="review").due_at is None  # decided: nothing is due
     assert [c for c in fake.calls if c.body["type"] == "publish"][0].body["input_data"] == {
         "by": "olivia-operator"
     }
@@ -140,7 +141,14 @@ def test_an_approval_past_its_timeout_takes_its_default_decision(
         assert advancing.expire_approvals() == 1
     run_settles(run_id, "failed")
     review = StepRun.objects.get(run_id=run_id, step_id="review")
-    assert review.status == "failed" and review.decided_by == "timeout"
+    assert review.status == "failed" and review.decided_by == "timeout" and review.due_at is None
+    # Retried from the approval, it waits again with a new due time; cancelled, nothing is due.
+    assert operator_client.post(f"{RUNS}/{run_id}/steps/review/retry", {}, format="json").status_code == 200
+    assert step_settles(run_id, "review", "awaiting_approval").due_at is not None
+    assert operator_client.post(f"{RUNS}/{run_id}/cancel").status_code == 200
+    run_settles(run_id, "cancelled")
+    review = StepRun.objects.get(run_id=run_id, step_id="review")
+    assert review.status == "cancelled" and review.due_at is None
 
 
 def test_deciding_an_unknown_step_or_run_is_404(operator_client, define):

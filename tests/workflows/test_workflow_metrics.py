@@ -80,6 +80,30 @@ def test_a_resumed_run_is_not_counted_as_started_again(
     assert runs_total(scrape(client), "started") == 1
 
 
+def test_a_run_retried_from_a_step_is_counted_as_retried_so_its_second_end_balances(
+    client, operator_client, define, django_capture_on_commit_callbacks
+):
+    define("gated", GATE)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_id = start(operator_client, "gated")
+    step_settles(run_id, "gate", "awaiting_approval")
+    with django_capture_on_commit_callbacks(execute=True):
+        for verb in ("reject", "retry"):
+            response = operator_client.post(f"{RUNS}/{run_id}/steps/gate/{verb}", {}, format="json")
+            assert response.status_code == 200
+    step_settles(run_id, "gate", "awaiting_approval")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert (
+            operator_client.post(f"{RUNS}/{run_id}/steps/gate/approve", {}, format="json").status_code == 200
+        )
+    samples = scrape(client)
+    # One run, ended twice: once failed, once (after the retry) completed.
+    assert runs_total(samples, "started") == 1
+    assert runs_total(samples, "retried") == 1
+    assert runs_total(samples, "failed") == 1
+    assert runs_total(samples, "completed") == 1
+
+
 def test_a_commit_waits_for_no_redis_round_trip_to_count_its_changes(
     client, operator_client, define, django_capture_on_commit_callbacks, monkeypatch
 ):

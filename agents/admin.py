@@ -5,7 +5,7 @@ from django.utils.html import format_html
 
 from orchestrator_project.admin_verbs import Report, Verb, VerbsMixin
 
-from . import services, signals
+from . import outbox, services, signals
 from .models import Agent, AgentRoute, AgentStatus, AgentStatusChange, CircuitState
 from .serializers import AgentRegistrationSerializer
 
@@ -30,6 +30,9 @@ EDITABLE_FIELDS = {
 
 # Edits that can let the agent take work it could not take before: dispatch is woken when they commit.
 CAPACITY_FIELDS = {"capabilities", "max_concurrency"}
+# The settings agent.registered carries: an edit of one publishes the agent's settings again, as a
+# registration of its endpoint does, so that a consumer keeping the fleet from the stream sees it.
+PUBLISHED_FIELDS = {"name", "type", "capabilities", "max_concurrency"}
 
 
 class AgentForm(forms.ModelForm):
@@ -273,6 +276,8 @@ class AgentAdmin(VerbsMixin, admin.ModelAdmin):
         if not edited:
             return
         obj.save(update_fields=[*edited, "updated_at"])
+        if PUBLISHED_FIELDS.intersection(edited):
+            outbox.registered(obj, at=obj.updated_at)
         if CAPACITY_FIELDS.intersection(edited):
             # A ring inside the admin's transaction: dispatchers wake when it commits, never if not.
             signals.capacity_freed.send(sender=Agent, agent_ids=[obj.pk])

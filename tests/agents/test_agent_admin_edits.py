@@ -6,6 +6,7 @@ from django.test import Client
 
 from agents import admin as agent_admin
 from agents.models import Agent
+from orchestrator_project.outbox.models import OutboxEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -117,3 +118,25 @@ def test_more_room_or_a_new_capability_wakes_dispatch_and_a_rename_does_not(oliv
 
     assert save(olivia, alice, capabilities="summarize,translate,ocr").status_code == 302
     assert dispatch_rings.heard() == [""]
+
+
+def test_an_edit_of_what_agent_registered_carries_publishes_it_again(olivia, alice):
+    def published():
+        return list(
+            OutboxEvent.objects.filter(aggregateid=alice.agent_id, type="io.orchestrator.agent.registered.v1")
+            .order_by("sequence")
+            .values_list("payload", flat=True)
+        )
+
+    before = len(published())
+    assert save(olivia, alice, weight=3).status_code == 302
+    assert len(published()) == before  # the weight is not in the event
+
+    assert save(olivia, alice, name="alice the second", max_concurrency=12).status_code == 302
+    latest = published()[-1]
+    assert len(published()) == before + 1
+    assert (latest["name"], latest["max_concurrency"], latest["capabilities"]) == (
+        "alice the second",
+        12,
+        alice.capabilities,
+    )

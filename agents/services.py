@@ -156,6 +156,9 @@ def register_agent(
             # Its settings as they are now: a consumer that keeps the fleet from these events sees a new
             # name, capabilities or limit (the status change, if any, has its own event).
             outbox.registered(agent, at=change.at)
+            # A larger limit or another capability may place tasks that waited: wake dispatch on commit
+            # (a dispatcher that found the fleet full skips creations until capacity rings).
+            signals.capacity_freed.send(sender=Agent, agent_ids=[agent.agent_id])
     return agent, created, token
 
 

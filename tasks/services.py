@@ -88,7 +88,7 @@ def _insert_statement(publish, rows=1):
     return readers, (
         f"WITH created AS (INSERT INTO {Task._meta.db_table} ({_columns()}) VALUES {placeholders}"
         f" RETURNING {_CREATED_COLUMNS}), logged AS ({created_event_sql('created')}){published}"
-        f" {wake.RING_SQL} FROM created WHERE auto_dispatch"
+        f" {wake.RING_NEW_WORK_SQL} FROM created WHERE auto_dispatch"
     )
 
 
@@ -227,7 +227,7 @@ def create_tasks_bulk(*, items, user=None, keys=None, fingerprint=""):
             else:
                 cursor.execute(_BULK_EVENTS_SQL, [task_ids, created])
         if any(task.auto_dispatch for task in tasks):
-            wake.ring()
+            wake.ring_new_work()
         announce_created(tasks)
     return tasks
 

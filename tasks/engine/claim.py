@@ -153,7 +153,10 @@ _CANDIDATES_SQL = f"""
 # index descent per set, and only the sets an able agent serves are looked into for a due task. Past
 # MAX_CAPABILITY_SETS_LOOKED_AT sets (a queue of that many distinct sets is not one this was made for)
 # it says yes, and the round reads the queue as before.
-# The first EXISTS answers the commonest no (every agent full, during a backlog) in one read of the agents.
+# The first EXISTS answers the commonest no (every agent full, during a backlog) in one read of the agents,
+# and says which no it was: with no agent able to take work, no new task can be placed either until
+# capacity changes (the dispatcher then skips creations' rings: Dispatcher.new_work). CASE, not AND:
+# the second question is only asked when the first says yes.
 MAX_CAPABILITY_SETS_LOOKED_AT = 1000
 _WORTH_A_ROUND_SQL = f"""
     WITH RECURSIVE needed AS (
@@ -167,21 +170,23 @@ _WORTH_A_ROUND_SQL = f"""
     ), sets AS (
         SELECT capabilities FROM needed WHERE capabilities IS NOT NULL  -- the last step found none
     )
-    SELECT EXISTS (SELECT 1 FROM agents_agent WHERE {eligibility.ELIGIBLE_SQL}) AND (EXISTS (
+    SELECT room, CASE WHEN room THEN (EXISTS (
         SELECT 1 FROM (SELECT capabilities FROM sets LIMIT {MAX_CAPABILITY_SETS_LOOKED_AT}) AS looked_at
         WHERE EXISTS (SELECT 1 FROM agents_agent
                       WHERE {eligibility.ELIGIBLE_SQL} AND capabilities @> looked_at.capabilities)
           AND EXISTS (SELECT 1 FROM tasks_task
                       WHERE required_capabilities = looked_at.capabilities AND {_DUE_SQL})
-    ) OR EXISTS (SELECT 1 FROM sets OFFSET {MAX_CAPABILITY_SETS_LOOKED_AT}))
+    ) OR EXISTS (SELECT 1 FROM sets OFFSET {MAX_CAPABILITY_SETS_LOOKED_AT})) ELSE false END
+    FROM (SELECT EXISTS (SELECT 1 FROM agents_agent WHERE {eligibility.ELIGIBLE_SQL}) AS room) AS fleet
 """
 
 
 def _worth_a_round(now):
-    """Whether some due task is one an agent with room serves: one read, no locks, no transaction."""
+    """(whether any agent can take work now, whether some due task is one such an agent serves): one
+    read, no locks, no transaction."""
     with prepared_cursor() as cursor:
         cursor.execute(_WORTH_A_ROUND_SQL, {"now": now})
-        return cursor.fetchone()[0]
+        return cursor.fetchone()
 
 
 def _candidates(demand, now):
@@ -344,21 +349,27 @@ def _assign(plan, now):
     return [Assignment(m.task_id, m.attempt, m.step.agent_id, CallSpec.from_row(m.returned)) for m in moved]
 
 
-def claim(*, limit=None, task_ids=None, now=None, on_held=None, on_room_left=None):
+def claim(*, limit=None, task_ids=None, now=None, on_held=None, on_room_left=None, on_fleet_full=None):
     """One dispatch round: lock due tasks, plan, reserve agent slots, assign. Returns the assignments.
 
     With `task_ids`, only those tasks are considered (an operator's assign), whether or not they are
     auto-dispatched; otherwise the queue's due, auto-dispatched tasks that some able agent serves,
     as many as the fleet has places for (`_QUEUE_SQL`). `on_held()` is called when agents that other
     transactions held left tasks pending (see `_place`): a round soon will find them free.
-    `on_room_left()` is called when a round now may place more (see `_room_left`).
+    `on_room_left()` is called when a round now may place more (see `_room_left`). `on_fleet_full()` is
+    called when no agent at all can take work (full, tripped or gone): nothing can be placed until that
+    changes.
     """
     now = now or timezone.now()
-    if task_ids is None and not _worth_a_round(now):
-        # Every agent is full, tripped or gone, or nothing is due. Locking a batch of tasks (a write per
-        # row) only to put them back made each wake-up during a backlog cost as much as a real round,
-        # and every freed slot with an empty queue cost a transaction.
-        return []
+    if task_ids is None:
+        room, worth = _worth_a_round(now)
+        if not room and on_fleet_full is not None:
+            on_fleet_full()
+        if not worth:
+            # Every agent is full, tripped or gone, or nothing is due. Locking a batch of tasks (a write
+            # per row) only to put them back made each wake-up during a backlog cost as much as a real
+            # round, and every freed slot with an empty queue cost a transaction.
+            return []
     with transaction.atomic():
         return claim_within(
             limit=limit, task_ids=task_ids, now=now, on_held=on_held, on_room_left=on_room_left

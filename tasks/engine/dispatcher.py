@@ -10,6 +10,7 @@ The writer runs one round of its own, inside the transaction that applies a batc
 steps meet in one commit, without a hop to this thread.
 """
 
+import functools
 import heapq
 import logging
 import threading
@@ -48,12 +49,44 @@ class Dispatcher(threading.Thread):
         self._due = []  # a heap of epoch seconds at which to run a round
         self._stopping = False
         self.rounds = 0
+        # The last round found no agent able to take work, and no kick has come since: new tasks alone
+        # cannot be placed (see new_work). `_kicks` counts kicks, so that a round only says so when none
+        # came while it ran.
+        self._fleet_full = False
+        self._kicks = 0
+        self.new_work_skipped = 0  # creations' rings skipped on a full fleet, for tests and operators
 
     def kick(self):
-        """Run a round as soon as possible."""
+        """Run a round as soon as possible (something may have changed capacity)."""
         with self._wakeup:
             self._kicked = True
+            self._fleet_full = False
+            self._kicks += 1
             self._wakeup.notify()
+
+    def new_work(self):
+        """Tasks were created: run a round as soon as possible, unless the last round found every agent
+        full, tripped or gone. Then nothing new can be placed before capacity changes, and whatever
+        changes it rings "now" (a slot freed, an agent back, a circuit reset), kicks (the writer after
+        outcomes) or falls due (a circuit's probe); the dispatcher's clock covers anything else."""
+        with self._wakeup:
+            if self._fleet_full:
+                self.new_work_skipped += 1
+                return
+            self._kicked = True
+            self._wakeup.notify()
+
+    def room_may_have_changed(self):
+        """Capacity may have changed without a kick (the writer's batch of outcomes freed slots and gave
+        them out itself)."""
+        with self._wakeup:
+            self._fleet_full = False
+            self._kicks += 1
+
+    def _fleet_found_full(self, kicks_before):
+        with self._wakeup:
+            if self._kicks == kicks_before:
+                self._fleet_full = True
 
     def wake_at(self, when):
         """Run a round at `when` (epoch seconds)."""
@@ -73,7 +106,8 @@ class Dispatcher(threading.Thread):
         self.wake_at(time.time() + HELD_RETRY_SECONDS)
 
     def _wait(self):
-        """Until kicked, a due time passes, or SWEEP_INTERVAL_SECONDS pass."""
+        """Until kicked, a due time passes, or SWEEP_INTERVAL_SECONDS pass. Returns the count of kicks
+        as the round starts."""
         give_up = time.monotonic() + settings.SWEEP_INTERVAL_SECONDS
         with self._wakeup:
             while True:
@@ -81,14 +115,16 @@ class Dispatcher(threading.Thread):
                 while self._due and self._due[0] <= now:
                     heapq.heappop(self._due)
                     self._kicked = True
+                    self._fleet_full = False  # a due probe or retry: capacity may be back
                 if self._kicked or self._stopping:
                     self._kicked = False
-                    return
+                    return self._kicks
                 timeout = give_up - time.monotonic()
                 if self._due:
                     timeout = min(timeout, self._due[0] - now)
                 if timeout <= 0:
-                    return
+                    self._fleet_full = False  # the clock: whatever nobody rang for is looked at
+                    return self._kicks
                 self._wakeup.wait(timeout)
 
     def run(self):
@@ -101,12 +137,12 @@ class Dispatcher(threading.Thread):
         # Stopping must end the thread: a stopped runner's dispatcher, left to its clock, would keep
         # opening sessions (and logging tracebacks where it may not) for the life of the process.
         while True:
-            self._wait()
+            kicks = self._wait()
             if self._stopping:
                 return
             try:
                 close_old_connections()
-                self.dispatch_rounds()
+                self.dispatch_rounds(on_fleet_full=functools.partial(self._fleet_found_full, kicks))
             except (OperationalError, InterfaceError):
                 logger.warning(
                     "database unavailable for dispatch; retrying on the next wake-up", exc_info=True
@@ -115,13 +151,14 @@ class Dispatcher(threading.Thread):
             except Exception:
                 logger.exception("dispatch round failed")
 
-    def dispatch_rounds(self):
-        """Claim and hand over work until nothing more can be dispatched now."""
+    def dispatch_rounds(self, on_fleet_full=None):
+        """Claim and hand over work until nothing more can be dispatched now. `on_fleet_full()`: a
+        round found no agent able to take work."""
         dispatched = 0
         for _ in range(MAX_ROUNDS_PER_KICK):
             if not self.runner.accepting:
                 break  # shutting down: claiming now would strand tasks until their leases expire
-            assignments = claim(on_held=self.retry_soon, on_room_left=self.kick)
+            assignments = claim(on_held=self.retry_soon, on_room_left=self.kick, on_fleet_full=on_fleet_full)
             self.rounds += 1
             if assignments:
                 dispatched += self.runner.submit([a.call for a in assignments])
@@ -163,5 +200,8 @@ class RoundAfterOutcomes:
         self.handed_over = len(assignments)
 
     def finish(self):
+        # The batch freed slots, now committed: a creation's ring is worth a round again, whatever this
+        # round left, and whatever a round that read the fleet before the commit concluded.
+        self.dispatcher.room_may_have_changed()
         if self.handed_over is None or may_have_left_work(self.handed_over):
             self.dispatcher.kick()

@@ -7,8 +7,13 @@ Every worker runs dispatch rounds (dispatcher.py). Exactly three things start on
    an agent's report through the API). Postgres delivers it when that transaction commits and never if
    it rolls back, to every worker's Bell (one LISTEN session each). Its payload is empty for "now", or
    the time at which work falls due, in tenths of a second since the epoch: a retry's backoff, a tripped
-   circuit's probe. Identical rings of one transaction arrive once; a creation folds its ring into the
-   INSERT itself (services.py), so the busiest path pays no extra round trip.
+   circuit's probe; or NEW_WORK for a creation. Identical rings of one transaction arrive once; a
+   creation folds its ring into the INSERT itself (services.py), so the busiest path pays no extra
+   round trip.
+   A creation's ring only brings tasks: a dispatcher whose last round found no agent able to take work
+   skips it (Dispatcher.new_work), since nothing new can be placed before capacity changes, and every
+   change of capacity rings "now" or kicks. During a backlog on a full fleet each creation woke every
+   worker for a round that read the whole fleet to place nothing (5.6 ms each at 10,000 agents).
 2. The worker's own writer, after it applied outcomes (writer.py): freed slots are the commonest
    reason for a round under load. The writer runs that round itself, inside the outcomes' transaction
    (dispatcher.RoundAfterOutcomes), and kicks the dispatcher only when its round did not run or was
@@ -36,8 +41,11 @@ from orchestrator_project.prepared import prepared_cursor
 logger = logging.getLogger(__name__)
 
 CHANNEL = "orchestrator_dispatch"
-# Ring now, as a statement of its own or folded into another (the task INSERT selects it).
+NEW_WORK = "new"  # a creation's payload: tasks came, capacity did not
+# Ring now, as a statement of its own.
 RING_SQL = f"SELECT pg_notify('{CHANNEL}', '')"
+# A creation's ring, folded into another statement (the task INSERT selects it).
+RING_NEW_WORK_SQL = f"SELECT pg_notify('{CHANNEL}', '{NEW_WORK}')"
 _RING_AT_SQL = f"SELECT pg_notify('{CHANNEL}', %s)"
 
 
@@ -45,6 +53,12 @@ def ring():
     """Wake every dispatcher when the current transaction commits (at once in autocommit)."""
     with prepared_cursor() as cursor:
         cursor.execute(RING_SQL)
+
+
+def ring_new_work():
+    """Tasks were created: wake every dispatcher that may have room for them, on commit."""
+    with prepared_cursor() as cursor:
+        cursor.execute(RING_NEW_WORK_SQL)
 
 
 def ring_at(when):
@@ -56,7 +70,7 @@ def ring_at(when):
 
 def due_time(payload):
     """The epoch seconds a ring's payload announces, or None for "now" (and for anything unreadable)."""
-    if not payload:
+    if not payload or payload == NEW_WORK:
         return None
     try:
         return int(payload) / 10
@@ -103,6 +117,9 @@ class Bell(threading.Thread):
             self.dispatcher.kick()
             while not self._stopped.is_set():
                 for notice in listener.notifies(timeout=1.0):
+                    if notice.payload == NEW_WORK:
+                        self.dispatcher.new_work()
+                        continue
                     when = due_time(notice.payload)
                     if when is None:
                         self.dispatcher.kick()

@@ -25,7 +25,7 @@ def _valid(body):
 
 def test_a_creation_rings_when_it_commits_and_not_when_it_rolls_back(dispatch_rings, operator_client):
     assert operator_client.post(TASKS, {"type": "summarize"}, format="json").status_code == 201
-    assert dispatch_rings.heard() == [""]
+    assert dispatch_rings.heard() == [wake.NEW_WORK]
 
     with pytest.raises(RuntimeError), transaction.atomic():
         services.create_task(data=_valid({"type": "summarize"}))
@@ -36,14 +36,14 @@ def test_a_creation_rings_when_it_commits_and_not_when_it_rolls_back(dispatch_ri
     with transaction.atomic():
         services.create_task(data=_valid({"type": "summarize"}))
         assert dispatch_rings.heard() == []  # nothing before the commit
-    assert dispatch_rings.heard() == [""]
+    assert dispatch_rings.heard() == [wake.NEW_WORK]
 
 
 @pytest.mark.parametrize("size", [3, 50], ids=["insert", "copy"])
 def test_a_bulk_rings_once_and_tasks_left_for_operators_do_not_ring(dispatch_rings, operator_client, size):
     bulk = {"tasks": [{"type": "summarize"}] * size}
     assert operator_client.post(f"{TASKS}/bulk", bulk, format="json").status_code == 201
-    assert dispatch_rings.heard() == [""]
+    assert dispatch_rings.heard() == [wake.NEW_WORK]
     manual = {"type": "summarize", "auto_dispatch": False}
     assert operator_client.post(TASKS, manual, format="json").status_code == 201
     manual_bulk = {"tasks": [manual] * size}
@@ -65,6 +65,7 @@ def test_a_delayed_ring_carries_its_due_time_in_tenths_of_a_second(dispatch_ring
 
 def test_a_ring_with_an_unreadable_payload_counts_as_now():
     assert wake.due_time("") is None
+    assert wake.due_time(wake.NEW_WORK) is None
     assert wake.due_time("soon") is None
     assert wake.due_time("17000000005") == 1700000000.5
 
@@ -77,7 +78,7 @@ class _Rounds(Dispatcher):
         self.ran = []
         self.ran_once_more = threading.Condition()
 
-    def dispatch_rounds(self):
+    def dispatch_rounds(self, on_fleet_full=None):
         with self.ran_once_more:
             self.ran.append(time.time())
             self.ran_once_more.notify_all()
@@ -90,12 +91,18 @@ class _Rounds(Dispatcher):
 class _CountingDispatcher:
     def __init__(self):
         self.kicks = 0
+        self.new = 0
         self.due = []
         self.changed = threading.Condition()
 
     def kick(self):
         with self.changed:
             self.kicks += 1
+            self.changed.notify_all()
+
+    def new_work(self):
+        with self.changed:
+            self.new += 1
             self.changed.notify_all()
 
     def wake_at(self, when):
@@ -105,7 +112,7 @@ class _CountingDispatcher:
 
     def wait_for(self, predicate, timeout=10):
         with self.changed:
-            assert self.changed.wait_for(predicate, timeout), (self.kicks, self.due)
+            assert self.changed.wait_for(predicate, timeout), (self.kicks, self.new, self.due)
 
 
 def test_a_due_time_runs_a_round_then_and_not_before(settings):
@@ -131,7 +138,10 @@ def test_the_bell_kicks_on_listening_on_every_ring_and_after_losing_its_session(
     try:
         dispatcher.wait_for(lambda: dispatcher.kicks == 1)  # listening: what was rung meanwhile waits
         assert operator_client.post(TASKS, {"type": "summarize"}, format="json").status_code == 201
-        dispatcher.wait_for(lambda: dispatcher.kicks == 2)
+        dispatcher.wait_for(lambda: dispatcher.new == 1)  # a creation: new work
+        with transaction.atomic():
+            wake.ring()
+        dispatcher.wait_for(lambda: dispatcher.kicks == 2)  # anything else: now
         due = timezone.now() + timedelta(seconds=5)
         wake.ring_at(due)
         dispatcher.wait_for(lambda: len(dispatcher.due) == 1)
@@ -143,7 +153,8 @@ def test_the_bell_kicks_on_listening_on_every_ring_and_after_losing_its_session(
         dispatcher.wait_for(lambda: dispatcher.kicks == 3)  # listening again, on a new session
         assert bell.backend_pid != lost
         assert operator_client.post(TASKS, {"type": "summarize"}, format="json").status_code == 201
-        dispatcher.wait_for(lambda: dispatcher.kicks == 4)
+        dispatcher.wait_for(lambda: dispatcher.new == 2)
+        assert dispatcher.kicks == 3
     finally:
         bell.stop()
         bell.join(10)

@@ -17,7 +17,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def worth():
-    return claim._worth_a_round(timezone.now())
+    return claim._worth_a_round(timezone.now())[1]
+
+
+def room():
+    return claim._worth_a_round(timezone.now())[0]
 
 
 def queue_statements(queries):
@@ -81,10 +85,19 @@ def test_tasks_left_for_an_operator_to_assign_are_not_worth_a_round():
     assert not worth()
 
 
-def test_with_every_agent_full_nothing_is_worth_a_round():
+def test_with_every_agent_full_nothing_is_worth_a_round_and_the_round_says_why():
     make_agent("analyst", max_concurrency=1, current_load=1)
     queue_tasks(3)
-    assert not worth()
+    assert not worth() and not room()
+    full = []
+    assert claim.claim(on_fleet_full=lambda: full.append(True)) == [] and full == [True]
+
+
+def test_a_free_agent_is_room_even_with_nothing_it_serves_due():
+    full_translators_and_an_idle_analyst(3)
+    assert room() and not worth()
+    full = []
+    assert claim.claim(on_fleet_full=lambda: full.append(True)) == [] and full == []
 
 
 def test_many_capability_sets_are_each_looked_at():

@@ -116,6 +116,8 @@ AGENT_ALLOWED_NETWORKS = env_networks(
 )
 AGENT_RESPONSE_MAX_BYTES = env_int("AGENT_RESPONSE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 AGENT_CONNECT_TIMEOUT = env_float("AGENT_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+# Cancelling a task that an agent holds sends it `POST {endpoint}/cancel` (tasks/engine/cancel_notice.py).
+AGENT_CANCEL_NOTICES = env_bool("AGENT_CANCEL_NOTICES", True)
 # The largest request body the API reads: an agent's result report (a result of up to
 # AGENT_RESPONSE_MAX_BYTES, as a synchronous answer may be) plus its envelope. Larger ones get 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = AGENT_RESPONSE_MAX_BYTES + 1024 * 1024

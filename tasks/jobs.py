@@ -10,7 +10,7 @@ from django.conf import settings
 from orchestrator_project.heap import freeze_startup_objects
 from orchestrator_project.logging import log_context
 
-from .engine import claim, sweeps
+from .engine import cancel_notice, claim, sweeps
 from .engine.runner import current_runner, get_runner
 
 
@@ -27,6 +27,15 @@ def send_assigned(task_id, attempt):
     with log_context(task_id=str(task_id), attempt=attempt):
         spec = claim.start_assigned(task_id, attempt)
         return get_runner().submit([spec] if spec else [])
+
+
+@shared_task(name="tasks.tell_agent_cancelled", ignore_result=True)
+def tell_agent_cancelled(task_id, attempt, agent_id, reason):
+    """Tell the agent that held a task that it was cancelled (best effort: engine/cancel_notice.py)."""
+    with log_context(task_id=str(task_id), attempt=attempt):
+        notice = cancel_notice.notice_for(task_id=task_id, attempt=attempt, agent_id=agent_id, reason=reason)
+        if notice is not None:
+            get_runner().tell_cancelled(notice)
 
 
 @shared_task(name="tasks.sweep", ignore_result=True)

@@ -26,8 +26,8 @@ from orchestrator_project.prepared import insert_value_reader, prepared_cursor
 from . import outbox
 from .engine import claim, wake
 from .engine.outcome import Outcome, OutcomeKind
-from .engine.outcomes import apply_outcomes, end, lock_with_agents
-from .jobs import send_assigned
+from .engine.outcomes import ENDING_FIELDS, apply_outcomes, end, lock_with_agents
+from .jobs import send_assigned, tell_agent_cancelled
 from .models import (
     CANCELLABLE_STATUSES,
     IN_FLIGHT_STATUSES,
@@ -244,7 +244,8 @@ _CANCEL_TRIES = 5
 
 
 def cancel_task(*, task_id, reason="cancelled by an operator"):
-    """Cancel a pending or in-flight task, freeing its agent's slot.
+    """Cancel a pending or in-flight task, freeing its agent's slot. An agent that may be working on it
+    is told, after the commit (AGENT_CANCEL_NOTICES; engine/cancel_notice.py).
 
     Locks the task's agent before the task, as a batch of outcomes does (agents.capacity.lock): the
     other order deadlocked with a worker applying the same task's answer, each waiting on the row the
@@ -253,7 +254,7 @@ def cancel_task(*, task_id, reason="cancelled by an operator"):
     for _ in range(_CANCEL_TRIES):
         with transaction.atomic():
             found = Task.objects.filter(task_id=task_id)
-            locked = lock_with_agents(found)
+            locked = lock_with_agents(found, fields=(*ENDING_FIELDS, "lease_expires_at"))
             if not locked:
                 if not found.exists():
                     raise NotFound("No task with this id.")
@@ -264,12 +265,26 @@ def cancel_task(*, task_id, reason="cancelled by an operator"):
                     f"Task is already {task.status}; only pending, assigned or running tasks can be"
                     " cancelled."
                 )
+            tell_agent = settings.AGENT_CANCEL_NOTICES and _with_its_agent(task)
             end(EventKind.CANCELLED, [task], now=timezone.now(), reason=reason)
+            if tell_agent:
+                args = (str(task.task_id), task.attempts, str(task.assigned_agent_id), reason)
+                transaction.on_commit(lambda args=args: tell_agent_cancelled.delay(*args))
             break
     else:
         raise Conflict("The task kept moving between agents while being cancelled; try again.")
     task.refresh_from_db()
     return task
+
+
+def _with_its_agent(task):
+    """Whether the agent may be working on the task: running (it accepted it), or assigned with a lease
+    (its call is on the way or in flight). A hand assignment not yet sent is the agent's news to nobody."""
+    if task.assigned_agent_id is None:
+        return False
+    return task.status == TaskStatus.RUNNING or (
+        task.status == TaskStatus.ASSIGNED and task.lease_expires_at is not None
+    )
 
 
 # An operator's retry: back to the queue at once, with a fresh budget, result and agents forgotten.

@@ -3,7 +3,8 @@
 It records every call (path, headers, parsed body, whether the signature verified) and answers with
 what `behaviour(call)` returns: a (status, json_body[, headers]) tuple, or a callable that blocks
 (for slow agents). By default it verifies Standard Webhooks signatures with its secret and answers
-200 {"result": {"echo": input_data}}.
+200 {"result": {"echo": input_data}}. Cancel notices (`POST /cancel`) are kept apart, in `cancels`,
+and answered `cancel_status` (200): they are not calls of a task.
 """
 
 import json
@@ -31,6 +32,8 @@ class FakeAgent:
         self.behaviour = behaviour or (lambda call: (200, {"result": {"echo": call.body.get("input_data")}}))
         self.card = card
         self.calls = []
+        self.cancels = []
+        self.cancel_status = 200
         self.health_status = 200
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -43,8 +46,13 @@ class FakeAgent:
 
     def _record(self, call):
         with self._changed:
-            self.calls.append(call)
+            (self.cancels if call.path == "/cancel" else self.calls).append(call)
             self._changed.notify_all()
+
+    def wait_for_cancels(self, count, timeout=15):
+        with self._changed:
+            assert self._changed.wait_for(lambda: len(self.cancels) >= count, timeout), self.cancels
+            return list(self.cancels)
 
     def wait_for_calls(self, count, timeout=15):
         deadline = time.monotonic() + timeout
@@ -105,6 +113,9 @@ class FakeAgent:
                 agent._record(call)
                 if not call.signature_valid:
                     self._send(401, {"error": "bad signature"})
+                    return
+                if call.path == "/cancel":
+                    self._send(agent.cancel_status, {})
                     return
                 answer = agent.behaviour(call)
                 if callable(answer):

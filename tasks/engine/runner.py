@@ -21,7 +21,7 @@ from django.db import close_old_connections
 from orchestrator_project import egress
 from orchestrator_project.logging import log_context
 
-from . import agent_calls
+from . import agent_calls, cancel_notice
 from .dispatcher import Dispatcher
 from .handback import hand_back_attempts
 from .wake import Bell
@@ -94,6 +94,16 @@ class Runner:
                 self.writer.put(SentMark(spec.task_id, spec.attempt, spec.agent_id))
                 outcome = await agent_calls.call(self.client, spec)
                 self.writer.put(outcome)
+
+    def tell_cancelled(self, notice):
+        """Send a cancel notice (cancel_notice.py) from the loop; returns at once."""
+        if self._accepting:
+            asyncio.run_coroutine_threadsafe(self._tell_cancelled(notice), self.loop)
+
+    async def _tell_cancelled(self, notice):
+        with log_context(task_id=str(notice.task_id), attempt=notice.attempt):
+            async with self.semaphore:
+                await cancel_notice.send(self.client, notice)
 
     def shutdown(self, grace):
         """Stop taking work; let calls in flight finish for up to `grace` seconds, hand back the rest."""

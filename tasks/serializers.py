@@ -195,6 +195,24 @@ class TaskSerializer(serializers.ModelSerializer):
         return data
 
 
+class WarningSerializer(serializers.Serializer):
+    """Something the request did that will not fail it, but may not do what was meant."""
+
+    field = serializers.CharField()
+    message = serializers.CharField()
+
+
+class TaskCreatedSerializer(TaskSerializer):
+    """A created task, with warnings (a capability no registered agent offers: it waits for one)."""
+
+    warnings = WarningSerializer(many=True, read_only=True)
+
+    class Meta(TaskSerializer.Meta):
+        row_fields = TaskSerializer.Meta.fields  # the task's own; the view adds the warnings
+        fields = [*TaskSerializer.Meta.fields, "warnings"]
+        read_only_fields = fields
+
+
 class TaskListSerializer(TaskSerializer):
     """Lists leave out the potentially large input and result documents."""
 
@@ -311,3 +329,6 @@ class ExecuteResponseSerializer(serializers.Serializer):
 class BulkCreateResponseSerializer(serializers.Serializer):
     count = serializers.IntegerField()
     task_ids = serializers.ListField(child=serializers.UUIDField())
+    warnings = WarningSerializer(
+        many=True, help_text="Capabilities no registered agent offers (`tasks[i].required_capabilities`)."
+    )

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from agents import eligibility
+from agents import eligibility, offered
 from agents.models import Agent
 from orchestrator_project import ids
 from orchestrator_project.errors import Conflict, InvalidInput, NotFound
@@ -141,6 +141,22 @@ def create_task(*, data, user=None, idempotency_key=None):
         raise
     announce_created([task])
     return task, True
+
+
+def capability_warnings(requests):
+    """A warning for each capability that no registered agent offers, so that a task which can only wait
+    (for such an agent, or its deadline) says so when it is created. `requests`: (the field's name, the
+    capabilities asked for) pairs. Tasks naming no capability (any agent serves them) cost nothing."""
+    asked = list(dict.fromkeys(c for _, capabilities in requests for c in capabilities))
+    if not asked:
+        return []
+    missing = set(offered.unoffered(asked))
+    return [
+        {"field": field, "message": f"No registered agent offers {c!r}: the task waits until one does."}
+        for field, capabilities in requests
+        for c in capabilities
+        if c in missing
+    ]
 
 
 def _replay(existing, fingerprint):

@@ -24,6 +24,7 @@ from .serializers import (
     ExecuteResponseSerializer,
     ResultReportSerializer,
     TaskBulkCreateSerializer,
+    TaskCreatedSerializer,
     TaskCreateSerializer,
     TaskDetailSerializer,
     TaskListSerializer,
@@ -107,8 +108,8 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             )
         ],
         responses={
-            201: TaskSerializer,
-            200: TaskSerializer,
+            201: TaskCreatedSerializer,
+            200: TaskCreatedSerializer,
             400: OpenApiResponse(description="Invalid"),
             409: OpenApiResponse(description="Key reused with a different body"),
         },
@@ -121,9 +122,10 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             data = body.validated_data
         key = idempotency_key(request, max_length=255)
         task, created = services.create_task(data=data, user=request.user, idempotency_key=key)
-        return Response(
-            TaskSerializer(task).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
-        )
+        answer = TaskSerializer(task).data
+        asked = [("required_capabilities", task.required_capabilities)]
+        answer["warnings"] = services.capability_warnings(asked)
+        return Response(answer, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(
         summary="Cancel a task",
@@ -166,8 +168,11 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             tasks, created = services.create_tasks_bulk_once(
                 items=items, user=request.user, idempotency_key=key
             )
+        warnings = services.capability_warnings(
+            [(f"tasks[{i}].required_capabilities", t.required_capabilities) for i, t in enumerate(tasks)]
+        )
         return Response(
-            {"count": len(tasks), "task_ids": [str(t.task_id) for t in tasks]},
+            {"count": len(tasks), "task_ids": [str(t.task_id) for t in tasks], "warnings": warnings},
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 

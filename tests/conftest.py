@@ -18,6 +18,14 @@ from tests.actors import make_user  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
+def _forget_offered_capabilities():
+    """What one test's agents offered is not offered in the next test's database."""
+    from agents import offered
+
+    offered.forget()
+
+
+@pytest.fixture(autouse=True)
 def _clean_redis():
     """Throttle counters and flags from one test must not leak into the next."""
     import redis

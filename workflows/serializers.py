@@ -12,7 +12,7 @@ from orchestrator_project.validation import (
     StrictRegexField,
     check_json,
 )
-from tasks.serializers import PRIORITY_HELP
+from tasks.serializers import PRIORITY_HELP, WarningSerializer
 
 from .items import summaries as map_item_summaries
 from .models import (
@@ -47,11 +47,6 @@ class DefinitionCreateSerializer(StrictFieldsMixin, serializers.Serializer):
 
 class ValidateSerializer(StrictFieldsMixin, serializers.Serializer):
     spec = serializers.JSONField()
-
-
-class WarningSerializer(serializers.Serializer):
-    field = serializers.CharField()
-    message = serializers.CharField()
 
 
 class ValidateResponseSerializer(serializers.Serializer):

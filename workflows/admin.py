@@ -66,7 +66,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     """Nothing here is edited in a form: runs and steps change only through their verbs."""
 
     class Media:
-        css = {"all": ["orchestrator/admin.css"]}  # the uncaptioned step rows'
+        css = {"all": ["orchestrator/admin.css"]}  # the step graph's, and the uncaptioned step rows'
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -1,7 +1,8 @@
 """The dashboard and the admin in a real headless Chromium, against the live stack: what an operator
 sees is current and fits. "Last heartbeat" follows heartbeats (which are no events) within a summary; a
 long workflow chain fits its card at 1400 px; the task page's events read to the millisecond without a
-caption above each row, and so do a workflow run's steps; and every page names the site's icon."""
+caption above each row; a workflow run's page shows its steps without captions, its step graph wrapped
+within the page at 900 px and each step's label inside its box; and every page names the site's icon."""
 
 import re
 from datetime import timedelta
@@ -208,6 +209,50 @@ def test_the_run_pages_steps_have_no_caption(run_page):
     rows = run_page.locator("#steps-group tbody tr.form-row")
     expect(rows).to_have_count(12)
     assert_uncaptioned(rows)
+
+
+def test_a_twelve_step_chain_wraps_within_the_run_page_at_900_px(run_page):
+    graph = run_page.locator(".form-row.field-graph")
+    box = graph.bounding_box()
+    # Every step is within the page's width, full size. (The admin's form row hides what overflows it: a
+    # step out of its box would be out of sight, out of reach.)
+    for n in range(1, 13):
+        step = graph.locator(f'.wf-step[data-step="step-{n}"] rect').bounding_box()
+        assert inside(step, box), (n, step, box)
+        assert step["width"] >= 150, (n, step)
+    assert graph.evaluate("(node) => node.scrollWidth <= node.clientWidth")
+    expect(graph.locator("line")).to_have_count(11)  # an edge per dependency, wrapped or not
+    ARTIFACTS.mkdir(exist_ok=True)
+    run_page.screenshot(path=str(ARTIFACTS / "admin-long-chain.png"), full_page=True)
+
+
+# Each line of text a step shows, SVG or HTML: its text, whether it lies within the step's box, and
+# whether it is cut short, and if so with an ellipsis.
+STEP_LINES = """(group) => {
+  const box = group.querySelector("rect").getBoundingClientRect();
+  return [...group.querySelectorAll("text, .wf-label > *")].map((line) => {
+    const at = line.getBoundingClientRect();
+    return {
+      text: line.textContent,
+      inside: at.left >= box.left - 0.5 && at.right <= box.right + 0.5
+        && at.top >= box.top - 0.5 && at.bottom <= box.bottom + 0.5,
+      cut: line.scrollWidth > line.clientWidth,
+      ellipsis: getComputedStyle(line).textOverflow === "ellipsis",
+    };
+  });
+}"""
+
+
+def test_a_steps_label_stays_inside_its_box_and_says_the_rest_in_a_tooltip(run_page):
+    step = run_page.locator('.field-graph .wf-step[data-step="step-1"]')
+    lines = step.evaluate(STEP_LINES)
+    assert [line["text"] for line in lines] == ["step-1", "approval · awaiting_approval"], lines
+    for line in lines:
+        assert line["inside"] and (line["ellipsis"] or not line["cut"]), line
+    expect(step.locator(".wf-label")).to_have_attribute("title", "step-1: approval · awaiting_approval")
+    # The label is still the step's link.
+    step.locator(".wf-label").click()
+    run_page.wait_for_url("**/admin/workflows/steprun/*/change/")
 
 
 # --- The site's icon ------------------------------------------------------------------------------------

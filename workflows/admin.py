@@ -65,6 +65,9 @@ class ShownMixin:
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Nothing here is edited in a form: runs and steps change only through their verbs."""
 
+    class Media:
+        css = {"all": ["orchestrator/admin.css"]}  # the step graph's, and the uncaptioned step rows'
+
     def has_add_permission(self, request, obj=None):
         return False
 
@@ -251,6 +254,8 @@ class StepRunInline(admin.TabularInline):
     """The run's whole steps (a map step's own page counts its items by status and links to them)."""
 
     model = StepRun
+    # No "<step> (<status>)" caption above each row (static/orchestrator/admin.css): the columns say it.
+    classes = ["uncaptioned"]
     fields = [
         "step_link",
         "kind",

@@ -1,11 +1,12 @@
-"""A run's steps as a small server-rendered DAG: an inline SVG, steps laid out in columns by depth
-(a step sits one column right of its deepest parent), coloured by status, with an edge per dependency.
+"""A run's steps as a small server-rendered DAG: inline SVGs, steps laid out in columns by depth
+(a step sits one column right of its deepest parent), coloured by status, with an edge per dependency;
+the columns wrap to the page's width.
 
 No JavaScript and nothing downloaded: the admin shows it as it is, and the dashboard swaps in a fresh
 copy when a run's steps change.
 """
 
-from django.utils.html import escape, format_html, format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 STATUS_COLOURS = {
@@ -38,70 +39,97 @@ def depths(specs):
     return found
 
 
-def layout(specs):
-    """{step_id: (x, y)} of each node's top-left corner, and the drawing's (width, height)."""
+def places(specs):
+    """{step_id: (column, row)}, and the number of columns and of rows."""
     columns = {}
     for step_id, depth in depths(specs).items():
         columns.setdefault(depth, []).append(step_id)
-    positions = {}
-    for depth, members in columns.items():
-        for row, step_id in enumerate(members):
-            positions[step_id] = (PAD + depth * (NODE_W + GAP_X), PAD + row * (NODE_H + GAP_Y))
-    width = PAD * 2 + len(columns) * (NODE_W + GAP_X) - GAP_X if columns else 0
-    height = PAD * 2 + max((len(m) for m in columns.values()), default=0) * (NODE_H + GAP_Y) - GAP_Y
-    return positions, (max(width, 0), max(height, 0))
+    found = {
+        step_id: (depth, row) for depth, members in columns.items() for row, step_id in enumerate(members)
+    }
+    return found, len(columns), max((len(members) for members in columns.values()), default=0)
+
+
+def _top(row):
+    return PAD + row * (NODE_H + GAP_Y)
+
+
+def _middle(row):
+    return _top(row) + NODE_H // 2
+
+
+def _left(column):
+    """Where a column's steps start: after the margin its incoming edges are drawn in."""
+    return PAD if column == 0 else GAP_X
 
 
 def render(specs, statuses, link=None):
-    """The SVG of a definition's steps. `statuses`: {step_id: status}; `link(step_id)`: a URL or None."""
-    positions, (width, height) = layout(specs)
-    edges = []
+    """The graph of a definition's steps: an SVG per column, side by side in a box that wraps them when
+    they would not fit the page's width (static/orchestrator/admin.css), as the dashboard's cards do: a
+    long chain stays full size and in sight. A column draws the edges into its steps in its left margin
+    (so after a wrap, an arrow comes in from the left), and carries an edge that skips it across at its
+    parent's height. `statuses`: {step_id: status}; `link(step_id)`: a URL or None."""
+    at, column_count, row_count = places(specs)
+    height = max(PAD * 2 + row_count * (NODE_H + GAP_Y) - GAP_Y, 0)
+    arrows = [[] for _ in range(column_count)]  # (y1, x2, y2): from the column's left edge to a step
+    crossings = [[] for _ in range(column_count)]  # (y, x2): across a column an edge skips
+    nodes = [[] for _ in range(column_count)]
     for spec in specs:
+        column, row = at[spec["id"]]
         for parent in spec.get("depends_on") or []:
-            if parent in positions:
-                (px, py), (cx, cy) = positions[parent], positions[spec["id"]]
-                edges.append((px + NODE_W, py + NODE_H // 2, cx, cy + NODE_H // 2))
-    nodes = []
-    for spec in specs:
-        step_id = spec["id"]
-        x, y = positions[step_id]
-        status = statuses.get(step_id, "waiting")
-        kind = spec.get("type", "task")
-        box = format_html(
-            '<g class="wf-step" data-step="{}" data-status="{}">'
-            '<rect x="{}" y="{}" width="{}" height="{}" rx="6" fill="{}" stroke="#212529"/>'
-            '<text x="{}" y="{}" font-size="12" font-weight="bold" fill="#fff">{}</text>'
-            '<text x="{}" y="{}" font-size="10" fill="#fff">{} · {}</text></g>',
-            step_id,
-            status,
-            x,
-            y,
-            NODE_W,
-            NODE_H,
-            STATUS_COLOURS.get(status, "#000"),
-            x + 8,
-            y + 18,
-            step_id[:20],
-            x + 8,
-            y + 34,
-            kind,
-            status,
+            if parent in at:
+                parent_column, parent_row = at[parent]
+                y = _middle(parent_row)
+                for skipped in range(parent_column + 1, column):
+                    crossings[skipped].append((y, _left(skipped) + NODE_W))
+                arrows[column].append((y, _left(column), _middle(row)))
+        nodes[column].append(_node(spec, statuses.get(spec["id"], "waiting"), _left(column), row, link))
+    svgs = (
+        format_html(
+            '<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}">{}{}{}{}</svg>',
+            _left(column) + NODE_W,
+            height,
+            ARROW if column == 0 else "",  # defined once: the other columns' edges name it too
+            format_html_join(
+                "", '<line x1="0" y1="{0}" x2="{1}" y2="{0}" stroke="#495057"/>', crossings[column]
+            ),
+            format_html_join(
+                "",
+                '<line x1="0" y1="{}" x2="{}" y2="{}" stroke="#495057" marker-end="url(#wf-arrow)"/>',
+                arrows[column],
+            ),
+            mark_safe("".join(nodes[column])),
         )
-        url = link(step_id) if link else None
-        nodes.append(format_html('<a href="{}">{}</a>', url, box) if url else box)
-    lines = format_html_join(
-        "",
-        '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#495057" marker-end="url(#wf-arrow)"/>',
-        edges,
+        for column in range(column_count)
     )
     return format_html(
-        '<svg class="wf-graph" xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" role="img" '
-        'aria-label="{}"><defs><marker id="wf-arrow" viewBox="0 0 10 10" refX="10" refY="5" '
-        'markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" '
-        'fill="#495057"/></marker></defs>{}{}</svg>',
-        width,
-        height,
-        escape("workflow steps"),
-        lines,
-        mark_safe("".join(nodes)),
+        '<div class="wf-graph" role="img" aria-label="workflow steps">{}</div>', mark_safe("".join(svgs))
     )
+
+
+ARROW = mark_safe(
+    '<defs><marker id="wf-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" '
+    'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#495057"/></marker></defs>'
+)
+
+
+def _node(spec, status, x, row, link):
+    """A step's box. Its label is HTML, cut with an ellipsis where it would not fit (admin.css; SVG text
+    neither wraps nor cuts) and whole in its tooltip. Linked to the step's page if `link` gives one."""
+    step_id = spec["id"]
+    box = format_html(
+        '<g class="wf-step" data-step="{id}" data-status="{status}">'
+        '<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="6" fill="{colour}" stroke="#212529"/>'
+        '<foreignObject x="{x}" y="{y}" width="{w}" height="{h}"><div class="wf-label" '
+        'title="{id}: {kind} · {status}"><b>{id}</b><span>{kind} · {status}</span></div></foreignObject></g>',
+        id=step_id,
+        kind=spec.get("type", "task"),
+        status=status,
+        x=x,
+        y=_top(row),
+        w=NODE_W,
+        h=NODE_H,
+        colour=STATUS_COLOURS.get(status, "#000"),
+    )
+    url = link(step_id) if link else None
+    return format_html('<a href="{}">{}</a>', url, box) if url else box

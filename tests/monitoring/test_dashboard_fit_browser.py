@@ -1,7 +1,8 @@
 """The dashboard and the admin in a real headless Chromium, against the live stack: what an operator
 sees is current and fits. "Last heartbeat" follows heartbeats (which are no events) within a summary; a
 long workflow chain fits its card at 1400 px; the task page's events read to the millisecond without a
-caption above each row; and every page names the site's icon."""
+caption above each row; a workflow run's page shows its steps without captions, its step graph wrapped
+within the page at 900 px and each step's label inside its box; and every page names the site's icon."""
 
 import re
 from datetime import timedelta
@@ -13,6 +14,7 @@ from playwright.sync_api import expect
 from agents.models import Agent
 from tasks.models import Task, TaskEvent
 from tests.actors import PASSWORD
+from tests.workflows.helpers import step_settles
 
 from .conftest import ARTIFACTS, make_agent
 from .test_dashboard_browser import actors, open_dashboard, page  # noqa: F401  (fixtures)
@@ -63,13 +65,11 @@ def chain(length):
     return steps
 
 
-@pytest.fixture
-def long_runs(live_stack, actors):  # noqa: F811
-    """A 6-step and an 8-step chain, each with a run waiting on its first step: {length: run id}."""
-    _, operator_token = actors
+def start_chains(live_stack, operator_token, *lengths):
+    """A run of a chain of each length, waiting on its first step: {length: run id}."""
     started = {}
     with live_stack.http(operator_token) as http:
-        for length in (6, 8):
+        for length in lengths:
             name = f"chain-{length}"
             defined = http.post("/api/v1/workflows", json={"name": name, "spec": {"steps": chain(length)}})
             assert defined.status_code == 201, defined.text
@@ -77,6 +77,12 @@ def long_runs(live_stack, actors):  # noqa: F811
             assert run.status_code == 201, run.text
             started[length] = run.json()["run_id"]
     return started
+
+
+@pytest.fixture
+def long_runs(live_stack, actors):  # noqa: F811
+    """A 6-step and an 8-step chain, each with a run waiting on its first step: {length: run id}."""
+    return start_chains(live_stack, actors[1], 6, 8)
 
 
 def inside(inner, outer):
@@ -166,13 +172,87 @@ def test_the_task_pages_events_read_to_the_millisecond_with_no_caption(
     expect(rows.locator("td.field-at")).to_have_text(
         [f"{at:%Y-%m-%d %H:%M:%S}.{456 + 123 * n} UTC" for n in range(3)]
     )
-    for n in range(3):
+    assert_uncaptioned(rows)
+
+
+def assert_uncaptioned(rows):
+    """No "<object>" caption above an inline's rows, and no room kept for one (Django's CSS pads such a
+    row's top by 2em)."""
+    for n in range(rows.count()):
         expect(rows.nth(n).locator("td.original p")).to_be_hidden()
-    # No room kept for the caption either (Django's CSS pads such a row's top by 2em).
-    padding = rows.first.locator("td.field-at").evaluate(
+    padding = rows.first.locator("td:not(.original)").first.evaluate(
         "(cell) => [getComputedStyle(cell).paddingTop, getComputedStyle(cell).paddingBottom]"
     )
     assert padding[0] == padding[1], padding
+
+
+# --- A workflow run's page in the admin ------------------------------------------------------------------
+
+
+@pytest.fixture
+def long_run(live_stack, actors):  # noqa: F811
+    """A 12-step chain of approvals, its run waiting on the first: the run's id."""
+    run_id = start_chains(live_stack, actors[1], 12)[12]
+    step_settles(run_id, "step-1", "awaiting_approval")
+    return run_id
+
+
+@pytest.fixture
+def run_page(live_stack, long_run, page):  # noqa: F811
+    """The long run's page in the admin, 900 px wide (the admin's side bar still shown: little room)."""
+    page.set_viewport_size({"width": 900, "height": 1000})
+    log_in(page, live_stack, f"/admin/workflows/workflowrun/{long_run}/change/")
+    return page
+
+
+def test_the_run_pages_steps_have_no_caption(run_page):
+    rows = run_page.locator("#steps-group tbody tr.form-row")
+    expect(rows).to_have_count(12)
+    assert_uncaptioned(rows)
+
+
+def test_a_twelve_step_chain_wraps_within_the_run_page_at_900_px(run_page):
+    graph = run_page.locator(".form-row.field-graph")
+    box = graph.bounding_box()
+    # Every step is within the page's width, full size. (The admin's form row hides what overflows it: a
+    # step out of its box would be out of sight, out of reach.)
+    for n in range(1, 13):
+        step = graph.locator(f'.wf-step[data-step="step-{n}"] rect').bounding_box()
+        assert inside(step, box), (n, step, box)
+        assert step["width"] >= 150, (n, step)
+    assert graph.evaluate("(node) => node.scrollWidth <= node.clientWidth")
+    expect(graph.locator("line")).to_have_count(11)  # an edge per dependency, wrapped or not
+    ARTIFACTS.mkdir(exist_ok=True)
+    run_page.screenshot(path=str(ARTIFACTS / "admin-long-chain.png"), full_page=True)
+
+
+# Each line of text a step shows, SVG or HTML: its text, whether it lies within the step's box, and
+# whether it is cut short, and if so with an ellipsis.
+STEP_LINES = """(group) => {
+  const box = group.querySelector("rect").getBoundingClientRect();
+  return [...group.querySelectorAll("text, .wf-label > *")].map((line) => {
+    const at = line.getBoundingClientRect();
+    return {
+      text: line.textContent,
+      inside: at.left >= box.left - 0.5 && at.right <= box.right + 0.5
+        && at.top >= box.top - 0.5 && at.bottom <= box.bottom + 0.5,
+      cut: line.scrollWidth > line.clientWidth,
+      ellipsis: getComputedStyle(line).textOverflow === "ellipsis",
+    };
+  });
+}"""
+
+
+def test_a_steps_label_stays_inside_its_box_and_says_the_rest_in_a_tooltip(run_page):
+    step = run_page.locator('.field-graph .wf-step[data-step="step-1"]')
+    lines = step.evaluate(STEP_LINES)
+    assert [line["text"] for line in lines] == ["step-1", "approval · awaiting_approval"], lines
+    for line in lines:
+        assert line["inside"] and (line["ellipsis"] or not line["cut"]), line
+    expect(step.locator(".wf-label")).to_have_attribute("title", "step-1: approval · awaiting_approval")
+    # The label is still the step's link.
+    step.locator(".wf-label").click()
+    run_page.wait_for_url("**/admin/workflows/steprun/*/change/")
 
 
 # --- The site's icon ------------------------------------------------------------------------------------

@@ -277,6 +277,9 @@ class AgentAdmin(VerbsMixin, admin.ModelAdmin):
             return
         obj.save(update_fields=[*edited, "updated_at"])
         if PUBLISHED_FIELDS.intersection(edited):
+            # The status as of now: the UPDATE holds the row, so a status change either committed before
+            # it (read here) or waits for this commit (its event follows this one).
+            obj.status = Agent.objects.values_list("status", flat=True).get(pk=obj.pk)
             outbox.registered(obj, at=obj.updated_at)
         if CAPACITY_FIELDS.intersection(edited):
             # A ring inside the admin's transaction: dispatchers wake when it commits, never if not.

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents import capacity, eligibility, routing
+from agents.models import CircuitState
 from orchestrator_project.prepared import prepared_cursor
 
 from ..models import EventKind, Task, TaskStatus
@@ -176,14 +177,19 @@ _WORTH_A_ROUND_SQL = f"""
                       WHERE {eligibility.ELIGIBLE_SQL} AND capabilities @> looked_at.capabilities)
           AND EXISTS (SELECT 1 FROM tasks_task
                       WHERE required_capabilities = looked_at.capabilities AND {_DUE_SQL})
-    ) OR EXISTS (SELECT 1 FROM sets OFFSET {MAX_CAPABILITY_SETS_LOOKED_AT})) ELSE false END
+    ) OR EXISTS (SELECT 1 FROM sets OFFSET {MAX_CAPABILITY_SETS_LOOKED_AT})) ELSE false END,
+    CASE WHEN room THEN NULL ELSE (
+        SELECT min(circuit_retry_at) FROM agents_agent
+        WHERE {eligibility.ONLINE_SQL} AND circuit_state = '{CircuitState.OPEN}' AND current_load = 0
+    ) END
     FROM (SELECT EXISTS (SELECT 1 FROM agents_agent WHERE {eligibility.ELIGIBLE_SQL}) AS room) AS fleet
 """
 
 
 def _worth_a_round(now):
-    """(whether any agent can take work now, whether some due task is one such an agent serves): one
-    read, no locks, no transaction."""
+    """(whether any agent can take work now, whether some due task is one such an agent serves, and with
+    no room, when the first tripped circuit's probe falls due or None): one read, no locks, no
+    transaction."""
     with prepared_cursor() as cursor:
         cursor.execute(_WORTH_A_ROUND_SQL, {"now": now})
         return cursor.fetchone()
@@ -356,15 +362,15 @@ def claim(*, limit=None, task_ids=None, now=None, on_held=None, on_room_left=Non
     auto-dispatched; otherwise the queue's due, auto-dispatched tasks that some able agent serves,
     as many as the fleet has places for (`_QUEUE_SQL`). `on_held()` is called when agents that other
     transactions held left tasks pending (see `_place`): a round soon will find them free.
-    `on_room_left()` is called when a round now may place more (see `_room_left`). `on_fleet_full()` is
-    called when no agent at all can take work (full, tripped or gone): nothing can be placed until that
-    changes.
+    `on_room_left()` is called when a round now may place more (see `_room_left`).
+    `on_fleet_full(probe_at)` is called when no agent at all can take work (full, tripped or gone):
+    nothing can be placed until that changes, or until `probe_at` (a tripped circuit's probe; or None).
     """
     now = now or timezone.now()
     if task_ids is None:
-        room, worth = _worth_a_round(now)
+        room, worth, probe_at = _worth_a_round(now)
         if not room and on_fleet_full is not None:
-            on_fleet_full()
+            on_fleet_full(probe_at)
         if not worth:
             # Every agent is full, tripped or gone, or nothing is due. Locking a batch of tasks (a write
             # per row) only to put them back made each wake-up during a backlog cost as much as a real

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.utils import timezone
 
+from . import wake
 from .claim import claim, claim_within
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Dispatcher(threading.Thread):
         # came while it ran.
         self._fleet_full = False
         self._kicks = 0
+        self._skipped = False  # a creation's ring was skipped since the last round began
         self.new_work_skipped = 0  # creations' rings skipped on a full fleet, for tests and operators
 
     def kick(self):
@@ -72,21 +74,32 @@ class Dispatcher(threading.Thread):
         with self._wakeup:
             if self._fleet_full:
                 self.new_work_skipped += 1
+                self._skipped = True
                 return
             self._kicked = True
             self._wakeup.notify()
 
     def room_may_have_changed(self):
         """Capacity may have changed without a kick (the writer's batch of outcomes freed slots and gave
-        them out itself)."""
+        them out itself). A creation skipped meanwhile gets its round now: its task may have committed
+        after the writer's round read the queue, and before this."""
         with self._wakeup:
             self._fleet_full = False
             self._kicks += 1
+            if self._skipped:
+                self._kicked = True
+                self._wakeup.notify()
 
-    def _fleet_found_full(self, kicks_before):
+    def _fleet_found_full(self, kicks_before, probe_at=None):
+        """A round found no agent able to take work. `probe_at`: when the first tripped circuit's probe
+        falls due. Its ring went out when the circuit tripped, which a worker started or reconnected
+        since never heard: the round's own reading of it keeps every worker's door from outlasting it."""
         with self._wakeup:
             if self._kicks == kicks_before:
                 self._fleet_full = True
+            if probe_at is not None and len(self._due) < MAX_DUE_TIMES:
+                heapq.heappush(self._due, probe_at.timestamp())
+                self._wakeup.notify()
 
     def wake_at(self, when):
         """Run a round at `when` (epoch seconds)."""
@@ -118,12 +131,14 @@ class Dispatcher(threading.Thread):
                     self._fleet_full = False  # a due probe or retry: capacity may be back
                 if self._kicked or self._stopping:
                     self._kicked = False
+                    self._skipped = False  # this round reads every task created so far
                     return self._kicks
                 timeout = give_up - time.monotonic()
                 if self._due:
                     timeout = min(timeout, self._due[0] - now)
                 if timeout <= 0:
                     self._fleet_full = False  # the clock: whatever nobody rang for is looked at
+                    self._skipped = False
                     return self._kicks
                 self._wakeup.wait(timeout)
 
@@ -186,6 +201,9 @@ class RoundAfterOutcomes:
 
     def __call__(self, _batch_now):
         if not self.dispatcher.runner.accepting:
+            # Shutting down: this worker places nothing, so the others must hear of the slots freed
+            # (a dispatcher that found the fleet full skips creations' rings until capacity rings).
+            wake.ring()
             return
         # Not the batch's time: the tasks the batch created are due from the moment they were made.
         now = timezone.now()

@@ -11,8 +11,9 @@ Every worker runs dispatch rounds (dispatcher.py). Exactly three things start on
    creation folds its ring into the INSERT itself (services.py), so the busiest path pays no extra
    round trip.
    A creation's ring only brings tasks: a dispatcher whose last round found no agent able to take work
-   skips it (Dispatcher.new_work), since nothing new can be placed before capacity changes, and every
-   change of capacity rings "now" or kicks. During a backlog on a full fleet each creation woke every
+   skips it (Dispatcher.new_work), since nothing new can be placed before capacity changes; capacity
+   that comes back rings "now", kicks the dispatcher of the worker that freed it (its writer), or falls
+   due (a probe, read by that round itself). During a backlog on a full fleet each creation woke every
    worker for a round that read the whole fleet to place nothing (5.6 ms each at 10,000 agents).
 2. The worker's own writer, after it applied outcomes (writer.py): freed slots are the commonest
    reason for a round under load. The writer runs that round itself, inside the outcomes' transaction

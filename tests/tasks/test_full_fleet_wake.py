@@ -2,9 +2,13 @@
 skips it (new tasks alone cannot be placed), until anything that may change capacity kicks it. During a
 backlog every creation woke every worker for a round that read the whole fleet to place nothing."""
 
-import pytest
+import functools
+from datetime import timedelta
 
-from agents.models import Agent
+import pytest
+from django.utils import timezone
+
+from agents.models import Agent, CircuitState
 from tasks.engine.dispatcher import Dispatcher
 
 from .conftest import make_agent, queue_tasks
@@ -25,12 +29,12 @@ class _Rounds(Dispatcher):
         if self.during_round:
             self.during_round()
         if self.full:
-            on_fleet_full()
+            on_fleet_full(None)
 
     def one_round(self):
         """What the thread does: wait for a reason, run the rounds."""
         kicks = self._wait()
-        self.dispatch_rounds(on_fleet_full=lambda: self._fleet_found_full(kicks))
+        self.dispatch_rounds(on_fleet_full=functools.partial(self._fleet_found_full, kicks))
 
     def woken(self):
         return self._kicked
@@ -87,6 +91,29 @@ def test_whatever_else_may_free_capacity_lets_new_work_through_again(change, set
     assert dispatcher.woken() and dispatcher.new_work_skipped == 1
 
 
+def test_the_writers_batch_runs_a_round_for_a_creation_skipped_meanwhile_and_only_then():
+    # A creation that committed after the writer's own round read the queue, and whose ring came before
+    # the writer said the room may have changed, was skipped: it gets its round when the writer says so.
+    dispatcher = _Rounds()
+    dispatcher.kick()
+    dispatcher.one_round()
+    dispatcher.room_may_have_changed()
+    assert not dispatcher.woken()  # nothing was skipped: no round for nothing
+    dispatcher.kick()
+    dispatcher.one_round()
+    dispatcher._kicked = False
+    dispatcher.new_work()
+    assert not dispatcher.woken() and dispatcher.new_work_skipped == 1
+    dispatcher.room_may_have_changed()
+    assert dispatcher.woken()
+
+
+def run_rounds(dispatcher):
+    """What the dispatcher's thread does once woken: wait (returns at once), then the rounds."""
+    kicks = dispatcher._wait()
+    dispatcher.dispatch_rounds(on_fleet_full=functools.partial(dispatcher._fleet_found_full, kicks))
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_real_round_on_a_full_fleet_closes_the_door_and_a_free_slot_opens_it():
     agent = make_agent("analyst", max_concurrency=1, current_load=1)
@@ -94,21 +121,32 @@ def test_a_real_round_on_a_full_fleet_closes_the_door_and_a_free_slot_opens_it()
     runner = _RecordingRunner()
     dispatcher = Dispatcher(runner)  # never started: its rounds are run here
     dispatcher.kick()
-    kicks = dispatcher._wait()
-    dispatcher.dispatch_rounds(on_fleet_full=lambda: dispatcher._fleet_found_full(kicks))
-    assert runner.submitted == []
+    run_rounds(dispatcher)
+    assert runner.submitted == [] and dispatcher._due == []  # no tripped circuit to wait for
     dispatcher.new_work()
     assert dispatcher.new_work_skipped == 1 and not dispatcher._kicked
 
     Agent.objects.filter(pk=agent.pk).update(current_load=0)
     dispatcher.kick()  # what the freed slot's ring does
-    kicks = dispatcher._wait()
-    dispatcher.dispatch_rounds(on_fleet_full=lambda: dispatcher._fleet_found_full(kicks))
+    run_rounds(dispatcher)
     assert len(runner.submitted) == 1
     # Full again, but an agent with room elsewhere (another capability) keeps creations coming.
     make_agent("translator", capabilities=("translation",), max_concurrency=1)
     dispatcher.kick()
-    kicks = dispatcher._wait()
-    dispatcher.dispatch_rounds(on_fleet_full=lambda: dispatcher._fleet_found_full(kicks))
+    run_rounds(dispatcher)
     dispatcher.new_work()
     assert dispatcher._kicked and dispatcher.new_work_skipped == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_full_fleet_with_a_tripped_circuit_wakes_when_its_probe_falls_due():
+    # The probe's ring went out when the circuit tripped; a worker started since never heard it.
+    make_agent("busy", max_concurrency=1, current_load=1)
+    retry_at = timezone.now() + timedelta(seconds=30)
+    make_agent("tripped", max_concurrency=1, circuit_state=CircuitState.OPEN, circuit_retry_at=retry_at)
+    queue_tasks(2)
+    dispatcher = Dispatcher(_RecordingRunner())
+    dispatcher.kick()
+    run_rounds(dispatcher)
+    assert dispatcher._fleet_full
+    assert dispatcher._due == [retry_at.timestamp()]

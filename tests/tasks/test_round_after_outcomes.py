@@ -68,11 +68,15 @@ def test_a_full_round_kicks_the_dispatcher_for_what_it_may_have_left(transaction
     assert dispatcher._kicked
 
 
-def test_a_runner_that_stopped_taking_work_claims_nothing(transactional_db):
+def test_a_runner_that_stopped_taking_work_claims_nothing_and_tells_the_others(dispatch_rings):
     make_agent("a", max_concurrency=5)
     queue_tasks(1)
     runner, dispatcher, round_after = _round(accepting=False)
     with transaction.atomic():
         round_after(None)
+        assert dispatch_rings.heard() == []  # on commit, as every ring
     assert runner.submitted == []
     assert Task.objects.get().status == TaskStatus.PENDING
+    # The slots its outcomes freed are for the other workers' dispatchers, which may have found the
+    # fleet full and skip creations' rings until capacity rings.
+    assert dispatch_rings.heard() == [""]

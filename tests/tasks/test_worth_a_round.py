@@ -90,14 +90,14 @@ def test_with_every_agent_full_nothing_is_worth_a_round_and_the_round_says_why()
     queue_tasks(3)
     assert not worth() and not room()
     full = []
-    assert claim.claim(on_fleet_full=lambda: full.append(True)) == [] and full == [True]
+    assert claim.claim(on_fleet_full=full.append) == [] and full == [None]  # and no probe to wait for
 
 
 def test_a_free_agent_is_room_even_with_nothing_it_serves_due():
     full_translators_and_an_idle_analyst(3)
     assert room() and not worth()
     full = []
-    assert claim.claim(on_fleet_full=lambda: full.append(True)) == [] and full == []
+    assert claim.claim(on_fleet_full=full.append) == [] and full == []
 
 
 def test_many_capability_sets_are_each_looked_at():
@@ -124,3 +124,23 @@ def claim_agent(name):
     from agents.models import Agent
 
     return Agent.objects.get(name=name).agent_id
+
+
+def test_with_no_room_it_says_when_the_first_tripped_circuits_probe_falls_due():
+    from agents.models import CircuitState
+
+    make_agent("busy", max_concurrency=1, current_load=1)
+    soon, later = timezone.now() + timedelta(seconds=10), timezone.now() + timedelta(seconds=50)
+    make_agent("tripped", max_concurrency=1, circuit_state=CircuitState.OPEN, circuit_retry_at=later)
+    make_agent("tripped too", max_concurrency=1, circuit_state=CircuitState.OPEN, circuit_retry_at=soon)
+    # A tripped agent still holding its task sends no probe: it is not the first.
+    make_agent(
+        "tripped, busy",
+        max_concurrency=1,
+        current_load=1,
+        circuit_state=CircuitState.OPEN,
+        circuit_retry_at=timezone.now() + timedelta(seconds=1),
+    )
+    queue_tasks(1)
+    room, worth, probe_at = claim._worth_a_round(timezone.now())
+    assert (room, worth, probe_at) == (False, False, soon)

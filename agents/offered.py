@@ -1,45 +1,53 @@
-"""Which capabilities some registered agent offers: the warning on a task that nobody can serve yet.
+"""Whether some registered agent offers a set of capabilities whole: the warning on a task that nobody
+can serve yet (a task goes to one agent offering every capability it needs).
 
 Asked at every creation (a task needs its type as a capability unless it names others), so the answers
-are remembered per process: "offered" for OFFERED_TTL_SECONDS (agents rarely stop offering something),
-"not offered" for UNOFFERED_TTL_SECONDS, so that a client creating tasks ahead of its agents costs one
-indexed probe per capability per second (agent_capabilities_gin), not one per task. An agent that
+are remembered per process: "served" for SERVED_TTL_SECONDS (agents rarely stop offering something),
+"not served" for UNSERVED_TTL_SECONDS, so that a client creating tasks ahead of its agents costs one
+read per second (an indexed probe per set: agent_capabilities_gin), not one per task. An agent that
 registers is therefore counted within that second.
 """
 
+import json
 import time
 
 from django.db import connection
 
 from .models import Agent
 
-OFFERED_TTL_SECONDS = 30.0
-UNOFFERED_TTL_SECONDS = 1.0
+SERVED_TTL_SECONDS = 30.0
+UNSERVED_TTL_SECONDS = 1.0
 _KEPT = 10_000  # answers remembered at most; past that the memory starts again
-_known = {}  # capability -> (offered, time.monotonic() until which the answer holds)
+_known = {}  # sorted tuple of capabilities -> (served, time.monotonic() until which the answer holds)
 
-_OFFERED_SQL = f"""
-    SELECT c FROM unnest(%s::varchar[]) AS c
-    WHERE EXISTS (SELECT 1 FROM {Agent._meta.db_table} WHERE capabilities @> ARRAY[c]::varchar[])
+# The sets come as one JSON array of arrays: Postgres arrays must be rectangular.
+_SERVED_SQL = f"""
+    SELECT s.n FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS s(capabilities, n)
+    WHERE EXISTS (
+        SELECT 1 FROM {Agent._meta.db_table}
+        WHERE capabilities @> ARRAY(SELECT jsonb_array_elements_text(s.capabilities))::varchar[]
+    )
 """
 
 
-def unoffered(capabilities, *, now=None):
-    """The capabilities of `capabilities` that no registered agent offers, in their order."""
+def unserved(capability_sets, *, now=None):
+    """The sets of `capability_sets` (iterables of capabilities) that no registered agent offers whole,
+    as sorted tuples. An empty set is served by any agent, and not asked about."""
     now = time.monotonic() if now is None else now
-    answers = {c: _known.get(c) for c in capabilities}
-    stale = [c for c, known in answers.items() if known is None or known[1] <= now]
+    keys = {tuple(sorted(set(capabilities))) for capabilities in capability_sets}
+    keys.discard(())
+    answers = {key: _known.get(key) for key in keys}
+    stale = sorted(key for key, known in answers.items() if known is None or known[1] <= now)
     if stale:
         with connection.cursor() as cursor:
-            cursor.execute(_OFFERED_SQL, [stale])
-            found = {row[0] for row in cursor.fetchall()}
+            cursor.execute(_SERVED_SQL, [json.dumps(stale)])
+            served = {stale[n - 1] for (n,) in cursor.fetchall()}
         if len(_known) + len(stale) > _KEPT:
             _known.clear()
-        for c in stale:
-            offered = c in found
-            holds = OFFERED_TTL_SECONDS if offered else UNOFFERED_TTL_SECONDS
-            answers[c] = _known[c] = (offered, now + holds)
-    return [c for c in capabilities if not answers[c][0]]
+        for key in stale:
+            holds = SERVED_TTL_SECONDS if key in served else UNSERVED_TTL_SECONDS
+            answers[key] = _known[key] = (key in served, now + holds)
+    return {key for key, (served, _) in answers.items() if not served}
 
 
 def forget():

@@ -144,19 +144,25 @@ def create_task(*, data, user=None, idempotency_key=None):
 
 
 def capability_warnings(requests):
-    """A warning for each capability that no registered agent offers, so that a task which can only wait
-    (for such an agent, or its deadline) says so when it is created. `requests`: (the field's name, the
-    capabilities asked for) pairs. Tasks naming no capability (any agent serves them) cost nothing."""
-    asked = list(dict.fromkeys(c for _, capabilities in requests for c in capabilities))
-    if not asked:
+    """A warning for each task that no registered agent can serve (none offers all it needs), so that
+    a task which can only wait (for such an agent, or its deadline) says so when it is created.
+    `requests`: (the field's name, the capabilities asked for) pairs."""
+    unserved = offered.unserved(capabilities for _, capabilities in requests)
+    if not unserved:
         return []
-    missing = set(offered.unoffered(asked))
-    return [
-        {"field": field, "message": f"No registered agent offers {c!r}: the task waits until one does."}
-        for field, capabilities in requests
-        for c in capabilities
-        if c in missing
-    ]
+    # Which capabilities nobody offers at all, for the message: asked only when something is unserved.
+    alone = offered.unserved((c,) for key in unserved if len(key) > 1 for c in key)
+    warnings = []
+    for field, capabilities in requests:
+        key = tuple(sorted(set(capabilities)))
+        if key not in unserved:
+            continue
+        asked = list(dict.fromkeys(capabilities))
+        nobody = [c for c in asked if len(key) == 1 or (c,) in alone]
+        what = ", ".join(map(repr, nobody)) if nobody else "all of " + ", ".join(map(repr, asked))
+        message = f"No registered agent offers {what}: the task waits until one does."
+        warnings.append({"field": field, "message": message})
+    return warnings
 
 
 def _replay(existing, fingerprint):
@@ -193,7 +199,9 @@ def create_tasks_bulk_once(*, items, user=None, idempotency_key):
         with transaction.atomic():
             return create_tasks_bulk(items=items, user=user, keys=keys, fingerprint=fingerprint), True
     except (IntegrityError, psycopg.errors.UniqueViolation):
-        existing = _bulk_replay(keys, fingerprint)
+        # Another request made them meanwhile, or the first task an earlier one made was deleted since
+        # (an operator may delete finished tasks): look at every key.
+        existing = _bulk_replay(keys, fingerprint, any_key=True)
         if existing is None:
             raise
         return existing, False
@@ -203,8 +211,15 @@ def bulk_key(idempotency_key, index):
     return f"{idempotency_key}#{index}"
 
 
-def _bulk_replay(keys, fingerprint):
-    first = Task.objects.filter(idempotency_key=keys[0]).only("request_fingerprint").first()
+def bulk_place(task):
+    """A task's place in the keyed bulk request that made it (the index in its key)."""
+    return int(task.idempotency_key.rpartition("#")[2])
+
+
+def _bulk_replay(keys, fingerprint, *, any_key=False):
+    lookup = {"idempotency_key__in": keys} if any_key else {"idempotency_key": keys[0]}
+    found = Task.objects.filter(**lookup)
+    first = found.only("request_fingerprint").first()
     if first is None:
         return None
     if first.request_fingerprint != fingerprint:

@@ -168,9 +168,13 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             tasks, created = services.create_tasks_bulk_once(
                 items=items, user=request.user, idempotency_key=key
             )
-        warnings = services.capability_warnings(
-            [(f"tasks[{i}].required_capabilities", t.required_capabilities) for i, t in enumerate(tasks)]
-        )
+        # A replay's tasks name their places in the request: one deleted since shifts the list.
+        places = [services.bulk_place(t) for t in tasks] if key is not None else range(len(tasks))
+        asked = [
+            (f"tasks[{i}].required_capabilities", t.required_capabilities)
+            for i, t in zip(places, tasks, strict=True)
+        ]
+        warnings = services.capability_warnings(asked)
         return Response(
             {"count": len(tasks), "task_ids": [str(t.task_id) for t in tasks], "warnings": warnings},
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,

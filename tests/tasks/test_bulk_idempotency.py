@@ -56,10 +56,10 @@ def test_of_two_requests_racing_with_one_key_the_second_returns_the_firsts_tasks
 
     real_replay, looks = services._bulk_replay, []
 
-    def replay(*args):
+    def replay(*args, **kwargs):
         looks.append(args)
         # The second request's first look finds nothing: the first had not committed yet.
-        return None if len(looks) == 1 else real_replay(*args)
+        return None if len(looks) == 1 else real_replay(*args, **kwargs)
 
     monkeypatch.setattr(services, "_bulk_replay", replay)
 
@@ -87,3 +87,13 @@ def test_a_bad_key_is_refused_and_nothing_is_made(operator_client, key):
     assert response.status_code == 400
     assert "Idempotency-Key" in response.json()
     assert Task.objects.count() == 0
+
+
+def test_a_repeat_after_the_first_task_was_deleted_replays_the_rest(operator_client):
+    # Its first look (at key#0) finds nothing; the write then meets key#1, and every key is looked at.
+    made = post(operator_client, body(3), "gone").json()["task_ids"]
+    Task.objects.filter(task_id=made[0]).update(status="completed")
+    Task.objects.filter(task_id=made[0]).delete()
+    again = post(operator_client, body(3), "gone")
+    assert again.status_code == 200 and again.json()["task_ids"] == made[1:]
+    assert post(operator_client, body(4), "gone").status_code == 409

@@ -64,7 +64,7 @@ async def send(client, notice):
             content=body,
             timeout=NOTICE_TIMEOUT_SECONDS,
             connect_timeout=min(settings.AGENT_CONNECT_TIMEOUT, NOTICE_TIMEOUT_SECONDS),
-            max_bytes=64 * 1024,  # the answer is not read: a small bound
+            max_bytes=64 * 1024,  # the answer is read (and dropped) up to this; a larger one is logged
         )
     except (egress.EgressRefused, egress.ResponseTooLarge, TimeoutError, aiohttp.ClientError, OSError) as exc:
         logger.warning("could not tell the agent about the cancel: %s: %s", type(exc).__name__, exc)

@@ -11,6 +11,7 @@ again; the attempt number fences off anything the dead process might still say.
 """
 
 import asyncio
+import logging
 import threading
 import time
 
@@ -26,6 +27,8 @@ from .dispatcher import Dispatcher
 from .handback import hand_back_attempts
 from .wake import Bell
 from .writer import SentMark, Writer
+
+logger = logging.getLogger(__name__)
 
 
 class Runner:
@@ -97,8 +100,11 @@ class Runner:
 
     def tell_cancelled(self, notice):
         """Send a cancel notice (cancel_notice.py) from the loop; returns at once."""
-        if self._accepting:
-            asyncio.run_coroutine_threadsafe(self._tell_cancelled(notice), self.loop)
+        if not self._accepting:
+            logger.info("not telling the agent about a cancel: the worker is stopping")
+            return
+        sending = asyncio.run_coroutine_threadsafe(self._tell_cancelled(notice), self.loop)
+        sending.add_done_callback(_log_failure)
 
     async def _tell_cancelled(self, notice):
         with log_context(task_id=str(notice.task_id), attempt=notice.attempt):
@@ -129,6 +135,13 @@ class Runner:
         for _, task in leftover:
             task.cancel()
         return [key for key, _ in leftover]
+
+
+def _log_failure(future):
+    # send() handles everything an agent may do; anything else (a client closed under it at shutdown)
+    # would otherwise vanish with the future.
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("cancel notice failed", exc_info=future.exception())
 
 
 async def _open_client():

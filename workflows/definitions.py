@@ -82,9 +82,10 @@ def validate_definition(*, spec):
     return checked.spec, _unknown_capability_warnings(checked.spec["steps"])
 
 
-def create_definition(*, name, spec, description="", user=None):
+def create_definition(*, name, spec, description=None, user=None):
     """Store a spec as the next version of `name`. Returns (definition, created, warnings); the same
-    spec posted again returns its existing version with created False."""
+    spec posted again returns its existing version with created False (and a warning if it came with
+    another description: None is none given)."""
     normalized, warnings = validate_definition(spec=spec)
     sha = specs.canonical_sha256(normalized)
     existing = WorkflowDefinition.objects.filter(name=name, spec_sha256=sha).first()
@@ -102,7 +103,7 @@ def create_definition(*, name, spec, description="", user=None):
         definition = WorkflowDefinition.objects.create(
             name=name,
             version=(latest.version + 1) if latest else 1,
-            description=description,
+            description=description or "",
             spec=normalized,
             spec_sha256=sha,
             created_by=user if user is not None and user.pk else None,
@@ -113,7 +114,7 @@ def create_definition(*, name, spec, description="", user=None):
 def _kept_description(existing, description):
     """A spec posted again with another description returns its version unchanged (versions never
     change): say so, rather than answer as if the new description had been stored."""
-    if description == existing.description:
+    if description is None or description == existing.description:
         return []
     return [
         {

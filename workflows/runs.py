@@ -34,13 +34,14 @@ def start_run(*, workflow, version=None, input=None, priority=5, user=None, idem
     repeated Idempotency-Key returns the first run (IdempotencyConflict if the body differs)."""
     input = {} if input is None else input
     fingerprint = ""
+    request = {"workflow": workflow, "input": input, "priority": priority}
     if idempotency_key:
         # The version is compared on its own (_replay): no version means "the latest", which the first
         # request pinned, so the same start with that version written out is the same request.
-        fingerprint = _fingerprint({"workflow": workflow, "input": input, "priority": priority})
+        fingerprint = _fingerprint(request)
         existing = _keyed_run(idempotency_key)
         if existing is not None:
-            return _replay(existing, fingerprint, version), False
+            return _replay(existing, request, version), False
     definition = definitions.get_definition(name=workflow, version=version)
     try:
         with transaction.atomic():
@@ -56,7 +57,7 @@ def start_run(*, workflow, version=None, input=None, priority=5, user=None, idem
         existing = _keyed_run(idempotency_key) if idempotency_key else None
         if existing is None:
             raise
-        return _replay(existing, fingerprint, version), False
+        return _replay(existing, request, version), False
     # The run as its start left it, in memory: the Advance wrote every change it made to it.
     return run, True
 
@@ -65,8 +66,15 @@ def _keyed_run(idempotency_key):
     return WorkflowRun.objects.select_related("definition").filter(idempotency_key=idempotency_key).first()
 
 
-def _replay(existing, fingerprint, version):
-    if existing.request_fingerprint != fingerprint:
+def _replay(existing, request, version):
+    # Runs started before the version was left out of the fingerprint kept it in theirs, as asked (None
+    # for "the latest") or written out: their keys replay across the upgrade too.
+    accepted = {
+        _fingerprint(request),
+        _fingerprint({**request, "version": None}),
+        _fingerprint({**request, "version": existing.definition.version}),
+    }
+    if existing.request_fingerprint not in accepted:
         raise IdempotencyConflict()
     if version is not None and existing.definition.version != version:
         raise IdempotencyConflict(

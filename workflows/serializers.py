@@ -36,7 +36,8 @@ class DefinitionCreateSerializer(StrictFieldsMixin, serializers.Serializer):
         max_length=100,
         error_messages={"invalid": "Use letters, digits and _ . - (starting with a letter or digit)."},
     )
-    description = NoNulCharField(max_length=2000, required=False, allow_blank=True, default="")
+    # No default: left out, an existing version's description is not "changed to empty" (definitions.py).
+    description = NoNulCharField(max_length=2000, required=False, allow_blank=True)
     spec = serializers.JSONField(help_text="The steps, defaults and output (docs/workflows.md).")
 
     def validate_name(self, value):

@@ -7,7 +7,7 @@ from django.db import connection
 
 from tasks import services as task_services
 from tasks.models import Task
-from workflows import engine
+from workflows import engine, runs
 from workflows.models import StepRun, WorkflowRun
 
 from .helpers import RUNS, run_settles, start, step_settles, steps
@@ -265,6 +265,19 @@ def test_a_repeated_start_may_write_out_the_version_it_pinned_but_not_another(op
     assert pinned.status_code == 201 and again.status_code == 200
     assert again.json()["run_id"] == pinned.json()["run_id"] and again.json()["version"] == 1
     assert WorkflowRun.objects.count() == 2
+
+
+def test_a_key_stored_before_the_version_left_the_fingerprint_still_replays(operator_client, define):
+    define("chain", CHAIN)
+    body = {"workflow": "chain", "input": {"x": 1}}
+    run_id = operator_client.post(RUNS, body, format="json", HTTP_IDEMPOTENCY_KEY="old").json()["run_id"]
+    # As the code before stored it: the version as asked (none) in the fingerprint.
+    legacy = runs._fingerprint({"workflow": "chain", "version": None, "input": {"x": 1}, "priority": 5})
+    WorkflowRun.objects.filter(run_id=run_id).update(request_fingerprint=legacy)
+    again = operator_client.post(RUNS, body, format="json", HTTP_IDEMPOTENCY_KEY="old")
+    assert again.status_code == 200 and again.json()["run_id"] == run_id
+    other = operator_client.post(RUNS, {**body, "input": {"x": 2}}, format="json", HTTP_IDEMPOTENCY_KEY="old")
+    assert other.status_code == 409
 
 
 def test_starting_pins_the_version_and_the_roots_tasks_exist_at_once(operator_client, define):

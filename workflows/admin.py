@@ -66,7 +66,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     """Nothing here is edited in a form: runs and steps change only through their verbs."""
 
     class Media:
-        css = {"all": ["orchestrator/admin.css"]}  # the step graph's, and the uncaptioned step rows'
+        # The step graph's and the uncaptioned step rows' styles, and the graph's step labels'.
+        css = {"all": ["orchestrator/admin.css", "orchestrator/step_label.css"]}
 
     def has_add_permission(self, request, obj=None):
         return False

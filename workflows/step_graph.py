@@ -114,8 +114,8 @@ ARROW = mark_safe(
 
 
 def _node(spec, status, x, row, link):
-    """A step's box. Its label is HTML, cut with an ellipsis where it would not fit (admin.css; SVG text
-    neither wraps nor cuts) and whole in its tooltip. Linked to the step's page if `link` gives one."""
+    """A step's box. Its label is HTML, cut with an ellipsis where it would not fit (step_label.css; SVG
+    text neither wraps nor cuts) and whole in its tooltip. Linked to the step's page if `link` gives one."""
     step_id = spec["id"]
     box = format_html(
         '<g class="wf-step" data-step="{id}" data-status="{status}">'

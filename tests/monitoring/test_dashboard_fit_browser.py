@@ -2,7 +2,8 @@
 sees is current and fits. "Last heartbeat" follows heartbeats (which are no events) within a summary; a
 long workflow chain fits its card at 1400 px; the task page's events read to the millisecond without a
 caption above each row; a workflow run's page shows its steps without captions, its step graph wrapped
-within the page at 900 px and each step's label inside its box; and every page names the site's icon."""
+within the page at 900 px and each step's label inside its box (the dashboard's too); and every page
+names the site's icon."""
 
 import re
 from datetime import timedelta
@@ -243,16 +244,33 @@ STEP_LINES = """(group) => {
 }"""
 
 
-def test_a_steps_label_stays_inside_its_box_and_says_the_rest_in_a_tooltip(run_page):
-    step = run_page.locator('.field-graph .wf-step[data-step="step-1"]')
+def assert_label_fits(step):
+    """The awaiting step's label: each line inside its box, cut with an ellipsis if at all, and the whole
+    in its tooltip."""
     lines = step.evaluate(STEP_LINES)
     assert [line["text"] for line in lines] == ["step-1", "approval · awaiting_approval"], lines
     for line in lines:
         assert line["inside"] and (line["ellipsis"] or not line["cut"]), line
     expect(step.locator(".wf-label")).to_have_attribute("title", "step-1: approval · awaiting_approval")
+
+
+def test_a_steps_label_stays_inside_its_box_and_says_the_rest_in_a_tooltip(run_page):
+    step = run_page.locator('.field-graph .wf-step[data-step="step-1"]')
+    assert_label_fits(step)
     # The label is still the step's link.
     step.locator(".wf-label").click()
     run_page.wait_for_url("**/admin/workflows/steprun/*/change/")
+
+
+def test_a_steps_label_stays_inside_its_box_on_the_dashboard_too(
+    live_stack,
+    long_run,
+    page,  # noqa: F811
+):
+    open_dashboard(page, live_stack)
+    step = page.locator(f'.wf-run[data-run-id="{long_run}"] .wf-step[data-step="step-1"]')
+    expect(step).to_have_attribute("data-status", "awaiting_approval", timeout=15000)
+    assert_label_fits(step)
 
 
 # --- The site's icon ------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from orchestrator_project.admin_verbs import Report, Verb, VerbsMixin
 from orchestrator_project.errors import Conflict, DomainError
@@ -37,7 +38,13 @@ def _pretty(value):
 
 
 def _coloured(status):
-    return format_html('<b style="color:{}">{}</b>', step_graph.STATUS_COLOURS.get(status, "#000"), status)
+    # A line may break after an underscore: "awaiting_approval" is the widest word of a step row, which
+    # must fit a narrow page (static/orchestrator/admin.css).
+    return format_html(
+        '<b style="color:{}">{}</b>',
+        step_graph.STATUS_COLOURS.get(status, "#000"),
+        format_html_join(mark_safe("_<wbr>"), "{}", ((part,) for part in status.split("_"))),
+    )
 
 
 class ShownMixin:
@@ -66,7 +73,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     """Nothing here is edited in a form: runs and steps change only through their verbs."""
 
     class Media:
-        css = {"all": ["orchestrator/admin.css"]}  # the step graph's, and the uncaptioned step rows'
+        # The step graph's and the uncaptioned step rows' styles, and the graph's step labels'.
+        css = {"all": ["orchestrator/admin.css", "orchestrator/step_label.css"]}
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -2,8 +2,11 @@
 (a step sits one column right of its deepest parent), coloured by status, with an edge per dependency;
 the columns wrap to the page's width.
 
-No JavaScript and nothing downloaded: the admin shows it as it is, and the dashboard swaps in a fresh
-copy when a run's steps change.
+No JavaScript and nothing downloaded: the admin shows it as rendered, current as of the page's load.
+The dashboard does not use this markup: it draws its own graph in the browser
+(static/monitoring/workflows.js) from the /ws/workflow-runs/ snapshot, whose steps carry their column
+from depths() here (monitoring/workflow_live.py), and redraws it as the stream's events change a step.
+Its colours and labels follow these: a change here wants the same change there.
 """
 
 from django.utils.html import format_html, format_html_join
@@ -114,8 +117,8 @@ ARROW = mark_safe(
 
 
 def _node(spec, status, x, row, link):
-    """A step's box. Its label is HTML, cut with an ellipsis where it would not fit (admin.css; SVG text
-    neither wraps nor cuts) and whole in its tooltip. Linked to the step's page if `link` gives one."""
+    """A step's box. Its label is HTML, cut with an ellipsis where it would not fit (step_label.css; SVG
+    text neither wraps nor cuts) and whole in its tooltip. Linked to the step's page if `link` gives one."""
     step_id = spec["id"]
     box = format_html(
         '<g class="wf-step" data-step="{id}" data-status="{status}">'

@@ -4,8 +4,10 @@
  * snapshot, apply per event, false when an event names a run or step the store does not hold, so that
  * the page asks for a fresh snapshot: a run started since the last one). draw(box, store) redraws the
  * runs: active ones first, each an SVG laid out as the admin's graph (workflows/step_graph.py): a
- * column per depth, a box per step coloured by status, an arrow per dependency. Unlike the admin's, the
- * columns wrap into bands when they would not fit the page's width (a long chain, say).
+ * column per depth, a box per step coloured by status and labelled as the admin's are (step_label.css),
+ * an arrow per dependency. Both wrap a long chain to the width they have; the admin's columns are SVGs
+ * of their own in a box that wraps them, while here one SVG draws the columns in bands, one under the
+ * other, with an edge down to the next band.
  *
  * With `operate` (given to operators only: the API would refuse viewers), each card offers the verbs
  * its run's status allows, as workflows/runs.py does: Pause (running), Resume (paused), Cancel
@@ -25,6 +27,7 @@
   var ACTIVE = ["running", "paused", "cancelling"];
   var MAX_SHOWN = 20;
   var SVG = "http://www.w3.org/2000/svg";
+  var HTML = "http://www.w3.org/1999/xhtml";
   // What each run status allows (workflows/runs.py); anything else would be a 409.
   var RUN_VERBS = [
     { verb: "pause", label: "Pause", when: ["running"] },
@@ -59,10 +62,31 @@
   };
 
   function svg(tag, attrs, text) {
-    var node = document.createElementNS(SVG, tag);
+    return element(SVG, tag, attrs, text);
+  }
+
+  function html(tag, attrs, text) {
+    return element(HTML, tag, attrs, text);
+  }
+
+  function element(namespace, tag, attrs, text) {
+    var node = document.createElementNS(namespace, tag);
     Object.keys(attrs).forEach(function (key) { node.setAttribute(key, attrs[key]); });
     if (text !== undefined) node.textContent = text;
     return node;
+  }
+
+  /* A step's label, as the admin's (workflows/step_graph.py): HTML over the step's box, since SVG text
+     neither wraps nor cuts ("approval · awaiting_approval" ran past its box). Each line is cut with an
+     ellipsis where it would not fit (static/orchestrator/step_label.css); the whole is in the tooltip. */
+  function label(step, p) {
+    var what = step.kind + " · " + step.status;
+    var object = svg("foreignObject", { x: p.x, y: p.y, width: W, height: H });
+    var text = html("div", { class: "wf-label", title: step.step_id + ": " + what });
+    text.appendChild(html("b", {}, step.step_id));
+    text.appendChild(html("span", {}, what));
+    object.appendChild(text);
+    return object;
   }
 
   /* Where each step goes: a column per depth (one right of its deepest parent), as in the admin's graph.
@@ -126,10 +150,7 @@
       var group = svg("g", { class: "wf-step", "data-step": step.step_id, "data-status": step.status });
       group.appendChild(svg("rect", { x: p.x, y: p.y, width: W, height: H, rx: 6,
                                       fill: COLOURS[step.status] || "#000", stroke: "#212529" }));
-      group.appendChild(svg("text", { x: p.x + 8, y: p.y + 18, "font-size": 12, "font-weight": "bold",
-                                      fill: "#fff" }, step.step_id.slice(0, 20)));
-      group.appendChild(svg("text", { x: p.x + 8, y: p.y + 34, "font-size": 10, fill: "#fff" },
-                            step.kind + " · " + step.status));
+      group.appendChild(label(step, p));
       root.appendChild(group);
     });
     return root;

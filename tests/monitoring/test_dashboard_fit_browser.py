@@ -2,7 +2,9 @@
 sees is current and fits. "Last heartbeat" follows heartbeats (which are no events) within a summary; a
 long workflow chain fits its card at 1400 px; the task page's events read to the millisecond without a
 caption above each row; a workflow run's page shows its steps without captions, its step graph wrapped
-within the page at 900 px and each step's label inside its box; and every page names the site's icon."""
+within the page at 900 px and each step's label inside its box (the dashboard's too), its buttons clear of
+its heading and its step rows within the page at 900 px and 1400 px; and every page names the site's
+icon."""
 
 import re
 from datetime import timedelta
@@ -243,16 +245,95 @@ STEP_LINES = """(group) => {
 }"""
 
 
-def test_a_steps_label_stays_inside_its_box_and_says_the_rest_in_a_tooltip(run_page):
-    step = run_page.locator('.field-graph .wf-step[data-step="step-1"]')
+def assert_label_fits(step):
+    """The awaiting step's label: each line inside its box, cut with an ellipsis if at all, and the whole
+    in its tooltip."""
     lines = step.evaluate(STEP_LINES)
     assert [line["text"] for line in lines] == ["step-1", "approval · awaiting_approval"], lines
     for line in lines:
         assert line["inside"] and (line["ellipsis"] or not line["cut"]), line
     expect(step.locator(".wf-label")).to_have_attribute("title", "step-1: approval · awaiting_approval")
+
+
+def test_a_steps_label_stays_inside_its_box_and_says_the_rest_in_a_tooltip(run_page):
+    step = run_page.locator('.field-graph .wf-step[data-step="step-1"]')
+    assert_label_fits(step)
     # The label is still the step's link.
     step.locator(".wf-label").click()
     run_page.wait_for_url("**/admin/workflows/steprun/*/change/")
+
+
+def test_a_steps_label_stays_inside_its_box_on_the_dashboard_too(
+    live_stack,
+    long_run,
+    page,  # noqa: F811
+):
+    open_dashboard(page, live_stack)
+    step = page.locator(f'.wf-run[data-run-id="{long_run}"] .wf-step[data-step="step-1"]')
+    expect(step).to_have_attribute("data-status", "awaiting_approval", timeout=15000)
+    assert_label_fits(step)
+
+
+# Where a heading's text and the page's buttons are drawn: a line box per line of text, a box per button.
+TITLE_AND_BUTTONS = """() => {
+  const box = (rect) => ({ left: rect.left, right: rect.right, top: rect.top, bottom: rect.bottom });
+  const lines = [...document.querySelectorAll("#content h1, #content h2")].flatMap((heading) => {
+    const text = document.createRange();
+    text.selectNodeContents(heading);
+    return [...text.getClientRects()].map(box);
+  });
+  const buttons = [...document.querySelectorAll(".object-tools li")];
+  return { lines, buttons: buttons.map((li) => box(li.getBoundingClientRect())) };
+}"""
+
+
+def overlap(a, b):
+    return (
+        a["left"] < b["right"]
+        and b["left"] < a["right"]
+        and a["top"] < b["bottom"]
+        and b["top"] < a["bottom"]
+    )
+
+
+def assert_buttons_clear_of_the_heading(tab):
+    drawn = tab.evaluate(TITLE_AND_BUTTONS)
+    assert len(drawn["buttons"]) == 3, drawn  # Cancel, Pause, History
+    for line in drawn["lines"]:
+        for button in drawn["buttons"]:
+            assert not overlap(line, button), (tab.viewport_size, line, button)
+
+
+def assert_step_rows_fit(tab):
+    """Every column of the step rows, head and cells, within the page's width: none cut off, nothing to
+    scroll to."""
+    group = tab.locator("#steps-group")
+    box = group.bounding_box()
+    for cell in (*group.locator("thead th").all(), *group.locator("tbody tr").first.locator("td").all()):
+        at = cell.bounding_box()
+        assert at["x"] + at["width"] <= box["x"] + box["width"] + 0.5, (tab.viewport_size, cell, at, box)
+    assert group.evaluate("(node) => node.scrollWidth <= node.clientWidth"), tab.viewport_size
+
+
+def test_the_run_pages_buttons_keep_clear_of_its_heading_at_900_and_1400_px(run_page):
+    assert_buttons_clear_of_the_heading(run_page)
+    run_page.set_viewport_size({"width": 1400, "height": 1000})
+    assert_buttons_clear_of_the_heading(run_page)
+
+
+def test_the_run_pages_step_rows_fit_at_900_and_1400_px(run_page):
+    assert_step_rows_fit(run_page)
+    # A status may break after an underscore to fit, and still reads whole.
+    status = run_page.locator("#steps-group tbody tr").first.locator("td.field-coloured_status")
+    expect(status).to_have_text("awaiting_approval")
+
+    run_page.set_viewport_size({"width": 1400, "height": 1000})
+    assert_step_rows_fit(run_page)
+    # With room, the status is on one line.
+    tops = "(cell) => new Set([...cell.querySelector('b').getClientRects()].map((line) => line.top)).size"
+    assert status.evaluate(tops) == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    run_page.screenshot(path=str(ARTIFACTS / "admin-run-page-1400.png"), full_page=True)
 
 
 # --- The site's icon ------------------------------------------------------------------------------------

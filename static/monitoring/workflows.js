@@ -5,7 +5,7 @@
  * the page asks for a fresh snapshot: a run started since the last one). draw(box, store) redraws the
  * runs: active ones first, each an SVG laid out as the admin's graph (workflows/step_graph.py): a
  * column per depth, a box per step coloured by status and labelled as the admin's are (step_label.css),
- * an arrow per dependency. Both wrap a long chain to the width they have; the admin's columns are SVGs
+ * an edge (a line) per dependency. Both wrap a long chain to the width they have; the admin's columns are SVGs
  * of their own in a box that wraps them, while here one SVG draws the columns in bands, one under the
  * other, with an edge down to the next band.
  *

@@ -50,6 +50,28 @@ def unserved(capability_sets, *, now=None):
     return {key for key, (served, _) in answers.items() if not served}
 
 
+def warnings(requests):
+    """A warning for each request (a task, a workflow step) that no registered agent can serve: none
+    offers all it needs. `requests`: (the field's name, the capabilities asked for) pairs."""
+    unserved_sets = unserved(capabilities for _, capabilities in requests)
+    if not unserved_sets:
+        return []
+    # Which capabilities nobody offers at all, for the message: asked only when something is unserved.
+    alone = unserved((c,) for key in unserved_sets if len(key) > 1 for c in key)
+    found = []
+    for field, capabilities in requests:
+        key = tuple(sorted(set(capabilities)))
+        if key not in unserved_sets:
+            continue
+        asked = list(dict.fromkeys(capabilities))
+        nobody = [c for c in asked if len(key) == 1 or (c,) in alone]
+        what = ", ".join(map(repr, nobody)) if nobody else "all of " + ", ".join(map(repr, asked))
+        found.append(
+            {"field": field, "message": f"No registered agent offers {what}: the task waits until one does."}
+        )
+    return found
+
+
 def forget():
     """Forget every answer (tests: each has a database of its own)."""
     _known.clear()

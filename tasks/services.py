@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from agents import eligibility, offered
+from agents import eligibility
 from agents.models import Agent
 from orchestrator_project import ids
 from orchestrator_project.errors import Conflict, InvalidInput, NotFound
@@ -141,28 +141,6 @@ def create_task(*, data, user=None, idempotency_key=None):
         raise
     announce_created([task])
     return task, True
-
-
-def capability_warnings(requests):
-    """A warning for each task that no registered agent can serve (none offers all it needs), so that
-    a task which can only wait (for such an agent, or its deadline) says so when it is created.
-    `requests`: (the field's name, the capabilities asked for) pairs."""
-    unserved = offered.unserved(capabilities for _, capabilities in requests)
-    if not unserved:
-        return []
-    # Which capabilities nobody offers at all, for the message: asked only when something is unserved.
-    alone = offered.unserved((c,) for key in unserved if len(key) > 1 for c in key)
-    warnings = []
-    for field, capabilities in requests:
-        key = tuple(sorted(set(capabilities)))
-        if key not in unserved:
-            continue
-        asked = list(dict.fromkeys(capabilities))
-        nobody = [c for c in asked if len(key) == 1 or (c,) in alone]
-        what = ", ".join(map(repr, nobody)) if nobody else "all of " + ", ".join(map(repr, asked))
-        message = f"No registered agent offers {what}: the task waits until one does."
-        warnings.append({"field": field, "message": message})
-    return warnings
 
 
 def _replay(existing, fingerprint):

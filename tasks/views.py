@@ -11,6 +11,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agents import offered
 from orchestrator_project.accounts.permissions import IsOperator
 from orchestrator_project.accounts.roles import is_agent, is_operator
 from orchestrator_project.pagination import KeysetPagination
@@ -71,7 +72,6 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     lookup_value_converter = "uuid"  # a malformed id is an unknown URL (404), like an agent's
     filterset_class = TaskFilter
     pagination_class = KeysetPagination
-    search_fields = []
     # Not finished_at: keyset pages cannot hold a position on a column that may be NULL (the unfinished
     # rows fell out of `?ordering=finished_at`). A finished row's last change, updated_at, is its end.
     ordering_fields = ["created_at", "priority", "status", "updated_at"]
@@ -124,7 +124,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         task, created = services.create_task(data=data, user=request.user, idempotency_key=key)
         answer = TaskSerializer(task).data
         asked = [("required_capabilities", task.required_capabilities)]
-        answer["warnings"] = services.capability_warnings(asked)
+        answer["warnings"] = offered.warnings(asked)
         return Response(answer, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(
@@ -174,7 +174,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             (f"tasks[{i}].required_capabilities", t.required_capabilities)
             for i, t in zip(places, tasks, strict=True)
         ]
-        warnings = services.capability_warnings(asked)
+        warnings = offered.warnings(asked)
         return Response(
             {"count": len(tasks), "task_ids": [str(t.task_id) for t in tasks], "warnings": warnings},
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,

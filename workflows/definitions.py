@@ -8,7 +8,7 @@ spec again returns the version that has it.
 from django.db import connection, transaction
 from rest_framework import serializers
 
-from agents.models import Agent
+from agents import offered
 from orchestrator_project.errors import InvalidInput, NotFound
 from orchestrator_project.prepared import prepared_cursor
 from orchestrator_project.validation import check_json
@@ -18,31 +18,14 @@ from .models import StepKind, WorkflowDefinition
 
 
 def _unknown_capability_warnings(steps):
-    """Capabilities that no registered agent offers: a warning (the agent may register later)."""
-    wanted = {
-        c
-        for step in steps
-        if step["type"] in (StepKind.TASK, StepKind.MAP)
-        for c in step["required_capabilities"]
-    }
-    if not wanted:
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT DISTINCT c FROM {Agent._meta.db_table}, unnest(capabilities) AS c WHERE c = ANY(%s)",
-            [sorted(wanted)],
-        )
-        offered = {row[0] for row in cursor.fetchall()}
-    return [
-        {
-            "field": f"spec.steps[{index}].required_capabilities",
-            "message": f"No registered agent offers {c!r}.",
-        }
-        for index, step in enumerate(steps)
-        if step["type"] in (StepKind.TASK, StepKind.MAP)
-        for c in step["required_capabilities"]
-        if c not in offered
-    ]
+    """Steps whose tasks no registered agent can serve yet: a warning (the agent may register later)."""
+    return offered.warnings(
+        [
+            (f"spec.steps[{index}].required_capabilities", step["required_capabilities"])
+            for index, step in enumerate(steps)
+            if step["type"] in (StepKind.TASK, StepKind.MAP)
+        ]
+    )
 
 
 def _pin_sub_workflows(steps):

@@ -120,6 +120,21 @@ def test_unknown_capabilities_are_warnings_not_errors(operator_client):
     }
 
 
+def test_a_step_whose_capabilities_no_single_agent_offers_is_a_warning(operator_client):
+    from tests.tasks.conftest import make_agent
+
+    make_agent("reader", capabilities=("plan",))
+    make_agent("writer", capabilities=("write",))
+    steps = [{"id": "both", "task_type": "t", "required_capabilities": ["plan", "write"]}]
+    response = operator_client.post("/api/v1/workflows/validate", {"spec": {"steps": steps}}, format="json")
+    assert response.json()["warnings"] == [
+        {
+            "field": "spec.steps[0].required_capabilities",
+            "message": "No registered agent offers all of 'plan', 'write': the task waits until one does.",
+        }
+    ]
+
+
 def _errors(client, steps, **spec):
     response = client.post("/api/v1/workflows/validate", {"spec": {"steps": steps, **spec}}, format="json")
     assert response.status_code == 400, response.json()

@@ -425,7 +425,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["orchestrator_project.parsers.BoundedJSONParser"],
     "DEFAULT_FILTER_BACKENDS": [
         "orchestrator_project.filters.StrictFilterBackend",
-        "rest_framework.filters.SearchFilter",
         "orchestrator_project.filters.StrictOrderingFilter",
     ],
     "DEFAULT_PAGINATION_CLASS": "orchestrator_project.pagination.StandardPagination",

@@ -63,3 +63,13 @@ def test_a_detail_views_own_parameters_are_not_a_lists(operator_client):
         f"/api/v1/tasks/{task.task_id}/result?attempt=x", {"status": "completed"}, format="json"
     )
     assert response.status_code == 400 and "attempt" in response.json()
+
+
+def test_the_schema_documents_search_only_where_a_list_takes_it(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+
+    def takes(path):
+        return {p["name"] for p in schema["paths"][path]["get"]["parameters"]}
+
+    assert "search" in takes("/api/v1/agents")
+    assert "search" not in takes("/api/v1/tasks") and "search" not in takes("/api/v1/workflow-runs")

@@ -180,7 +180,6 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     lookup_value_converter = "uuid"
     filterset_class = RunFilter
     pagination_class = KeysetPagination
-    search_fields = []
     # Not finished_at: keyset pages cannot hold a position on a column that may be NULL (the unfinished
     # rows fell out of `?ordering=finished_at`). A finished row's last change, updated_at, is its end.
     ordering_fields = ["created_at", "priority", "status", "updated_at"]

@@ -44,6 +44,16 @@ class AgentForm(forms.ModelForm):
         model = Agent
         fields = sorted(EDITABLE_FIELDS)
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The number inputs offer registration's bounds (the model's allow a limit of 0, which is refused).
+        rules = AgentRegistrationSerializer().fields
+        for name, field in self.fields.items():
+            for bound in ("min_value", "max_value"):
+                value = getattr(rules.get(name), bound, None)
+                if value is not None:
+                    field.widget.attrs[bound.removesuffix("_value")] = value
+
     def clean(self):
         cleaned = super().clean()
         rules = AgentRegistrationSerializer().fields

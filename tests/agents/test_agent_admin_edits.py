@@ -1,6 +1,8 @@
 """An operator edits an agent's settings in the admin: held to registration's rules, writing only what was
 edited, and waking dispatch when the agent may now take more work."""
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -140,3 +142,11 @@ def test_an_edit_of_what_agent_registered_carries_publishes_it_again(olivia, ali
         12,
         alice.capabilities,
     )
+
+
+def test_the_forms_number_inputs_offer_registrations_bounds(olivia, alice):
+    from agents.serializers import MAX_CONCURRENCY
+
+    page = olivia.get(f"/admin/agents/agent/{alice.pk}/change/").content.decode()
+    [field] = re.findall(r'<input[^>]*name="max_concurrency"[^>]*>', page)
+    assert ' min="1"' in field and f' max="{MAX_CONCURRENCY}"' in field

@@ -14,7 +14,10 @@ class StrictFilterSet(django_filters.FilterSet):
         valid = super().is_valid()
         for name, declared in self.filters.items():
             empty = "" in self.data.getlist(name, [])
-            if empty and not isinstance(declared, django_filters.CharFilter) and name not in self.form.errors:
+            if empty and not isinstance(declared, django_filters.CharFilter):
+                # One message for every typed filter (a choice filter's own read "Select a valid choice.
+                #  is not one of the available choices.", with nothing between the two spaces).
+                self.form.errors.pop(name, None)
                 self.form.add_error(name, "Must not be empty.")
                 valid = False
         return valid

@@ -73,3 +73,9 @@ def test_the_schema_documents_search_only_where_a_list_takes_it(client):
 
     assert "search" in takes("/api/v1/agents")
     assert "search" not in takes("/api/v1/tasks") and "search" not in takes("/api/v1/workflow-runs")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/tasks", "/api/v1/workflow-runs", "/api/v1/agents"])
+def test_an_empty_typed_filter_says_so_in_the_same_words_everywhere(operator_client, path):
+    response = operator_client.get(path, {"status": ""})
+    assert response.status_code == 400 and response.json() == {"status": ["Must not be empty."]}

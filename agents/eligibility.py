@@ -28,7 +28,9 @@ _ONLINE = f"status = '{AgentStatus.ONLINE}'"
 # The closed branch, for `slots` more tasks (an SQL expression: a literal or a per-row value).
 _CLOSED_WITH_ROOM = "circuit_state = '{closed}' AND current_load + {slots} <= max_concurrency"
 # The open branch: the single probe. `%(now)s` is the round's clock.
-PROBE_DUE_SQL = f"circuit_state = '{CircuitState.OPEN}' AND circuit_retry_at <= %(now)s AND current_load = 0"
+# A tripped circuit with nothing in flight: its probe goes out once its retry time has come.
+PROBE_WAITING_SQL = f"circuit_state = '{CircuitState.OPEN}' AND current_load = 0"
+PROBE_DUE_SQL = f"{PROBE_WAITING_SQL} AND circuit_retry_at <= %(now)s"
 
 
 def closed_with_room_sql(slots="1"):

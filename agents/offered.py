@@ -34,7 +34,7 @@ def unserved(capability_sets, *, now=None):
     """The sets of `capability_sets` (iterables of capabilities) that no registered agent offers whole,
     as sorted tuples. An empty set is served by any agent, and not asked about."""
     now = time.monotonic() if now is None else now
-    keys = {tuple(sorted(set(capabilities))) for capabilities in capability_sets}
+    keys = {_key(capabilities) for capabilities in capability_sets}
     keys.discard(())
     answers = {key: _known.get(key) for key in keys}
     stale = sorted(key for key, known in answers.items() if known is None or known[1] <= now)
@@ -50,6 +50,10 @@ def unserved(capability_sets, *, now=None):
     return {key for key, (served, _) in answers.items() if not served}
 
 
+def _key(capabilities):
+    return tuple(sorted(set(capabilities)))
+
+
 def warnings(requests):
     """A warning for each request (a task, a workflow step) that no registered agent can serve: none
     offers all it needs. `requests`: (the field's name, the capabilities asked for) pairs."""
@@ -60,7 +64,7 @@ def warnings(requests):
     alone = unserved((c,) for key in unserved_sets if len(key) > 1 for c in key)
     found = []
     for field, capabilities in requests:
-        key = tuple(sorted(set(capabilities)))
+        key = _key(capabilities)
         if key not in unserved_sets:
             continue
         asked = list(dict.fromkeys(capabilities))

@@ -190,6 +190,6 @@ class CapabilityListView(APIView):
         responses=CapabilityListSerializer,
     )
     def get(self, request):
-        refuse_unknown_parameters(request, {"format"})
+        refuse_unknown_parameters(request, ())
         results = services.capability_counts()
         return Response({"count": len(results), "results": CapabilitySerializer(results, many=True).data})

@@ -1,9 +1,9 @@
 import django_filters
-from django.conf import settings
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter, SearchFilter
 from rest_framework.mixins import ListModelMixin
+from rest_framework.settings import api_settings
 
 
 class StrictFilterSet(django_filters.FilterSet):
@@ -58,8 +58,10 @@ class StrictOrderingFilter(OrderingFilter):
 def refuse_unknown_parameters(request, known):
     """A query parameter the endpoint does not take is a 400 naming the ones it does: a misspelt
     filter (`?agent=` for `?agent_id=`, `?parent=` for `?parent_run_id=`) would otherwise answer the
-    unfiltered list, which looks like an answer to the question asked."""
-    unknown = sorted(set(request.query_params) - set(known))
+    unfiltered list, which looks like an answer to the question asked. Every endpoint takes DRF's
+    `?format=`."""
+    known = {*known, api_settings.URL_FORMAT_OVERRIDE}
+    unknown = sorted(set(request.query_params) - known)
     if unknown:
         message = f"Unknown parameter. This endpoint takes: {', '.join(sorted(known))}."
         raise ValidationError({name: [message] for name in unknown})
@@ -84,7 +86,7 @@ class StrictFilterBackend(DjangoFilterBackend):
         return super().filter_queryset(request, queryset, view)
 
     def known_parameters(self, request, queryset, view):
-        known = {settings.REST_FRAMEWORK.get("URL_FORMAT_OVERRIDE", "format")}
+        known = set()
         filterset_class = self.get_filterset_class(view, queryset)
         if filterset_class is not None:
             known |= set(filterset_class.base_filters)

@@ -195,9 +195,9 @@ def bulk_place(task):
 
 
 def _bulk_replay(keys, fingerprint, *, any_key=False):
-    lookup = {"idempotency_key__in": keys} if any_key else {"idempotency_key": keys[0]}
-    found = Task.objects.filter(**lookup)
-    first = found.only("request_fingerprint").first()
+    made = Task.objects.filter(idempotency_key__in=keys)
+    looked_at = made if any_key else Task.objects.filter(idempotency_key=keys[0])
+    first = looked_at.only("request_fingerprint").first()
     if first is None:
         return None
     if first.request_fingerprint != fingerprint:
@@ -205,8 +205,7 @@ def _bulk_replay(keys, fingerprint, *, any_key=False):
     # The same body, so the same number of tasks; in the request's order (a finished one an operator
     # deleted since is left out).
     place = {key: index for index, key in enumerate(keys)}
-    found = Task.objects.filter(idempotency_key__in=keys)
-    return sorted(found, key=lambda task: place[task.idempotency_key])
+    return sorted(made, key=lambda task: place[task.idempotency_key])
 
 
 def create_tasks_bulk(*, items, user=None, keys=None, fingerprint=""):

@@ -91,7 +91,7 @@ class DefinitionListView(APIView):
             .distinct("name")
             .select_related("created_by")
         )
-        refuse_unknown_parameters(request, {"name", "format"})
+        refuse_unknown_parameters(request, {"name"})
         name = request.query_params.get("name")
         if name is not None:
             if len(name) > 100 or not name.isprintable():
@@ -157,7 +157,7 @@ class DefinitionVersionsView(APIView):
         responses={200: DefinitionListSerializer(many=True), 404: NOT_FOUND},
     )
     def get(self, request, name):
-        refuse_unknown_parameters(request, {"format"})
+        refuse_unknown_parameters(request, ())
         found = WorkflowDefinition.objects.filter(name=name).select_related("created_by").order_by("-version")
         if not found:
             definitions.get_definition(name=name)  # raises NotFound

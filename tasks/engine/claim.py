@@ -17,7 +17,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents import capacity, eligibility, routing
-from agents.models import CircuitState
 from orchestrator_project.prepared import prepared_cursor
 
 from ..models import EventKind, Task, TaskStatus
@@ -180,7 +179,7 @@ _WORTH_A_ROUND_SQL = f"""
     ) OR EXISTS (SELECT 1 FROM sets OFFSET {MAX_CAPABILITY_SETS_LOOKED_AT})) ELSE false END,
     CASE WHEN room THEN NULL ELSE (
         SELECT min(circuit_retry_at) FROM agents_agent
-        WHERE {eligibility.ONLINE_SQL} AND circuit_state = '{CircuitState.OPEN}' AND current_load = 0
+        WHERE {eligibility.ONLINE_SQL} AND {eligibility.PROBE_WAITING_SQL}
     ) END
     FROM (SELECT EXISTS (SELECT 1 FROM agents_agent WHERE {eligibility.ELIGIBLE_SQL}) AS room) AS fleet
 """

@@ -167,8 +167,8 @@ class Dispatcher(threading.Thread):
                 logger.exception("dispatch round failed")
 
     def dispatch_rounds(self, on_fleet_full=None):
-        """Claim and hand over work until nothing more can be dispatched now. `on_fleet_full()`: a
-        round found no agent able to take work."""
+        """Claim and hand over work until nothing more can be dispatched now. `on_fleet_full(probe_at)`:
+        a round found no agent able to take work (claim.claim)."""
         dispatched = 0
         for _ in range(MAX_ROUNDS_PER_KICK):
             if not self.runner.accepting:

@@ -14,7 +14,8 @@ Every worker runs dispatch rounds (dispatcher.py). Exactly three things start on
    skips it (Dispatcher.new_work), since nothing new can be placed before capacity changes; capacity
    that comes back rings "now", kicks the dispatcher of the worker that freed it (its writer), or falls
    due (a probe, read by that round itself). During a backlog on a full fleet each creation woke every
-   worker for a round that read the whole fleet to place nothing (5.6 ms each at 10,000 agents).
+   worker for a round that read the whole fleet to place nothing (4.9 ms each at 10,000 agents:
+   bench/full_fleet.py).
 2. The worker's own writer, after it applied outcomes (writer.py): freed slots are the commonest
    reason for a round under load. The writer runs that round itself, inside the outcomes' transaction
    (dispatcher.RoundAfterOutcomes), and kicks the dispatcher only when its round did not run or was
